@@ -1,0 +1,45 @@
+/*
+ * frame.h - AMQP 0-9-1 frame parsing and framing.
+ *
+ * A frame on the wire is: type (1 octet), channel (2), payload size (4),
+ * payload, and the end octet 0xCE.  wr_frame_parse is pure and resumable:
+ * it looks at the bytes it is given, never allocates, and either returns a
+ * complete frame as a view into the input, asks for more input, or reports
+ * a framing error.  Bounds are checked so that no arithmetic can overflow.
+ */
+#ifndef WR_FRAME_H
+#define WR_FRAME_H
+
+#include "core/buf.h"
+
+#define WR_FRAME_HEADER_SIZE 7
+#define WR_FRAME_OVERHEAD 8 /* header plus end octet */
+#define WR_FRAME_END_OCTET 0xCE
+
+typedef struct wr_frame {
+    uint8_t type;       /* 1 method, 2 header, 3 body, 8 heartbeat */
+    uint16_t channel;
+    wr_bytes_t payload; /* borrowed from the parsed buffer */
+} wr_frame_t;
+
+/*
+ * wr_frame_parse parses one frame from buf[0..len).  frame_max bounds the
+ * whole frame including its 8 bytes of overhead (as negotiated by tune).
+ *
+ * Returns the number of bytes the frame occupies (> 0) and fills *out; 0 if
+ * buf holds only part of a frame; WR_ETOOBIG if the declared size exceeds
+ * frame_max; WR_EFRAME if the end octet is wrong or the type is unknown.
+ * The size check happens as soon as the 7-byte header is present, so an
+ * oversized frame is refused before its payload arrives.
+ */
+long wr_frame_parse(const uint8_t *buf, size_t len, uint32_t frame_max, wr_frame_t *out);
+
+/* wr_frame_begin appends a frame header with a placeholder size and
+ * returns its offset; wr_frame_end patches the size and appends 0xCE. */
+size_t wr_frame_begin(wr_buf_t *b, uint8_t type, uint16_t channel);
+void wr_frame_end(wr_buf_t *b, size_t start);
+
+/* Appends a complete heartbeat frame. */
+void wr_frame_put_heartbeat(wr_buf_t *b);
+
+#endif

@@ -1,0 +1,52 @@
+/* test_buf.c - byte buffers and big-endian helpers. */
+#include "core/buf.h"
+#include "core/err.h"
+#include "test.h"
+
+static void test_buf_put_and_read_back(void)
+{
+    wr_buf_t b;
+    wr_buf_init(&b);
+    wr_buf_put_u8(&b, 0xAB);
+    wr_buf_put_u16(&b, 0x1234);
+    wr_buf_put_u32(&b, 0xDEADBEEF);
+    wr_buf_put_u64(&b, 0x0102030405060708ULL);
+    wr_buf_put_shortstr(&b, WR_BYTES_LIT("hi"));
+    wr_buf_put_longstr(&b, WR_BYTES_LIT("long"));
+    CHECK_EQ(b.len, 1 + 2 + 4 + 8 + 3 + 8);
+    CHECK_EQ(b.p[0], 0xAB);
+    CHECK_EQ(wr_get_u16(b.p + 1), 0x1234);
+    CHECK_EQ(wr_get_u32(b.p + 3), 0xDEADBEEF);
+    CHECK(wr_get_u64(b.p + 7) == 0x0102030405060708ULL);
+    CHECK_EQ(b.p[15], 2);
+    CHECK_MEM(b.p + 16, "hi", 2);
+    CHECK_EQ(wr_get_u32(b.p + 18), 4);
+    wr_buf_consume(&b, 15);
+    CHECK_EQ(b.len, 11);
+    CHECK_EQ(b.p[0], 2);
+    wr_buf_free(&b);
+}
+
+static void test_buf_grows(void)
+{
+    wr_buf_t b;
+    wr_buf_init(&b);
+    for (int i = 0; i < 100000; i++)
+        wr_buf_put_u32(&b, (uint32_t)i);
+    CHECK_EQ(b.len, 400000);
+    CHECK_EQ(wr_get_u32(b.p + 4 * 99999), 99999);
+    wr_buf_free(&b);
+}
+
+static void test_strerror(void)
+{
+    CHECK_STR(wr_strerror(WR_ENOMEM), "out of memory");
+    CHECK_STR(wr_strerror(0), "ok");
+}
+
+WR_SUITE(buf)
+{
+    RUN(test_buf_put_and_read_back);
+    RUN(test_buf_grows);
+    RUN(test_strerror);
+}
