@@ -1,0 +1,1351 @@
+/*
+ * channel.c - AMQP channels: the exchange, queue, basic, confirm and tx
+ * classes; content assembly; deliveries and their acknowledgement.
+ *
+ * Deliveries out on a channel are kept in a deque indexed by delivery tag:
+ * tags are consecutive per channel, so the entry for tag t is at position
+ * t - ua_base and every ack is O(1).  Settled entries become holes that are
+ * trimmed from the front; deliveries without ack leave a hole only when
+ * older deliveries are still out.
+ *
+ * Deliveries are written straight into the connection's output buffer
+ * (method, header and body frames in one reservation); the socket layer
+ * flushes once per loop pass.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "broker/conn.h"
+#include "broker/headers.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "proto/frame.h"
+#include "proto/table.h"
+
+#define MAX_MESSAGE_SIZE (128u * 1024 * 1024)
+
+static wr_channel_t *confirm_dirty;
+
+static const char *vhname(const wr_channel_t *ch)
+{
+    return ch->conn->vhost->name;
+}
+
+#define BYTES_FMT(b) (int)(b).n, (const char *)(b).p
+
+void wr_channel_error(wr_channel_t *ch, uint16_t code, uint32_t method_id, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    if (wr_amqp_reply_is_hard(code)) {
+        wr_conn_error(ch->conn, code, method_id, "%s", text);
+        return;
+    }
+    if (ch->state != WR_CH_OPEN)
+        return;
+    char full[600];
+    snprintf(full, sizeof full, "%s - %s", wr_amqp_reply_name(code), text);
+    full[255] = '\0';
+    wr_info("closing channel %u of %s: %s", ch->id, ch->conn->sock->peer, full);
+    wr_method_t m = {.id = WR_M_CHANNEL_CLOSE};
+    m.u.channel_close.reply_code = code;
+    m.u.channel_close.reply_text = wr_bytes_of(full);
+    m.u.channel_close.class_id = (uint16_t)(method_id >> 16);
+    m.u.channel_close.method_id = (uint16_t)method_id;
+    wr_conn_send_method(ch->conn, ch->id, &m);
+    ch->state = WR_CH_CLOSING;
+    wr_channel_release(ch);
+}
+
+/* ---- life cycle ---- */
+
+wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
+{
+    if (id >= c->n_channel_slots) {
+        uint32_t n = c->n_channel_slots ? c->n_channel_slots : 8;
+        while (n <= id)
+            n *= 2;
+        c->channels = wr_xrealloc(c->channels, n * sizeof *c->channels);
+        memset(c->channels + c->n_channel_slots, 0,
+               (n - c->n_channel_slots) * sizeof *c->channels);
+        c->n_channel_slots = n;
+    }
+    wr_channel_t *ch = wr_xcalloc(1, sizeof *ch);
+    ch->conn = c;
+    ch->id = id;
+    ch->state = WR_CH_OPEN;
+    ch->flow_active = 1;
+    ch->next_tag = 1;
+    ch->ua_base = 1;
+    wr_map_init(&ch->consumers);
+    c->channels[id] = ch;
+    ch->next = c->channel_list;
+    if (c->channel_list)
+        c->channel_list->prev = ch;
+    c->channel_list = ch;
+    c->n_channels++;
+    return ch;
+}
+
+void wr_channel_free(wr_channel_t *ch)
+{
+    wr_conn_t *c = ch->conn;
+    c->channels[ch->id] = NULL;
+    if (ch->prev)
+        ch->prev->next = ch->next;
+    else
+        c->channel_list = ch->next;
+    if (ch->next)
+        ch->next->prev = ch->prev;
+    c->n_channels--;
+    if (ch->confirm_dirty) {
+        for (wr_channel_t **pp = &confirm_dirty; *pp; pp = &(*pp)->confirm_next) {
+            if (*pp == ch) {
+                *pp = ch->confirm_next;
+                break;
+            }
+        }
+    }
+    wr_map_free(&ch->consumers);
+    free(ch->ua);
+    free(ch->txops);
+    free(ch);
+}
+
+/* ---- the unacked deque ---- */
+
+static wr_unacked_t *ua_at(wr_channel_t *ch, uint64_t tag)
+{
+    if (tag < ch->ua_base || tag - ch->ua_base >= ch->ua_count)
+        return NULL;
+    return &ch->ua[(ch->ua_head + (size_t)(tag - ch->ua_base)) & (ch->ua_cap - 1)];
+}
+
+static void ua_push(wr_channel_t *ch, const wr_unacked_t *u)
+{
+    if (ch->ua_count == ch->ua_cap) {
+        size_t ncap = ch->ua_cap ? ch->ua_cap * 2 : 16;
+        wr_unacked_t *n = wr_xmalloc(ncap * sizeof *n);
+        for (size_t i = 0; i < ch->ua_count; i++)
+            n[i] = ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)];
+        free(ch->ua);
+        ch->ua = n;
+        ch->ua_cap = ncap;
+        ch->ua_head = 0;
+    }
+    ch->ua[(ch->ua_head + ch->ua_count) & (ch->ua_cap - 1)] = *u;
+    ch->ua_count++;
+}
+
+static void ua_trim(wr_channel_t *ch)
+{
+    while (ch->ua_count && ch->ua[ch->ua_head].queue == NULL) {
+        ch->ua_head = (ch->ua_head + 1) & (ch->ua_cap - 1);
+        ch->ua_count--;
+        ch->ua_base++;
+    }
+    if (ch->ua_count == 0) {
+        ch->ua_base = ch->next_tag;
+        ch->ua_head = 0;
+        if (ch->ua_cap > 4096) {
+            free(ch->ua);
+            ch->ua = NULL;
+            ch->ua_cap = 0;
+        }
+    }
+}
+
+/* A delivery tag was used by a delivery that needs no ack. */
+static void ua_skip(wr_channel_t *ch)
+{
+    if (ch->ua_count == 0) {
+        ch->ua_base = ch->next_tag;
+    } else {
+        wr_unacked_t hole = {0};
+        ua_push(ch, &hole);
+    }
+}
+
+enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DISCARD };
+
+static void settle_one(wr_channel_t *ch, wr_unacked_t *u, int how)
+{
+    wr_queue_t *q = u->queue;
+    wr_qent_t e = u->ent;
+    if (u->consumer)
+        u->consumer->unacked--;
+    ch->n_unacked--;
+    u->queue = NULL;
+    u->consumer = NULL;
+    switch (how) {
+    case SETTLE_ACK:
+        if (q->n_consumers)
+            wr_queue_kick(q); /* a consumer may have credit again */
+        wr_queue_settle(q, &e);
+        break;
+    case SETTLE_REQUEUE:
+        wr_queue_requeue(q, &e);
+        break;
+    default:
+        if (q->n_consumers)
+            wr_queue_kick(q);
+        wr_queue_discard(q, &e);
+        break;
+    }
+}
+
+/* Applies an ack/nack/reject.  Returns 0, or -1 after closing the channel
+ * for an unknown tag (RabbitMQ checks the whole range first: nothing is
+ * settled when the tag is unknown). */
+static int settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, uint32_t method_id)
+{
+    if (multiple && tag == 0) {
+        if (ch->ua_count == 0)
+            return 0;
+        tag = ch->ua_base + ch->ua_count - 1;
+    }
+    wr_unacked_t *u = ua_at(ch, tag);
+    if (u == NULL || u->queue == NULL) {
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, method_id, "unknown delivery tag %" PRIu64,
+                         tag);
+        return -1;
+    }
+    if (multiple) {
+        for (uint64_t t = ch->ua_base; t <= tag; t++) {
+            wr_unacked_t *v = ua_at(ch, t);
+            if (v && v->queue)
+                settle_one(ch, v, how);
+        }
+    } else {
+        settle_one(ch, u, how);
+    }
+    ua_trim(ch);
+    return 0;
+}
+
+static void requeue_all(wr_channel_t *ch)
+{
+    for (uint64_t t = ch->ua_base; ch->ua_count && t < ch->ua_base + ch->ua_count; t++) {
+        wr_unacked_t *v = ua_at(ch, t);
+        if (v && v->queue)
+            settle_one(ch, v, SETTLE_REQUEUE);
+    }
+    ua_trim(ch);
+}
+
+/* ---- consumers ---- */
+
+static void forget_consumer(wr_channel_t *ch, wr_chconsumer_t *cc)
+{
+    for (size_t i = 0; i < ch->ua_count; i++) {
+        wr_unacked_t *u = &ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)];
+        if (u->consumer == cc)
+            u->consumer = NULL;
+    }
+    wr_map_del(&ch->consumers, (wr_bytes_t){(uint8_t *)cc->tag, cc->tag_len});
+    free(cc);
+}
+
+static int consumer_can_take(wr_consumer_t *base)
+{
+    wr_chconsumer_t *cc = (wr_chconsumer_t *)base;
+    wr_channel_t *ch = cc->ch;
+    if (ch->state != WR_CH_OPEN || !ch->flow_active || wr_sock_congested(ch->conn->sock))
+        return 0;
+    if (base->no_ack)
+        return 1;
+    if (cc->prefetch && cc->unacked >= cc->prefetch)
+        return 0;
+    if (ch->prefetch_channel && ch->n_unacked >= ch->prefetch_channel)
+        return 0;
+    return 1;
+}
+
+/* Writes header and body frames of m at p; returns the end. */
+static uint8_t *put_content(uint8_t *p, uint16_t chid, uint32_t frame_max, const wr_msg_t *m)
+{
+    wr_bytes_t props = wr_msg_props(m);
+    p[0] = 2;
+    wr_set_u16(p + 1, chid);
+    wr_set_u32(p + 3, (uint32_t)(12 + props.n));
+    wr_set_u16(p + 7, WR_CLASS_BASIC);
+    wr_set_u16(p + 9, 0);
+    wr_set_u64(p + 11, m->body_len);
+    p += 19;
+    memcpy(p, props.p, props.n);
+    p += props.n;
+    *p++ = WR_FRAME_END_OCTET;
+    uint64_t chunk = frame_max - WR_FRAME_OVERHEAD;
+    for (uint64_t off = 0; off < m->body_len; off += chunk) {
+        uint64_t n = m->body_len - off < chunk ? m->body_len - off : chunk;
+        p[0] = 3;
+        wr_set_u16(p + 1, chid);
+        wr_set_u32(p + 3, (uint32_t)n);
+        memcpy(p + 7, m->body + off, n);
+        p += 7 + n;
+        *p++ = WR_FRAME_END_OCTET;
+    }
+    return p;
+}
+
+static size_t content_size(uint32_t frame_max, const wr_msg_t *m)
+{
+    uint64_t chunk = frame_max - WR_FRAME_OVERHEAD;
+    uint64_t frames = (m->body_len + chunk - 1) / chunk;
+    return 8 + 12 + m->props_len + frames * 8 + m->body_len;
+}
+
+/* Writes a content-carrying method (its arguments already encoded in args)
+ * followed by the message. */
+static void send_with_content(wr_channel_t *ch, uint32_t method_id, const uint8_t *args,
+                              size_t args_len, const wr_msg_t *m)
+{
+    wr_conn_t *c = ch->conn;
+    wr_buf_t *b = wr_sock_out(c->sock);
+    size_t need = 8 + 4 + args_len + content_size(c->frame_max, m);
+    uint8_t *p = wr_buf_reserve(b, need);
+    uint8_t *start = p;
+    p[0] = 1;
+    wr_set_u16(p + 1, ch->id);
+    wr_set_u32(p + 3, (uint32_t)(4 + args_len));
+    wr_set_u32(p + 7, method_id);
+    memcpy(p + 11, args, args_len);
+    p += 11 + args_len;
+    *p++ = WR_FRAME_END_OCTET;
+    p = put_content(p, ch->id, c->frame_max, m);
+    b->len += (size_t)(p - start);
+}
+
+static size_t put_short(uint8_t *p, wr_bytes_t s)
+{
+    p[0] = (uint8_t)s.n;
+    memcpy(p + 1, s.p, s.n);
+    return 1 + s.n;
+}
+
+static void consumer_deliver(wr_consumer_t *base, wr_qent_t *e)
+{
+    wr_chconsumer_t *cc = (wr_chconsumer_t *)base;
+    wr_channel_t *ch = cc->ch;
+    uint64_t tag = ch->next_tag++;
+    uint8_t args[1 + 255 + 8 + 1 + 1 + 255 + 1 + 255];
+    size_t n = put_short(args, (wr_bytes_t){(uint8_t *)cc->tag, cc->tag_len});
+    wr_set_u64(args + n, tag);
+    n += 8;
+    args[n++] = e->deliveries > 0;
+    n += put_short(args + n, wr_msg_exchange(e->msg));
+    n += put_short(args + n, wr_msg_routing_key(e->msg));
+    send_with_content(ch, WR_M_BASIC_DELIVER, args, n, e->msg);
+    if (base->no_ack) {
+        ua_skip(ch);
+        wr_msg_unref(e->msg);
+        return;
+    }
+    wr_unacked_t u = {base->queue, cc, *e, wr_now_ms()};
+    ua_push(ch, &u);
+    cc->unacked++;
+    ch->n_unacked++;
+}
+
+static void consumer_cancelled(wr_consumer_t *base)
+{
+    wr_chconsumer_t *cc = (wr_chconsumer_t *)base;
+    wr_channel_t *ch = cc->ch;
+    if (ch->conn->cap_cancel_notify && ch->state == WR_CH_OPEN) {
+        wr_method_t m = {.id = WR_M_BASIC_CANCEL};
+        m.u.basic_cancel.consumer_tag = (wr_bytes_t){(uint8_t *)cc->tag, cc->tag_len};
+        m.u.basic_cancel.no_wait = 1;
+        wr_conn_send_method(ch->conn, ch->id, &m);
+    }
+    forget_consumer(ch, cc);
+}
+
+static const wr_consumer_ops_t chconsumer_ops = {consumer_can_take, consumer_deliver,
+                                                 consumer_cancelled};
+
+void wr_channel_release(wr_channel_t *ch)
+{
+    /* Cancel consumers first so requeued messages are not handed straight
+     * back to this channel. */
+    while (ch->consumers.count) {
+        size_t i = 0;
+        wr_map_slot_t *s;
+        wr_map_next(&ch->consumers, &i, &s);
+        wr_chconsumer_t *cc = s->value;
+        wr_queue_t *q = cc->base.queue;
+        if (q)
+            wr_queue_remove_consumer(q, &cc->base);
+        forget_consumer(ch, cc);
+    }
+    requeue_all(ch);
+    if (ch->assembling) {
+        wr_msg_unref(ch->assembling);
+        ch->assembling = NULL;
+    }
+    ch->content = WR_CONTENT_NONE;
+    for (size_t i = 0; i < ch->n_txops; i++)
+        if (ch->txops[i].msg)
+            wr_msg_unref(ch->txops[i].msg);
+    ch->n_txops = 0;
+}
+
+/* ---- confirms ---- */
+
+static void confirm_mark(wr_channel_t *ch, uint64_t seq)
+{
+    ch->confirm_ready = seq;
+    if (!ch->confirm_dirty) {
+        ch->confirm_dirty = 1;
+        ch->confirm_next = confirm_dirty;
+        confirm_dirty = ch;
+    }
+}
+
+void wr_channel_flush_confirms(wr_channel_t *ch)
+{
+    if (ch->state != WR_CH_OPEN || ch->confirm_ready <= ch->confirm_sent)
+        return;
+    wr_method_t m = {.id = WR_M_BASIC_ACK};
+    m.u.basic_ack.delivery_tag = ch->confirm_ready;
+    m.u.basic_ack.multiple = ch->confirm_ready - ch->confirm_sent > 1;
+    wr_conn_send_method(ch->conn, ch->id, &m);
+    ch->confirm_sent = ch->confirm_ready;
+}
+
+void wr_conn_flush_confirms(void)
+{
+    while (confirm_dirty) {
+        wr_channel_t *ch = confirm_dirty;
+        confirm_dirty = ch->confirm_next;
+        ch->confirm_dirty = 0;
+        wr_channel_flush_confirms(ch);
+    }
+}
+
+static void confirm_nack(wr_channel_t *ch, uint64_t seq)
+{
+    ch->confirm_ready = seq - 1;
+    wr_channel_flush_confirms(ch);
+    wr_method_t m = {.id = WR_M_BASIC_NACK};
+    m.u.basic_nack.delivery_tag = seq;
+    wr_conn_send_method(ch->conn, ch->id, &m);
+    ch->confirm_sent = ch->confirm_ready = seq;
+}
+
+/* ---- publishing ---- */
+
+static void send_return(wr_channel_t *ch, const wr_msg_t *m, uint16_t code, const char *text)
+{
+    uint8_t args[2 + 1 + 255 + 1 + 255 + 1 + 255];
+    wr_set_u16(args, code);
+    size_t n = 2 + put_short(args + 2, wr_bytes_of(text));
+    n += put_short(args + n, wr_msg_exchange(m));
+    n += put_short(args + n, wr_msg_routing_key(m));
+    send_with_content(ch, WR_M_BASIC_RETURN, args, n, m);
+}
+
+/* Routes m (consuming the caller's reference) and answers the publisher. */
+static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory,
+                       uint64_t seq)
+{
+    static wr_route_t r; /* reused: routing allocates nothing per message */
+    r.n = 0;
+    wr_bytes_t headers = {NULL, 0};
+    wr_bytes_t props = wr_msg_props(m);
+    if (props.n >= 2 && (wr_get_u16(props.p) & WR_PROP_HEADERS)) {
+        wr_basic_props_t pr;
+        if (wr_props_decode(props.p, props.n, &pr) == 0)
+            headers = pr.headers;
+    }
+    wr_route(ch->conn->vhost, x, wr_msg_routing_key(m), headers, &r);
+    int rejected = 0;
+    size_t n = r.n;
+    wr_queue_t *one[1];
+    wr_queue_t **qs = r.q;
+    if (n == 1) { /* pushing may route again (dead-lettering): keep a copy */
+        one[0] = r.q[0];
+        qs = one;
+    } else if (n > 1) {
+        qs = wr_xmalloc(n * sizeof *qs);
+        memcpy(qs, r.q, n * sizeof *qs);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (wr_queue_push(qs[i], m) == WR_ERANGE)
+            rejected = 1;
+    if (n > 1)
+        free(qs);
+    if (n == 0 && mandatory)
+        send_return(ch, m, WR_AMQP_NO_ROUTE, "NO_ROUTE");
+    if (seq) {
+        if (rejected)
+            confirm_nack(ch, seq);
+        else
+            confirm_mark(ch, seq);
+    }
+    wr_msg_unref(m);
+}
+
+static void txop_add(wr_channel_t *ch, const wr_txop_t *op)
+{
+    if (ch->n_txops == ch->cap_txops) {
+        ch->cap_txops = ch->cap_txops ? ch->cap_txops * 2 : 16;
+        ch->txops = wr_xrealloc(ch->txops, ch->cap_txops * sizeof *ch->txops);
+    }
+    ch->txops[ch->n_txops++] = *op;
+}
+
+static void publish_complete(wr_channel_t *ch)
+{
+    wr_msg_t *m = ch->assembling;
+    ch->assembling = NULL;
+    ch->content = WR_CONTENT_NONE;
+    wr_bytes_t xname = {(uint8_t *)ch->pub_exchange, ch->pub_exchange_len};
+    wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, xname);
+    if (x == NULL) {
+        wr_msg_unref(m);
+        wr_channel_error(ch, WR_AMQP_NOT_FOUND, WR_M_BASIC_PUBLISH,
+                         "no exchange '%.*s' in vhost '%s'", BYTES_FMT(xname), vhname(ch));
+        return;
+    }
+    if (x->internal) {
+        wr_msg_unref(m);
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, WR_M_BASIC_PUBLISH,
+                         "cannot publish to internal exchange '%.*s' in vhost '%s'",
+                         BYTES_FMT(xname), vhname(ch));
+        return;
+    }
+    if (ch->tx) {
+        wr_txop_t op = {0, m, ch->pub_mandatory, 0, 0, 0};
+        txop_add(ch, &op);
+        return;
+    }
+    do_publish(ch, x, m, ch->pub_mandatory, ch->confirm ? ++ch->pub_seq : 0);
+}
+
+void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
+{
+    if (ch->content != WR_CONTENT_HEADER) {
+        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, 0,
+                      "expected method frame, got non method frame instead");
+        return;
+    }
+    if (payload.n < 14) {
+        wr_conn_error(ch->conn, WR_AMQP_FRAME_ERROR, WR_M_BASIC_PUBLISH,
+                      "content header frame too short");
+        return;
+    }
+    uint16_t class_id = wr_get_u16(payload.p);
+    if (class_id != WR_CLASS_BASIC) {
+        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, WR_M_BASIC_PUBLISH,
+                      "expected content header for class 60, got one for class %u", class_id);
+        return;
+    }
+    uint64_t body_len = wr_get_u64(payload.p + 4);
+    wr_bytes_t props = {payload.p + 12, payload.n - 12};
+    wr_basic_props_t pr;
+    int r = wr_props_decode(props.p, props.n, &pr);
+    if (r != 0) {
+        wr_conn_error(ch->conn, WR_AMQP_FRAME_ERROR, WR_M_BASIC_PUBLISH,
+                      "cannot decode content header properties (%s)", wr_strerror(r));
+        return;
+    }
+    if (body_len > MAX_MESSAGE_SIZE) {
+        ch->content = WR_CONTENT_NONE;
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
+                         "message size %" PRIu64 " is larger than configured max size %u",
+                         body_len, MAX_MESSAGE_SIZE);
+        return;
+    }
+    int64_t ttl = -1;
+    if ((pr.flags & WR_PROP_EXPIRATION) && wr_msg_parse_expiration(pr.expiration, &ttl) != 0) {
+        ch->content = WR_CONTENT_NONE;
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
+                         "invalid expiration value '%.*s'", BYTES_FMT(pr.expiration));
+        return;
+    }
+    wr_msg_t *m = wr_msg_new((wr_bytes_t){(uint8_t *)ch->pub_exchange, ch->pub_exchange_len},
+                             (wr_bytes_t){(uint8_t *)ch->pub_rk, ch->pub_rk_len}, props, body_len);
+    m->persistent = (pr.flags & WR_PROP_DELIVERY_MODE) && pr.delivery_mode == 2;
+    m->priority = (pr.flags & WR_PROP_PRIORITY) ? pr.priority : 0;
+    m->ttl = ttl;
+    ch->assembling = m;
+    if (body_len == 0)
+        publish_complete(ch);
+    else
+        ch->content = WR_CONTENT_BODY;
+}
+
+void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload)
+{
+    if (ch->content != WR_CONTENT_BODY) {
+        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, 0,
+                      ch->content == WR_CONTENT_HEADER
+                          ? "expected content header for class 60, got non content header frame "
+                            "instead"
+                          : "expected method frame, got non method frame instead");
+        return;
+    }
+    wr_msg_t *m = ch->assembling;
+    if (payload.n > m->body_len - m->body_have) {
+        wr_conn_error(ch->conn, WR_AMQP_FRAME_ERROR, WR_M_BASIC_PUBLISH,
+                      "content body exceeds the size announced in its header");
+        return;
+    }
+    if (wr_msg_append_body(m, payload.p, payload.n))
+        publish_complete(ch);
+}
+
+/* ---- queue and exchange helpers ---- */
+
+/* Resolves "" to the channel's last declared queue. */
+static wr_bytes_t qname_of(wr_channel_t *ch, wr_bytes_t name)
+{
+    if (name.n == 0)
+        return (wr_bytes_t){(uint8_t *)ch->last_queue, ch->last_queue_len};
+    return name;
+}
+
+static wr_queue_t *find_queue(wr_channel_t *ch, wr_bytes_t name, uint32_t mid)
+{
+    wr_queue_t *q = wr_vhost_queue(ch->conn->vhost, name);
+    if (q == NULL) {
+        if (name.n == 0)
+            wr_channel_error(ch, WR_AMQP_NOT_FOUND, mid, "no previously declared queue");
+        else
+            wr_channel_error(ch, WR_AMQP_NOT_FOUND, mid, "no queue '%.*s' in vhost '%s'",
+                             BYTES_FMT(name), vhname(ch));
+        return NULL;
+    }
+    if (q->exclusive && q->owner != ch->conn) {
+        wr_channel_error(ch, WR_AMQP_RESOURCE_LOCKED, mid,
+                         "cannot obtain exclusive access to locked queue '%.*s' in vhost '%s'. "
+                         "It could be originally declared on another connection or the "
+                         "exclusive property value does not match that of the original "
+                         "declaration.",
+                         BYTES_FMT(name), vhname(ch));
+        return NULL;
+    }
+    return q;
+}
+
+static wr_exchange_t *find_exchange(wr_channel_t *ch, wr_bytes_t name, uint32_t mid)
+{
+    wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, name);
+    if (x == NULL)
+        wr_channel_error(ch, WR_AMQP_NOT_FOUND, mid, "no exchange '%.*s' in vhost '%s'",
+                         BYTES_FMT(name), vhname(ch));
+    return x;
+}
+
+static int reserved_name(wr_bytes_t name)
+{
+    return name.n >= 4 && memcmp(name.p, "amq.", 4) == 0;
+}
+
+static const char *tf(int v)
+{
+    return v ? "true" : "false";
+}
+
+/* ---- exchange class ---- */
+
+static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
+{
+    const uint32_t mid = WR_M_EXCHANGE_DECLARE;
+    wr_vhost_t *vh = ch->conn->vhost;
+    if (a->exchange.n == 0) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         "operation not permitted on the default exchange");
+        return;
+    }
+    wr_exchange_t *x = wr_vhost_exchange(vh, a->exchange);
+    if (a->passive) {
+        if (x == NULL) {
+            find_exchange(ch, a->exchange, mid);
+            return;
+        }
+    } else {
+        int type = wr_extype_parse(a->type);
+        if (type < 0) {
+            wr_conn_error(ch->conn, WR_AMQP_COMMAND_INVALID, mid,
+                          "unknown exchange type '%.*s'", BYTES_FMT(a->type));
+            return;
+        }
+        if (x == NULL && reserved_name(a->exchange)) {
+            wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                             "exchange name '%.*s' contains reserved prefix 'amq.*'",
+                             BYTES_FMT(a->exchange));
+            return;
+        }
+        if (x) {
+            const char *what = NULL;
+            char got[64], cur[64];
+            if ((int)x->type != type) {
+                what = "type";
+                snprintf(got, sizeof got, "%.*s", BYTES_FMT(a->type));
+                snprintf(cur, sizeof cur, "%s", wr_extype_name(x->type));
+            } else if (x->durable != a->durable) {
+                what = "durable";
+                snprintf(got, sizeof got, "%s", tf(a->durable));
+                snprintf(cur, sizeof cur, "%s", tf(x->durable));
+            } else if (x->auto_delete != a->auto_delete) {
+                what = "auto_delete";
+                snprintf(got, sizeof got, "%s", tf(a->auto_delete));
+                snprintf(cur, sizeof cur, "%s", tf(x->auto_delete));
+            } else if (x->internal != a->internal) {
+                what = "internal";
+                snprintf(got, sizeof got, "%s", tf(a->internal));
+                snprintf(cur, sizeof cur, "%s", tf(x->internal));
+            }
+            if (what) {
+                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                                 "inequivalent arg '%s' for exchange '%.*s' in vhost '%s': "
+                                 "received '%s' but current is '%s'",
+                                 what, BYTES_FMT(a->exchange), vhname(ch), got, cur);
+                return;
+            }
+        } else {
+            wr_exchange_declare(vh, a->exchange, (wr_extype_t)type, a->durable, a->auto_delete,
+                                a->internal, a->arguments);
+        }
+    }
+    if (!a->no_wait) {
+        wr_method_t r = {.id = WR_M_EXCHANGE_DECLARE_OK};
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+static void exchange_delete(wr_channel_t *ch, const wr_exchange_delete_t *a)
+{
+    const uint32_t mid = WR_M_EXCHANGE_DELETE;
+    if (a->exchange.n == 0 || reserved_name(a->exchange)) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         a->exchange.n ? "operation not permitted on exchange '%.*s'"
+                                       : "operation not permitted on the default exchange%.*s",
+                         BYTES_FMT(a->exchange));
+        return;
+    }
+    wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, a->exchange);
+    if (x) {
+        if (a->if_unused && wr_exchange_in_use(x)) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                             "exchange '%.*s' in vhost '%s' in use", BYTES_FMT(a->exchange),
+                             vhname(ch));
+            return;
+        }
+        wr_exchange_delete(x);
+    }
+    if (!a->no_wait) {
+        wr_method_t r = {.id = WR_M_EXCHANGE_DELETE_OK};
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+static int check_binding_args(wr_channel_t *ch, wr_exchange_t *x, wr_bytes_t args, uint32_t mid)
+{
+    if (x->type != WR_EX_HEADERS)
+        return 0;
+    char err[256];
+    if (wr_headers_validate_binding(args, err, sizeof err) != 0) {
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void exchange_bind(wr_channel_t *ch, const wr_exchange_bind_t *a, int bind)
+{
+    const uint32_t mid = bind ? WR_M_EXCHANGE_BIND : WR_M_EXCHANGE_UNBIND;
+    if (a->source.n == 0 || a->destination.n == 0) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         "operation not permitted on the default exchange");
+        return;
+    }
+    wr_exchange_t *dst = find_exchange(ch, a->destination, mid);
+    if (dst == NULL)
+        return;
+    wr_exchange_t *src = find_exchange(ch, a->source, mid);
+    if (src == NULL)
+        return;
+    if (bind) {
+        if (check_binding_args(ch, src, a->arguments, mid) != 0)
+            return;
+        wr_bind(src, NULL, dst, a->routing_key, a->arguments);
+    } else {
+        wr_unbind(src, NULL, dst, a->routing_key, a->arguments);
+    }
+    if (!a->no_wait) {
+        wr_method_t r = {.id = bind ? WR_M_EXCHANGE_BIND_OK : WR_M_EXCHANGE_UNBIND_OK};
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+/* ---- queue class ---- */
+
+static int args_equivalent(const wr_queue_args_t *a, const wr_queue_args_t *b, const char **what)
+{
+#define SAME_STR(x, y) ((x) == NULL ? (y) == NULL : (y) != NULL && strcmp((x), (y)) == 0)
+    if (a->message_ttl != b->message_ttl)
+        *what = "x-message-ttl";
+    else if (a->expires != b->expires)
+        *what = "x-expires";
+    else if (a->max_length != b->max_length)
+        *what = "x-max-length";
+    else if (a->max_length_bytes != b->max_length_bytes)
+        *what = "x-max-length-bytes";
+    else if (a->overflow != b->overflow)
+        *what = "x-overflow";
+    else if (!SAME_STR(a->dlx, b->dlx))
+        *what = "x-dead-letter-exchange";
+    else if (!SAME_STR(a->dlrk, b->dlrk))
+        *what = "x-dead-letter-routing-key";
+    else if (a->max_priority != b->max_priority)
+        *what = "x-max-priority";
+    else if (a->single_active != b->single_active)
+        *what = "x-single-active-consumer";
+    else
+        return 1;
+    return 0;
+#undef SAME_STR
+}
+
+static void remember_queue(wr_channel_t *ch, wr_bytes_t name)
+{
+    ch->last_queue_len = (uint8_t)name.n;
+    memcpy(ch->last_queue, name.p, name.n);
+}
+
+static void send_declare_ok(wr_channel_t *ch, wr_queue_t *q)
+{
+    wr_method_t r = {.id = WR_M_QUEUE_DECLARE_OK};
+    r.u.queue_declare_ok.queue = (wr_bytes_t){(uint8_t *)q->name, q->name_len};
+    r.u.queue_declare_ok.message_count = (uint32_t)wr_queue_ready(q);
+    r.u.queue_declare_ok.consumer_count = q->n_consumers;
+    wr_conn_send_method(ch->conn, ch->id, &r);
+}
+
+static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
+{
+    const uint32_t mid = WR_M_QUEUE_DECLARE;
+    wr_vhost_t *vh = ch->conn->vhost;
+    char gen[64];
+    wr_bytes_t name = a->queue;
+    int generated = 0;
+    if (name.n == 0 && !a->passive) {
+        generated = 1;
+        wr_gen_name("amq.gen-", gen, sizeof gen);
+        name = wr_bytes_of(gen);
+    } else if (name.n == 0) {
+        name = qname_of(ch, name);
+    }
+    wr_queue_t *q = wr_vhost_queue(vh, name);
+    if (a->passive) {
+        q = find_queue(ch, name, mid);
+        if (q == NULL)
+            return;
+        remember_queue(ch, name);
+        if (!a->no_wait)
+            send_declare_ok(ch, q);
+        return;
+    }
+    if (q == NULL && !generated && reserved_name(name)) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         "queue name '%.*s' contains reserved prefix 'amq.*'", BYTES_FMT(name));
+        return;
+    }
+    wr_queue_args_t args;
+    char err[400];
+    if (wr_queue_args_parse(a->arguments, name, vh->name, &args, err, sizeof err) != 0) {
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
+        return;
+    }
+    if (q) {
+        if (q->exclusive && q->owner != ch->conn) {
+            wr_queue_args_free(&args);
+            find_queue(ch, name, mid); /* reports 405 */
+            return;
+        }
+        const char *what = NULL;
+        int got = 0, cur = 0;
+        if (q->durable != a->durable) {
+            what = "durable";
+            got = a->durable;
+            cur = q->durable;
+        } else if (q->exclusive != a->exclusive) {
+            what = "exclusive";
+            got = a->exclusive;
+            cur = q->exclusive;
+        } else if (q->auto_delete != a->auto_delete) {
+            what = "auto_delete";
+            got = a->auto_delete;
+            cur = q->auto_delete;
+        }
+        if (what) {
+            wr_queue_args_free(&args);
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                             "inequivalent arg '%s' for queue '%.*s' in vhost '%s': received "
+                             "'%s' but current is '%s'",
+                             what, BYTES_FMT(name), vh->name, tf(got), tf(cur));
+            return;
+        }
+        if (!args_equivalent(&q->args, &args, &what)) {
+            wr_queue_args_free(&args);
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                             "inequivalent arg '%s' for queue '%.*s' in vhost '%s'", what,
+                             BYTES_FMT(name), vh->name);
+            return;
+        }
+        wr_queue_args_free(&args);
+    } else {
+        q = wr_queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
+                         a->exclusive ? ch->conn : NULL, a->arguments, &args);
+    }
+    q->last_used = wr_now_ms();
+    remember_queue(ch, name);
+    if (!a->no_wait)
+        send_declare_ok(ch, q);
+}
+
+static void queue_bind(wr_channel_t *ch, const wr_queue_bind_t *a, int bind)
+{
+    const uint32_t mid = bind ? WR_M_QUEUE_BIND : WR_M_QUEUE_UNBIND;
+    if (a->exchange.n == 0) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         "operation not permitted on the default exchange");
+        return;
+    }
+    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), mid);
+    if (q == NULL)
+        return;
+    wr_exchange_t *x = find_exchange(ch, a->exchange, mid);
+    if (x == NULL)
+        return;
+    wr_bytes_t key = a->routing_key;
+    if (a->queue.n == 0 && key.n == 0)
+        key = (wr_bytes_t){(uint8_t *)q->name, q->name_len};
+    if (bind) {
+        if (check_binding_args(ch, x, a->arguments, mid) != 0)
+            return;
+        wr_bind(x, q, NULL, key, a->arguments);
+        if (!a->no_wait) {
+            wr_method_t r = {.id = WR_M_QUEUE_BIND_OK};
+            wr_conn_send_method(ch->conn, ch->id, &r);
+        }
+    } else {
+        wr_unbind(x, q, NULL, key, a->arguments);
+        wr_method_t r = {.id = WR_M_QUEUE_UNBIND_OK};
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+static void queue_purge(wr_channel_t *ch, const wr_queue_purge_t *a)
+{
+    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), WR_M_QUEUE_PURGE);
+    if (q == NULL)
+        return;
+    uint32_t n = wr_queue_purge(q);
+    if (!a->no_wait) {
+        wr_method_t r = {.id = WR_M_QUEUE_PURGE_OK};
+        r.u.queue_purge_ok.message_count = n;
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+static void queue_delete(wr_channel_t *ch, const wr_queue_delete_t *a)
+{
+    const uint32_t mid = WR_M_QUEUE_DELETE;
+    wr_bytes_t name = qname_of(ch, a->queue);
+    uint32_t n = 0;
+    wr_queue_t *q = wr_vhost_queue(ch->conn->vhost, name);
+    if (q) {
+        if (find_queue(ch, name, mid) == NULL)
+            return;
+        if (a->if_unused && q->n_consumers) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                             "queue '%.*s' in vhost '%s' in use", BYTES_FMT(name), vhname(ch));
+            return;
+        }
+        if (a->if_empty && wr_queue_ready(q)) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                             "queue '%.*s' in vhost '%s' is not empty", BYTES_FMT(name),
+                             vhname(ch));
+            return;
+        }
+        n = wr_queue_delete(q);
+    }
+    if (!a->no_wait && ch->state == WR_CH_OPEN) {
+        wr_method_t r = {.id = WR_M_QUEUE_DELETE_OK};
+        r.u.queue_delete_ok.message_count = n;
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+/* ---- basic class ---- */
+
+static void basic_qos(wr_channel_t *ch, const wr_basic_qos_t *a)
+{
+    if (a->prefetch_size != 0) {
+        wr_conn_error(ch->conn, WR_AMQP_NOT_IMPLEMENTED, WR_M_BASIC_QOS, "prefetch_size!=0 (%u)",
+                      a->prefetch_size);
+        return;
+    }
+    if (a->global)
+        ch->prefetch_channel = a->prefetch_count;
+    else
+        ch->prefetch_consumer = a->prefetch_count;
+    wr_method_t r = {.id = WR_M_BASIC_QOS_OK};
+    wr_conn_send_method(ch->conn, ch->id, &r);
+    /* A larger window may let held-back messages flow. */
+    size_t i = 0;
+    wr_map_slot_t *s;
+    while (wr_map_next(&ch->consumers, &i, &s)) {
+        wr_chconsumer_t *cc = s->value;
+        if (cc->base.queue)
+            wr_queue_kick(cc->base.queue);
+    }
+}
+
+static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
+{
+    const uint32_t mid = WR_M_BASIC_CONSUME;
+    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), mid);
+    if (q == NULL)
+        return;
+    char gen[64];
+    wr_bytes_t tag = a->consumer_tag;
+    if (tag.n == 0) {
+        wr_gen_name("amq.ctag-", gen, sizeof gen);
+        tag = wr_bytes_of(gen);
+    }
+    if (wr_map_get(&ch->consumers, tag)) {
+        wr_conn_error(ch->conn, WR_AMQP_NOT_ALLOWED, mid, "attempt to reuse consumer tag '%.*s'",
+                      BYTES_FMT(tag));
+        return;
+    }
+    int has_exclusive = q->consumers && q->consumers->exclusive;
+    for (wr_consumer_t *c = q->consumers; c && !has_exclusive; c = c->qnext)
+        has_exclusive = c->exclusive;
+    if (has_exclusive || (a->exclusive && q->n_consumers)) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         "queue '%s' in vhost '%s' in exclusive use", q->name, vhname(ch));
+        return;
+    }
+    int32_t priority = 0;
+    wr_field_t f;
+    if (a->arguments.n && wr_table_get(a->arguments, "x-priority", &f)) {
+        int64_t v;
+        if (!wr_field_int(&f, &v) || v < INT32_MIN || v > INT32_MAX) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                             "invalid arg 'x-priority' for consumer: not an integer");
+            return;
+        }
+        priority = (int32_t)v;
+    }
+    wr_chconsumer_t *cc = wr_xcalloc(1, sizeof *cc);
+    cc->base.ops = &chconsumer_ops;
+    cc->base.priority = priority;
+    cc->base.exclusive = a->exclusive;
+    cc->base.no_ack = a->no_ack;
+    cc->ch = ch;
+    cc->prefetch = ch->prefetch_consumer;
+    cc->tag_len = (uint8_t)tag.n;
+    memcpy(cc->tag, tag.p, tag.n);
+    wr_map_put(&ch->consumers, tag, cc);
+    if (!a->no_wait) {
+        wr_method_t r = {.id = WR_M_BASIC_CONSUME_OK};
+        r.u.basic_consume_ok.consumer_tag = tag;
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+    /* Added after consume-ok is written, so deliveries follow it. */
+    wr_queue_add_consumer(q, &cc->base);
+}
+
+static void basic_cancel(wr_channel_t *ch, const wr_basic_cancel_t *a)
+{
+    wr_chconsumer_t *cc = wr_map_get(&ch->consumers, a->consumer_tag);
+    if (cc) {
+        wr_queue_t *q = cc->base.queue;
+        if (q)
+            wr_queue_remove_consumer(q, &cc->base);
+        forget_consumer(ch, cc);
+    }
+    if (!a->no_wait && ch->state == WR_CH_OPEN) {
+        wr_method_t r = {.id = WR_M_BASIC_CANCEL_OK};
+        r.u.basic_cancel_ok.consumer_tag = a->consumer_tag;
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
+{
+    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), WR_M_BASIC_GET);
+    if (q == NULL)
+        return;
+    q->last_used = wr_now_ms();
+    wr_qent_t e;
+    if (!wr_queue_pop(q, &e)) {
+        wr_method_t r = {.id = WR_M_BASIC_GET_EMPTY};
+        wr_conn_send_method(ch->conn, ch->id, &r);
+        return;
+    }
+    uint64_t tag = ch->next_tag++;
+    uint8_t args[8 + 1 + 256 + 256 + 4];
+    wr_set_u64(args, tag);
+    size_t n = 8;
+    args[n++] = e.deliveries > 0;
+    n += put_short(args + n, wr_msg_exchange(e.msg));
+    n += put_short(args + n, wr_msg_routing_key(e.msg));
+    wr_set_u32(args + n, (uint32_t)wr_queue_ready(q));
+    n += 4;
+    send_with_content(ch, WR_M_BASIC_GET_OK, args, n, e.msg);
+    if (a->no_ack) {
+        ua_skip(ch);
+        wr_msg_unref(e.msg);
+        return;
+    }
+    wr_queue_out(q);
+    wr_unacked_t u = {q, NULL, e, wr_now_ms()};
+    ua_push(ch, &u);
+    ch->n_unacked++;
+}
+
+static void basic_settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, uint32_t mid)
+{
+    if (ch->tx) {
+        /* Checked now, applied at commit. */
+        if (!(multiple && tag == 0)) {
+            wr_unacked_t *u = ua_at(ch, tag);
+            if (u == NULL || u->queue == NULL) {
+                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                                 "unknown delivery tag %" PRIu64, tag);
+                return;
+            }
+        }
+        wr_txop_t op = {how == SETTLE_ACK ? 1 : 2,     NULL, 0, (uint8_t)multiple,
+                        (uint8_t)(how == SETTLE_REQUEUE), tag};
+        txop_add(ch, &op);
+        return;
+    }
+    settle(ch, tag, multiple, how, mid);
+}
+
+/* ---- tx ---- */
+
+static void tx_commit(wr_channel_t *ch)
+{
+    size_t n = ch->n_txops;
+    wr_txop_t *ops = ch->txops;
+    ch->txops = NULL;
+    ch->n_txops = ch->cap_txops = 0;
+    for (size_t i = 0; i < n; i++) {
+        wr_txop_t *op = &ops[i];
+        if (ch->state != WR_CH_OPEN) {
+            if (op->msg)
+                wr_msg_unref(op->msg);
+            continue;
+        }
+        if (op->kind == 0) {
+            wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, wr_msg_exchange(op->msg));
+            if (x)
+                do_publish(ch, x, op->msg, op->mandatory, 0);
+            else
+                wr_msg_unref(op->msg);
+        } else {
+            int how = op->kind == 1 ? SETTLE_ACK : op->requeue ? SETTLE_REQUEUE : SETTLE_DISCARD;
+            settle(ch, op->tag, op->multiple, how,
+                   op->kind == 1 ? WR_M_BASIC_ACK : WR_M_BASIC_NACK);
+        }
+    }
+    free(ops);
+}
+
+/* ---- dispatch ---- */
+
+void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
+{
+    wr_conn_t *c = ch->conn;
+    switch (m->id) {
+    case WR_M_BASIC_PUBLISH: {
+        const wr_basic_publish_t *a = &m->u.basic_publish;
+        if (a->immediate) {
+            wr_conn_error(c, WR_AMQP_NOT_IMPLEMENTED, m->id, "immediate=true");
+            return;
+        }
+        ch->pub_mandatory = a->mandatory;
+        ch->pub_exchange_len = (uint8_t)a->exchange.n;
+        memcpy(ch->pub_exchange, a->exchange.p, a->exchange.n);
+        ch->pub_rk_len = (uint8_t)a->routing_key.n;
+        memcpy(ch->pub_rk, a->routing_key.p, a->routing_key.n);
+        ch->content = WR_CONTENT_HEADER;
+        return;
+    }
+    case WR_M_BASIC_ACK:
+        basic_settle(ch, m->u.basic_ack.delivery_tag, m->u.basic_ack.multiple, SETTLE_ACK, m->id);
+        return;
+    case WR_M_BASIC_NACK:
+        basic_settle(ch, m->u.basic_nack.delivery_tag, m->u.basic_nack.multiple,
+                     m->u.basic_nack.requeue ? SETTLE_REQUEUE : SETTLE_DISCARD, m->id);
+        return;
+    case WR_M_BASIC_REJECT:
+        basic_settle(ch, m->u.basic_reject.delivery_tag, 0,
+                     m->u.basic_reject.requeue ? SETTLE_REQUEUE : SETTLE_DISCARD, m->id);
+        return;
+    case WR_M_BASIC_CONSUME:
+        basic_consume(ch, &m->u.basic_consume);
+        return;
+    case WR_M_BASIC_CANCEL:
+        basic_cancel(ch, &m->u.basic_cancel);
+        return;
+    case WR_M_BASIC_GET:
+        basic_get(ch, &m->u.basic_get);
+        return;
+    case WR_M_BASIC_QOS:
+        basic_qos(ch, &m->u.basic_qos);
+        return;
+    case WR_M_BASIC_RECOVER:
+    case WR_M_BASIC_RECOVER_ASYNC:
+        requeue_all(ch);
+        if (m->id == WR_M_BASIC_RECOVER) {
+            wr_method_t r = {.id = WR_M_BASIC_RECOVER_OK};
+            wr_conn_send_method(c, ch->id, &r);
+        }
+        return;
+    case WR_M_EXCHANGE_DECLARE:
+        exchange_declare(ch, &m->u.exchange_declare);
+        return;
+    case WR_M_EXCHANGE_DELETE:
+        exchange_delete(ch, &m->u.exchange_delete);
+        return;
+    case WR_M_EXCHANGE_BIND:
+        exchange_bind(ch, &m->u.exchange_bind, 1);
+        return;
+    case WR_M_EXCHANGE_UNBIND: {
+        /* Same layout as bind. */
+        wr_exchange_bind_t b;
+        b.destination = m->u.exchange_unbind.destination;
+        b.source = m->u.exchange_unbind.source;
+        b.routing_key = m->u.exchange_unbind.routing_key;
+        b.no_wait = m->u.exchange_unbind.no_wait;
+        b.arguments = m->u.exchange_unbind.arguments;
+        exchange_bind(ch, &b, 0);
+        return;
+    }
+    case WR_M_QUEUE_DECLARE:
+        queue_declare(ch, &m->u.queue_declare);
+        return;
+    case WR_M_QUEUE_BIND:
+        queue_bind(ch, &m->u.queue_bind, 1);
+        return;
+    case WR_M_QUEUE_UNBIND: {
+        wr_queue_bind_t b;
+        b.queue = m->u.queue_unbind.queue;
+        b.exchange = m->u.queue_unbind.exchange;
+        b.routing_key = m->u.queue_unbind.routing_key;
+        b.no_wait = 0;
+        b.arguments = m->u.queue_unbind.arguments;
+        queue_bind(ch, &b, 0);
+        return;
+    }
+    case WR_M_QUEUE_PURGE:
+        queue_purge(ch, &m->u.queue_purge);
+        return;
+    case WR_M_QUEUE_DELETE:
+        queue_delete(ch, &m->u.queue_delete);
+        return;
+    case WR_M_CHANNEL_CLOSE: {
+        wr_channel_release(ch);
+        wr_method_t r = {.id = WR_M_CHANNEL_CLOSE_OK};
+        wr_conn_send_method(c, ch->id, &r);
+        wr_channel_free(ch);
+        return;
+    }
+    case WR_M_CHANNEL_CLOSE_OK:
+        return; /* not closing: ignore, as RabbitMQ does */
+    case WR_M_CHANNEL_FLOW: {
+        ch->flow_active = m->u.channel_flow.active;
+        wr_method_t r = {.id = WR_M_CHANNEL_FLOW_OK};
+        r.u.channel_flow_ok.active = ch->flow_active;
+        wr_conn_send_method(c, ch->id, &r);
+        if (ch->flow_active) {
+            size_t i = 0;
+            wr_map_slot_t *s;
+            while (wr_map_next(&ch->consumers, &i, &s)) {
+                wr_chconsumer_t *cc = s->value;
+                if (cc->base.queue)
+                    wr_queue_kick(cc->base.queue);
+            }
+        }
+        return;
+    }
+    case WR_M_CHANNEL_FLOW_OK:
+        return;
+    case WR_M_CONFIRM_SELECT:
+        if (ch->tx) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, m->id,
+                             "cannot switch from tx to confirm mode");
+            return;
+        }
+        ch->confirm = 1;
+        if (!m->u.confirm_select.nowait) {
+            wr_method_t r = {.id = WR_M_CONFIRM_SELECT_OK};
+            wr_conn_send_method(c, ch->id, &r);
+        }
+        return;
+    case WR_M_TX_SELECT:
+        if (ch->confirm) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, m->id,
+                             "cannot switch from confirm to tx mode");
+            return;
+        }
+        ch->tx = 1;
+        {
+            wr_method_t r = {.id = WR_M_TX_SELECT_OK};
+            wr_conn_send_method(c, ch->id, &r);
+        }
+        return;
+    case WR_M_TX_COMMIT:
+    case WR_M_TX_ROLLBACK:
+        if (!ch->tx) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, m->id,
+                             "channel is not transactional");
+            return;
+        }
+        if (m->id == WR_M_TX_COMMIT) {
+            tx_commit(ch);
+        } else {
+            for (size_t i = 0; i < ch->n_txops; i++)
+                if (ch->txops[i].msg)
+                    wr_msg_unref(ch->txops[i].msg);
+            ch->n_txops = 0;
+        }
+        if (ch->state == WR_CH_OPEN) {
+            wr_method_t r = {.id = m->id == WR_M_TX_COMMIT ? WR_M_TX_COMMIT_OK
+                                                           : WR_M_TX_ROLLBACK_OK};
+            wr_conn_send_method(c, ch->id, &r);
+        }
+        return;
+    default:
+        /* A known method the client may not send (e.g. basic.deliver). */
+        wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "method %s not allowed here",
+                      wr_method_name(m->id));
+        return;
+    }
+}
+
+void wr_channel_check_timeout(wr_channel_t *ch, int64_t now, uint64_t timeout_ms)
+{
+    if (ch->state != WR_CH_OPEN || ch->n_unacked == 0 || ch->ua_count == 0)
+        return;
+    wr_unacked_t *u = &ch->ua[ch->ua_head];
+    if (u->queue && now - u->delivered_at > (int64_t)timeout_ms)
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, 0,
+                         "delivery acknowledgement on channel %u timed out. Timeout value used: "
+                         "%" PRIu64 " ms. This timeout value can be configured, see consumers "
+                         "doc guide to learn more",
+                         ch->id, timeout_ms);
+}

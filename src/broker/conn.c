@@ -1,0 +1,620 @@
+/*
+ * conn.c - the AMQP connection: protocol header, handshake (start, tune,
+ * open), frame dispatch to channels, heartbeats, close in both directions,
+ * and the broker-wide housekeeping tick (see conn.h for the states).
+ */
+#include "broker/conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "proto/frame.h"
+#include "proto/table.h"
+
+wr_broker_t wr_broker;
+
+static wr_conn_t *all_conns;
+static size_t n_conns;
+
+static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define CLOSE_TIMEOUT_MS 3000
+
+size_t wr_conn_count(void)
+{
+    return n_conns;
+}
+
+void wr_conn_send_method(wr_conn_t *c, uint16_t channel, const wr_method_t *m)
+{
+    wr_buf_t *b = wr_sock_out(c->sock);
+    size_t st = wr_frame_begin(b, 1, channel);
+    wr_method_encode(b, m);
+    wr_frame_end(b, st);
+}
+
+static void send_close(wr_conn_t *c, uint16_t code, uint32_t method_id, const char *text)
+{
+    wr_method_t m = {.id = WR_M_CONNECTION_CLOSE};
+    m.u.connection_close.reply_code = code;
+    m.u.connection_close.reply_text = wr_bytes_of(text);
+    m.u.connection_close.class_id = (uint16_t)(method_id >> 16);
+    m.u.connection_close.method_id = (uint16_t)method_id;
+    wr_conn_send_method(c, 0, &m);
+}
+
+/* Releases every channel's resources and the connection's exclusive
+ * queues; runs once, when the connection stops being usable. */
+static void release_all(wr_conn_t *c)
+{
+    while (c->channel_list) {
+        wr_channel_t *ch = c->channel_list;
+        wr_channel_release(ch);
+        wr_channel_free(ch);
+    }
+    if (c->vhost) {
+        /* Exclusive queues die with their connection. */
+        wr_map_t *qs = &c->vhost->queues;
+        for (int again = 1; again;) {
+            again = 0;
+            size_t i = 0;
+            wr_map_slot_t *s;
+            while (wr_map_next(qs, &i, &s)) {
+                wr_queue_t *q = s->value;
+                if (q->exclusive && q->owner == c) {
+                    wr_queue_delete(q);
+                    again = 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+void wr_conn_error(wr_conn_t *c, uint16_t code, uint32_t method_id, const char *fmt, ...)
+{
+    if (c->state >= WR_CONN_CLOSING)
+        return;
+    char text[512];
+    int n = snprintf(text, sizeof text, "%s - ", wr_amqp_reply_name(code));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
+    va_end(ap);
+    text[255] = '\0'; /* a reply-text is a short string */
+    wr_warn("closing connection %s: %s", c->sock->peer, text);
+    send_close(c, code, method_id, text);
+    c->state = WR_CONN_CLOSING;
+    c->deadline = wr_now_ms() + CLOSE_TIMEOUT_MS;
+    release_all(c);
+}
+
+/* ---- handshake ---- */
+
+static void put_bool(wr_buf_t *b, const char *key, int v)
+{
+    wr_table_put_key(b, wr_bytes_of(key));
+    wr_field_t f = wr_field_bool(v);
+    wr_field_put(b, &f);
+}
+
+static void put_str(wr_buf_t *b, const char *key, const char *v)
+{
+    wr_table_put_key(b, wr_bytes_of(key));
+    wr_field_t f = wr_field_longstr(wr_bytes_of(v));
+    wr_field_put(b, &f);
+}
+
+static void send_start(wr_conn_t *c)
+{
+    wr_buf_t props;
+    wr_buf_init(&props);
+    size_t top = wr_table_begin(&props);
+    wr_table_put_key(&props, WR_BYTES_LIT("capabilities"));
+    wr_buf_put_u8(&props, 'F');
+    size_t caps = wr_table_begin(&props);
+    put_bool(&props, "publisher_confirms", 1);
+    put_bool(&props, "exchange_exchange_bindings", 1);
+    put_bool(&props, "basic.nack", 1);
+    put_bool(&props, "consumer_cancel_notify", 1);
+    put_bool(&props, "connection.blocked", 1);
+    put_bool(&props, "consumer_priorities", 1);
+    put_bool(&props, "authentication_failure_close", 1);
+    put_bool(&props, "per_consumer_qos", 1);
+    put_bool(&props, "direct_reply_to", 1);
+    wr_table_end(&props, caps);
+    put_str(&props, "cluster_name", "warren@localhost");
+    put_str(&props, "copyright", "Copyright (c) the warren authors");
+    put_str(&props, "information", "warren, an AMQP 0-9-1 message broker");
+    put_str(&props, "platform", "C/libuv");
+    put_str(&props, "product", "warren");
+    put_str(&props, "version", "0.1.0");
+    wr_table_end(&props, top);
+
+    wr_method_t m = {.id = WR_M_CONNECTION_START};
+    m.u.connection_start.version_major = 0;
+    m.u.connection_start.version_minor = 9;
+    m.u.connection_start.server_properties = (wr_bytes_t){props.p + 4, props.len - 4};
+    m.u.connection_start.mechanisms = WR_BYTES_LIT("PLAIN AMQPLAIN");
+    m.u.connection_start.locales = WR_BYTES_LIT("en_US");
+    wr_conn_send_method(c, 0, &m);
+    wr_buf_free(&props);
+}
+
+static int client_cap(wr_bytes_t props, const char *name)
+{
+    wr_field_t caps, v;
+    return wr_table_get(props, "capabilities", &caps) && caps.type == 'F' &&
+           wr_table_get(caps.v.bytes, name, &v) && v.type == 't' && v.v.i;
+}
+
+/* Extracts user and password from a PLAIN or AMQPLAIN response. */
+static int parse_credentials(wr_bytes_t mech, wr_bytes_t resp, wr_bytes_t *user, wr_bytes_t *pass)
+{
+    if (wr_bytes_eq_str(mech, "PLAIN")) {
+        /* [authzid] NUL authcid NUL passwd */
+        const uint8_t *p = resp.p, *end = resp.p + resp.n;
+        const uint8_t *z1 = memchr(p, 0, resp.n);
+        if (z1 == NULL)
+            return WR_EINVAL;
+        const uint8_t *z2 = memchr(z1 + 1, 0, (size_t)(end - z1 - 1));
+        if (z2 == NULL)
+            return WR_EINVAL;
+        *user = (wr_bytes_t){z1 + 1, (size_t)(z2 - z1 - 1)};
+        *pass = (wr_bytes_t){z2 + 1, (size_t)(end - z2 - 1)};
+        return 0;
+    }
+    if (wr_bytes_eq_str(mech, "AMQPLAIN")) {
+        wr_field_t l, pw;
+        if (wr_table_validate(resp, WR_TABLE_MAX_DEPTH) != 0 ||
+            !wr_table_get(resp, "LOGIN", &l) || l.type != 'S' ||
+            !wr_table_get(resp, "PASSWORD", &pw) || pw.type != 'S')
+            return WR_EINVAL;
+        *user = l.v.bytes;
+        *pass = pw.v.bytes;
+        return 0;
+    }
+    return WR_ENOTFOUND;
+}
+
+static void refuse_login(wr_conn_t *c, wr_bytes_t mech, const char *why)
+{
+    wr_warn("connection %s: login refused: %s", c->sock->peer, why);
+    if (c->cap_auth_close) {
+        wr_conn_error(c, WR_AMQP_ACCESS_REFUSED, 0,
+                      "Login was refused using authentication mechanism %.*s. For details see "
+                      "the broker logfile.",
+                      (int)mech.n, mech.p);
+    } else {
+        c->state = WR_CONN_DEAD;
+        wr_sock_close(c->sock);
+    }
+}
+
+static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
+{
+    wr_buf_put(&c->client_props, m->client_properties.p, m->client_properties.n);
+    wr_bytes_t props = {c->client_props.p, c->client_props.len};
+    c->cap_cancel_notify = (uint8_t)client_cap(props, "consumer_cancel_notify");
+    c->cap_blocked = (uint8_t)client_cap(props, "connection.blocked");
+    c->cap_auth_close = (uint8_t)client_cap(props, "authentication_failure_close");
+
+    wr_bytes_t user, pass;
+    int r = parse_credentials(m->mechanism, m->response, &user, &pass);
+    if (r == WR_ENOTFOUND) {
+        wr_conn_error(c, WR_AMQP_ACCESS_REFUSED, WR_M_CONNECTION_START_OK,
+                      "unsupported authentication mechanism '%.*s'", (int)m->mechanism.n,
+                      m->mechanism.p);
+        return;
+    }
+    const wr_config_t *cfg = wr_broker.cfg;
+    if (r != 0 || !wr_bytes_eq_str(user, cfg->default_user) ||
+        !wr_bytes_eq_str(pass, cfg->default_pass)) {
+        refuse_login(c, m->mechanism, "invalid credentials");
+        return;
+    }
+    if (!c->sock->is_loopback && wr_config_is_loopback_user(cfg, user)) {
+        refuse_login(c, m->mechanism, "user can only connect via localhost");
+        return;
+    }
+    c->user = wr_xstrndup((const char *)user.p, user.n);
+    wr_method_t t = {.id = WR_M_CONNECTION_TUNE};
+    t.u.connection_tune.channel_max = cfg->channel_max;
+    t.u.connection_tune.frame_max = cfg->frame_max;
+    t.u.connection_tune.heartbeat = (uint16_t)cfg->heartbeat;
+    wr_conn_send_method(c, 0, &t);
+    c->state = WR_CONN_TUNE_OK;
+}
+
+static void on_tune_ok(wr_conn_t *c, const wr_connection_tune_ok_t *m)
+{
+    const wr_config_t *cfg = wr_broker.cfg;
+    uint32_t server_frame_max = cfg->frame_max ? cfg->frame_max : UINT32_MAX;
+    uint32_t fm = m->frame_max ? m->frame_max : UINT32_MAX;
+    if (fm < WR_AMQP_FRAME_MIN_SIZE) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK,
+                      "frame_max=%u < %d min size", m->frame_max, WR_AMQP_FRAME_MIN_SIZE);
+        return;
+    }
+    if (fm > server_frame_max) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK,
+                      "frame_max=%u > %u max size", m->frame_max, server_frame_max);
+        return;
+    }
+    uint16_t server_ch = cfg->channel_max ? cfg->channel_max : 65535;
+    uint16_t chm = m->channel_max ? m->channel_max : 65535;
+    if (chm > server_ch) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK,
+                      "channel_max=%u > %u max", m->channel_max, server_ch);
+        return;
+    }
+    c->frame_max = fm;
+    c->channel_max = chm;
+    c->heartbeat = m->heartbeat;
+    c->state = WR_CONN_OPEN_WAIT;
+}
+
+static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
+{
+    if (!wr_bytes_eq_str(m->virtual_host, wr_broker.vhost->name)) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN, "vhost %.*s not found",
+                      (int)m->virtual_host.n, m->virtual_host.p);
+        return;
+    }
+    c->vhost = wr_broker.vhost;
+    c->state = WR_CONN_OPEN;
+    c->deadline = 0;
+    wr_method_t r = {.id = WR_M_CONNECTION_OPEN_OK};
+    wr_conn_send_method(c, 0, &r);
+    wr_info("connection %s: user '%s' opened vhost '%s'", c->sock->peer, c->user,
+            c->vhost->name);
+}
+
+/* ---- frame dispatch ---- */
+
+static void connection_method(wr_conn_t *c, wr_method_t *m)
+{
+    if (m->id == WR_M_CONNECTION_CLOSE) {
+        wr_method_t r = {.id = WR_M_CONNECTION_CLOSE_OK};
+        wr_conn_send_method(c, 0, &r);
+        if (c->state < WR_CONN_CLOSING)
+            release_all(c);
+        c->state = WR_CONN_DEAD;
+        wr_sock_close(c->sock);
+        return;
+    }
+    if (m->id == WR_M_CONNECTION_CLOSE_OK) {
+        if (c->state == WR_CONN_CLOSING) {
+            c->state = WR_CONN_DEAD;
+            wr_sock_close(c->sock);
+        }
+        return;
+    }
+    if (c->state == WR_CONN_CLOSING)
+        return;
+    uint32_t expect = c->state == WR_CONN_START_OK  ? WR_M_CONNECTION_START_OK
+                      : c->state == WR_CONN_TUNE_OK ? WR_M_CONNECTION_TUNE_OK
+                      : c->state == WR_CONN_OPEN_WAIT ? WR_M_CONNECTION_OPEN
+                                                      : 0;
+    if (m->id == WR_M_CONNECTION_BLOCKED || m->id == WR_M_CONNECTION_UNBLOCKED) {
+        return; /* a client may not block us; ignore as RabbitMQ does */
+    }
+    if (m->id != expect) {
+        wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "unexpected method %s on channel 0",
+                      wr_method_name(m->id));
+        return;
+    }
+    switch (m->id) {
+    case WR_M_CONNECTION_START_OK:
+        on_start_ok(c, &m->u.connection_start_ok);
+        break;
+    case WR_M_CONNECTION_TUNE_OK:
+        on_tune_ok(c, &m->u.connection_tune_ok);
+        break;
+    case WR_M_CONNECTION_OPEN:
+        on_open(c, &m->u.connection_open);
+        break;
+    }
+}
+
+static wr_channel_t *get_channel(wr_conn_t *c, uint16_t id)
+{
+    return id < c->n_channel_slots ? c->channels[id] : NULL;
+}
+
+static void channel_frame_method(wr_conn_t *c, uint16_t chid, wr_method_t *m)
+{
+    wr_channel_t *ch = get_channel(c, chid);
+    if (ch == NULL) {
+        if (m->id != WR_M_CHANNEL_OPEN) {
+            if (m->id == WR_M_CHANNEL_CLOSE_OK)
+                return; /* a late close-ok for a channel we already forgot */
+            wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m->id, "expected 'channel.open'");
+            return;
+        }
+        if (chid > c->channel_max) {
+            wr_conn_error(c, WR_AMQP_NOT_ALLOWED, m->id,
+                          "channel number %u exceeds the negotiated channel_max %u", chid,
+                          c->channel_max);
+            return;
+        }
+        wr_channel_new(c, chid);
+        wr_method_t r = {.id = WR_M_CHANNEL_OPEN_OK};
+        wr_conn_send_method(c, chid, &r);
+        return;
+    }
+    if (ch->state == WR_CH_CLOSING) {
+        if (m->id == WR_M_CHANNEL_CLOSE_OK) {
+            wr_channel_free(ch);
+        } else if (m->id == WR_M_CHANNEL_CLOSE) {
+            wr_method_t r = {.id = WR_M_CHANNEL_CLOSE_OK};
+            wr_conn_send_method(c, chid, &r);
+        }
+        return; /* everything else is dropped while closing */
+    }
+    if (ch->content != WR_CONTENT_NONE) {
+        wr_conn_error(c, WR_AMQP_UNEXPECTED_FRAME, m->id,
+                      "expected content header for class 60, got non content header frame "
+                      "instead");
+        return;
+    }
+    if (m->id == WR_M_CHANNEL_OPEN) {
+        wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m->id, "second 'channel.open' seen");
+        return;
+    }
+    wr_channel_method(ch, m);
+}
+
+static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
+{
+    if (f->type == 8) {
+        if (f->channel != 0)
+            wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "heartbeat frame on channel %u",
+                          f->channel);
+        return;
+    }
+    if (f->type == 1) {
+        wr_method_t m;
+        int r = wr_method_decode(f->payload.p, f->payload.n, &m);
+        if (r == WR_ENOTFOUND) {
+            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id, "unknown method %u.%u",
+                          m.id >> 16, m.id & 0xffff);
+            return;
+        }
+        if (r != 0) {
+            wr_conn_error(c, WR_AMQP_FRAME_ERROR, r == WR_EFRAME && f->payload.n < 4 ? 0 : m.id,
+                          "cannot decode method frame (%s)", wr_strerror(r));
+            return;
+        }
+        int conn_class = (m.id >> 16) == WR_CLASS_CONNECTION;
+        if (f->channel == 0) {
+            if (!conn_class) {
+                wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id,
+                              "method %s is not allowed on channel 0", wr_method_name(m.id));
+                return;
+            }
+            connection_method(c, &m);
+            return;
+        }
+        if (conn_class) {
+            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id,
+                          "connection method %s on channel %u", wr_method_name(m.id), f->channel);
+            return;
+        }
+        if (c->state == WR_CONN_CLOSING)
+            return;
+        if (c->state != WR_CONN_OPEN) {
+            wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m.id, "connection not yet open");
+            return;
+        }
+        channel_frame_method(c, f->channel, &m);
+        return;
+    }
+    /* Content header or body. */
+    if (c->state == WR_CONN_CLOSING)
+        return;
+    wr_channel_t *ch = f->channel ? get_channel(c, f->channel) : NULL;
+    if (ch == NULL || c->state != WR_CONN_OPEN) {
+        wr_conn_error(c, f->channel ? WR_AMQP_CHANNEL_ERROR : WR_AMQP_UNEXPECTED_FRAME, 0,
+                      "content frame on channel %u, which is not open", f->channel);
+        return;
+    }
+    if (ch->state == WR_CH_CLOSING)
+        return;
+    if (f->type == 2)
+        wr_channel_header(ch, f->payload);
+    else
+        wr_channel_body(ch, f->payload);
+}
+
+static void on_read(wr_sock_t *s)
+{
+    wr_conn_t *c = s->ud;
+    const uint8_t *p = s->in.p;
+    size_t n = s->in.len, off = 0;
+    if (c->state == WR_CONN_DEAD || c->discard_input) {
+        wr_sock_consume(s, n);
+        return;
+    }
+    c->last_recv = wr_now_ms();
+    if (c->state == WR_CONN_HEADER) {
+        size_t k = n < 8 ? n : 8;
+        if (memcmp(p, protocol_header, k) != 0 || (n >= 8 && p[4] != 0)) {
+            /* Tell the peer which protocol we speak, then hang up. */
+            wr_buf_put(wr_sock_out(s), protocol_header, 8);
+            c->state = WR_CONN_DEAD;
+            wr_sock_close(s);
+            wr_sock_consume(s, n);
+            return;
+        }
+        if (n < 8)
+            return;
+        off = 8;
+        c->state = WR_CONN_START_OK;
+        send_start(c);
+    }
+    while (off < n && c->state != WR_CONN_DEAD) {
+        wr_frame_t f;
+        uint32_t fmax = c->state >= WR_CONN_OPEN_WAIT ? c->frame_max : WR_AMQP_FRAME_MIN_SIZE;
+        long r = wr_frame_parse(p + off, n - off, fmax, &f);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            if (r == WR_ETOOBIG)
+                wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0,
+                              "frame size %u exceeds the negotiated frame_max %u",
+                              n - off >= 7 ? wr_get_u32(p + off + 3) + 8 : 0, fmax);
+            else
+                wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "malformed frame (%s)",
+                              p[off] == 1 || p[off] == 2 || p[off] == 3 || p[off] == 8
+                                  ? "bad frame end octet"
+                                  : "unknown frame type");
+            c->discard_input = 1;
+            off = n;
+            break;
+        }
+        off += (size_t)r;
+        handle_frame(c, &f);
+    }
+    wr_sock_consume(s, off);
+    wr_queue_run_pending();
+}
+
+static void on_drain(wr_sock_t *s)
+{
+    wr_conn_t *c = s->ud;
+    /* Deliveries held back by congestion may flow again. */
+    for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next) {
+        size_t i = 0;
+        wr_map_slot_t *sl;
+        while (wr_map_next(&ch->consumers, &i, &sl)) {
+            wr_chconsumer_t *cc = sl->value;
+            if (cc->base.queue)
+                wr_queue_kick(cc->base.queue);
+        }
+    }
+    wr_queue_run_pending();
+}
+
+static void on_close(wr_sock_t *s)
+{
+    wr_conn_t *c = s->ud;
+    if (c->state != WR_CONN_DEAD && c->state != WR_CONN_CLOSING)
+        wr_info("connection %s closed by peer", s->peer);
+    release_all(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        all_conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    n_conns--;
+    free(c->channels);
+    free(c->user);
+    wr_buf_free(&c->client_props);
+    free(c);
+    wr_queue_run_pending();
+}
+
+const wr_sock_handler_t wr_conn_handler = {on_read, on_drain, on_close};
+
+void wr_conn_accept(wr_sock_t *s)
+{
+    wr_conn_t *c = wr_xcalloc(1, sizeof *c);
+    c->sock = s;
+    s->ud = c;
+    c->state = WR_CONN_HEADER;
+    c->frame_max = WR_AMQP_FRAME_MIN_SIZE;
+    c->last_recv = wr_now_ms();
+    c->deadline = c->last_recv + HANDSHAKE_TIMEOUT_MS;
+    wr_buf_init(&c->client_props);
+    c->next = all_conns;
+    if (all_conns)
+        all_conns->prev = c;
+    all_conns = c;
+    n_conns++;
+    wr_debug("accepted connection from %s", s->peer);
+}
+
+/* ---- housekeeping ---- */
+
+static void tick_conn(wr_conn_t *c, int64_t now)
+{
+    if (c->deadline && now >= c->deadline && c->state != WR_CONN_DEAD) {
+        if (c->state < WR_CONN_OPEN)
+            wr_warn("connection %s: handshake timeout", c->sock->peer);
+        c->state = WR_CONN_DEAD;
+        wr_sock_close(c->sock);
+        return;
+    }
+    if (c->state < WR_CONN_OPEN_WAIT || c->state == WR_CONN_DEAD || c->heartbeat == 0)
+        goto timeouts;
+    int64_t hb = (int64_t)c->heartbeat * 1000;
+    if (now - c->last_recv > 2 * hb) {
+        wr_warn("connection %s: missed heartbeats from client, timeout: %us", c->sock->peer,
+                c->heartbeat);
+        c->state = WR_CONN_DEAD;
+        release_all(c);
+        wr_sock_close(c->sock);
+        return;
+    }
+    /* Send a heartbeat when we wrote nothing for half the interval. */
+    if (now - c->last_send_check >= hb / 2) {
+        if (wr_sock_queued(c->sock) == 0)
+            wr_frame_put_heartbeat(wr_sock_out(c->sock));
+        c->last_send_check = now;
+    }
+timeouts:
+    if (c->state == WR_CONN_OPEN) {
+        uint64_t to = wr_broker.cfg->consumer_timeout_ms;
+        for (wr_channel_t *ch = c->channel_list, *next; ch; ch = next) {
+            next = ch->next;
+            wr_channel_check_timeout(ch, now, to);
+        }
+    }
+}
+
+static void tick_queues(int64_t now)
+{
+    wr_vhost_t *vh = wr_broker.vhost;
+    for (int again = 1; again;) {
+        again = 0;
+        size_t i = 0;
+        wr_map_slot_t *s;
+        while (wr_map_next(&vh->queues, &i, &s)) {
+            wr_queue_t *q = s->value;
+            if (q->args.expires > 0 && q->n_consumers == 0 &&
+                now - q->last_used >= q->args.expires) {
+                wr_info("queue '%s' expired (x-expires)", q->name);
+                wr_queue_delete(q);
+                again = 1;
+                break;
+            }
+        }
+    }
+}
+
+void wr_conn_tick(void)
+{
+    int64_t now = wr_now_ms();
+    for (wr_conn_t *c = all_conns, *next; c; c = next) {
+        next = c->next;
+        tick_conn(c, now);
+    }
+    tick_queues(now);
+    wr_queue_run_pending();
+}
+
+void wr_conn_shutdown_all(const char *reason)
+{
+    for (wr_conn_t *c = all_conns; c; c = c->next) {
+        if (c->state == WR_CONN_OPEN)
+            wr_conn_error(c, WR_AMQP_CONNECTION_FORCED, 0, "%s", reason);
+        else if (c->state != WR_CONN_DEAD)
+            wr_sock_close(c->sock);
+    }
+}

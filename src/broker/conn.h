@@ -1,0 +1,193 @@
+/*
+ * conn.h - AMQP connections and channels: the protocol state machines that
+ * turn frames from a socket into broker operations and broker events into
+ * frames.
+ *
+ * Connection states:
+ *
+ *   HEADER --"AMQP 0-9-1"--> START_OK --start-ok (auth ok)--> TUNE_OK
+ *     --tune-ok--> OPEN_WAIT --open--> OPEN
+ *   any --hard error or close sent--> CLOSING --close-ok / timeout--> closed
+ *   any --peer sent close--> (close-ok sent) closed
+ *
+ * Channel states: (absent) --open--> OPEN --soft error--> CLOSING
+ *   --close-ok--> (absent);  OPEN --close--> (close-ok sent) (absent).
+ * A CLOSING channel ignores everything but close and close-ok, as the spec
+ * requires; its consumers and unacked deliveries are released at once.
+ *
+ * Content assembly: a basic.publish moves the channel to "expect header",
+ * the header frame allocates the message, body frames fill it; any other
+ * frame in between is a 505 UNEXPECTED_FRAME connection error.
+ */
+#ifndef WR_CONN_H
+#define WR_CONN_H
+
+#include "broker/queue.h"
+#include "broker/vhost.h"
+#include "core/config.h"
+#include "core/map.h"
+#include "net/sock.h"
+#include "proto/spec_gen.h"
+
+typedef struct wr_conn wr_conn_t;
+typedef struct wr_channel wr_channel_t;
+
+/* A consumer created by basic.consume on a channel. */
+typedef struct wr_chconsumer {
+    wr_consumer_t base; /* must be first */
+    wr_channel_t *ch;
+    uint32_t prefetch; /* 0 = unlimited */
+    uint32_t unacked;
+    uint8_t tag_len;
+    char tag[256];
+} wr_chconsumer_t;
+
+/* A delivery that is out, awaiting ack/nack/reject. */
+typedef struct wr_unacked {
+    wr_queue_t *queue; /* NULL: settled (a hole in the deque) */
+    wr_chconsumer_t *consumer; /* NULL for basic.get or a cancelled consumer */
+    wr_qent_t ent;
+    int64_t delivered_at;
+} wr_unacked_t;
+
+/* A publish or settlement held back by a transaction until tx.commit. */
+typedef struct wr_txop {
+    int kind; /* 0 publish, 1 ack, 2 nack/reject */
+    wr_msg_t *msg;
+    uint8_t mandatory;
+    uint8_t multiple;
+    uint8_t requeue;
+    uint64_t tag;
+} wr_txop_t;
+
+enum { WR_CH_OPEN = 1, WR_CH_CLOSING };
+enum { WR_CONTENT_NONE, WR_CONTENT_HEADER, WR_CONTENT_BODY };
+
+struct wr_channel {
+    wr_conn_t *conn;
+    uint16_t id;
+    uint8_t state;
+    uint8_t flow_active;
+    uint8_t confirm;
+    uint8_t tx;
+    uint8_t content;
+    uint8_t confirm_dirty;
+
+    /* The basic.publish whose content is being assembled. */
+    uint8_t pub_mandatory;
+    uint8_t pub_exchange_len;
+    uint8_t pub_rk_len;
+    char pub_exchange[256];
+    char pub_rk[256];
+    wr_msg_t *assembling;
+
+    /* Publisher confirms: tags up to confirm_ready may be acked; tags up to
+     * confirm_sent have been answered. */
+    uint64_t pub_seq;
+    uint64_t confirm_ready;
+    uint64_t confirm_sent;
+
+    /* Deliveries out: a deque indexed by delivery tag - ua_base. */
+    uint64_t next_tag;
+    uint64_t ua_base;
+    wr_unacked_t *ua;
+    size_t ua_head, ua_count, ua_cap;
+    uint32_t n_unacked;
+
+    uint32_t prefetch_consumer; /* basic.qos global=false: for new consumers */
+    uint32_t prefetch_channel;  /* basic.qos global=true: shared */
+
+    wr_map_t consumers; /* tag -> wr_chconsumer_t */
+    char last_queue[256]; /* the last queue declared, for empty names */
+    uint8_t last_queue_len;
+
+    wr_txop_t *txops;
+    size_t n_txops, cap_txops;
+
+    wr_channel_t *next, *prev;   /* in conn->channel_list */
+    wr_channel_t *confirm_next;  /* in the list of channels with confirms to send */
+};
+
+enum {
+    WR_CONN_HEADER,
+    WR_CONN_START_OK,
+    WR_CONN_TUNE_OK,
+    WR_CONN_OPEN_WAIT,
+    WR_CONN_OPEN,
+    WR_CONN_CLOSING,
+    WR_CONN_DEAD
+};
+
+struct wr_conn {
+    wr_sock_t *sock;
+    uint8_t state;
+    uint8_t discard_input; /* after an unparseable frame */
+    uint8_t cap_cancel_notify;
+    uint8_t cap_blocked;
+    uint8_t cap_auth_close;
+    uint8_t blocked_sent;
+    uint16_t channel_max;
+    uint32_t frame_max;
+    uint16_t heartbeat;
+    int64_t last_recv;
+    int64_t last_send_check;
+    uint64_t last_out_bytes;
+    int64_t deadline; /* handshake or close-ok deadline, 0 = none */
+    char *user;
+    wr_vhost_t *vhost;
+    wr_buf_t client_props;
+    wr_channel_t **channels; /* by id, grown on demand */
+    uint32_t n_channel_slots;
+    uint32_t n_channels;
+    wr_channel_t *channel_list;
+    wr_conn_t *next, *prev; /* all connections */
+};
+
+/* The socket handler for AMQP connections and the accept callback. */
+extern const wr_sock_handler_t wr_conn_handler;
+void wr_conn_accept(wr_sock_t *s);
+
+/* Once-a-second housekeeping: heartbeats, handshake and close deadlines,
+ * consumer (ack) timeouts, x-expires. */
+void wr_conn_tick(void);
+/* Flushes coalesced publisher confirms of every connection. */
+void wr_conn_flush_confirms(void);
+/* Closes every connection with 320 CONNECTION_FORCED (shutdown). */
+void wr_conn_shutdown_all(const char *reason);
+size_t wr_conn_count(void);
+
+/* Broker-wide state the protocol layer uses; set up by wr_broker_init. */
+typedef struct wr_broker {
+    wr_config_t *cfg;
+    wr_vhost_t *vhost; /* the default (and for now only) vhost */
+} wr_broker_t;
+extern wr_broker_t wr_broker;
+
+#endif
+
+/* ---- shared between conn.c and channel.c ---- */
+
+/* Appends a method frame to the connection's output. */
+void wr_conn_send_method(wr_conn_t *c, uint16_t channel, const wr_method_t *m);
+/* Sends connection.close with a hard error and stops processing input. */
+void wr_conn_error(wr_conn_t *c, uint16_t code, uint32_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Sends channel.close with a soft error (or escalates a hard code to the
+ * connection) and releases the channel's resources. */
+void wr_channel_error(wr_channel_t *ch, uint16_t code, uint32_t method_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id);
+/* Releases consumers, requeues unacked deliveries, drops partial content
+ * and transaction state; the channel stays allocated (CLOSING or freed by
+ * the caller). */
+void wr_channel_release(wr_channel_t *ch);
+void wr_channel_free(wr_channel_t *ch);
+void wr_channel_method(wr_channel_t *ch, wr_method_t *m);
+void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload);
+void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
+/* Sends pending publisher confirms. */
+void wr_channel_flush_confirms(wr_channel_t *ch);
+/* Closes the channel with 406 if its oldest unacked delivery is older
+ * than timeout_ms. */
+void wr_channel_check_timeout(wr_channel_t *ch, int64_t now, uint64_t timeout_ms);

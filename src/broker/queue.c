@@ -1,0 +1,779 @@
+/*
+ * queue.c - queues: ready messages, dispatch to consumers, requeue at the
+ * original position, expiry, length limits and dead-lettering (see
+ * queue.h for the data structure).
+ *
+ * Entry life cycle:
+ *
+ *   push --> ready (ring or heap) --pop--> out (unacked, in a channel)
+ *              ^   |                         |  settle  -> gone
+ *              |   | expire / drop-head      |  discard -> dead-lettered or gone
+ *              |   v                         |  requeue -> back to ready (heap)
+ *              |  dead-lettered or gone      |
+ *              '-----------------------------'
+ */
+#include "broker/queue.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "broker/vhost.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "proto/spec_gen.h"
+#include "proto/table.h"
+
+static wr_queue_t *pending_head;
+
+/* ---- arguments ---- */
+
+static int arg_int(const wr_field_t *f, int64_t *v)
+{
+    return wr_field_int(f, v);
+}
+
+int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost,
+                        wr_queue_args_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->message_ttl = out->expires = out->max_length = out->max_length_bytes = -1;
+    out->overflow = WR_OVERFLOW_DROP_HEAD;
+    wr_table_iter_t it;
+    wr_table_iter_init(&it, table);
+    wr_bytes_t k;
+    wr_field_t f;
+    char why[96];
+    while (wr_table_next(&it, &k, &f) == 1) {
+        int64_t v = 0;
+        why[0] = '\0';
+        if (wr_bytes_eq_str(k, "x-message-ttl") || wr_bytes_eq_str(k, "x-max-length") ||
+            wr_bytes_eq_str(k, "x-max-length-bytes") || wr_bytes_eq_str(k, "x-expires") ||
+            wr_bytes_eq_str(k, "x-max-priority") || wr_bytes_eq_str(k, "x-delivery-limit")) {
+            if (!arg_int(&f, &v)) {
+                snprintf(why, sizeof why, "{unacceptable_type,%s}",
+                         f.type == 'S' ? "longstr" : "other");
+            } else if (v < 0) {
+                snprintf(why, sizeof why, "{value_negative,%" PRId64 "}", v);
+            } else if (wr_bytes_eq_str(k, "x-expires") && v == 0) {
+                snprintf(why, sizeof why, "{value_zero,0}");
+            } else if (wr_bytes_eq_str(k, "x-message-ttl")) {
+                out->message_ttl = v;
+            } else if (wr_bytes_eq_str(k, "x-max-length")) {
+                out->max_length = v;
+            } else if (wr_bytes_eq_str(k, "x-max-length-bytes")) {
+                out->max_length_bytes = v;
+            } else if (wr_bytes_eq_str(k, "x-expires")) {
+                out->expires = v;
+            } else if (wr_bytes_eq_str(k, "x-max-priority")) {
+                if (v > 255)
+                    snprintf(why, sizeof why, "{value_too_large,%" PRId64 ",255}", v);
+                else
+                    out->max_priority = (uint8_t)v;
+            }
+        } else if (wr_bytes_eq_str(k, "x-dead-letter-exchange") ||
+                   wr_bytes_eq_str(k, "x-dead-letter-routing-key")) {
+            if (f.type != 'S') {
+                snprintf(why, sizeof why, "{unacceptable_type,%c}", f.type);
+            } else {
+                char *s = wr_xstrndup((const char *)f.v.bytes.p, f.v.bytes.n);
+                if (k.n == strlen("x-dead-letter-exchange")) {
+                    free(out->dlx);
+                    out->dlx = s;
+                } else {
+                    free(out->dlrk);
+                    out->dlrk = s;
+                }
+            }
+        } else if (wr_bytes_eq_str(k, "x-overflow")) {
+            if (f.type != 'S')
+                snprintf(why, sizeof why, "{unacceptable_type,%c}", f.type);
+            else if (wr_bytes_eq_str(f.v.bytes, "drop-head"))
+                out->overflow = WR_OVERFLOW_DROP_HEAD;
+            else if (wr_bytes_eq_str(f.v.bytes, "reject-publish"))
+                out->overflow = WR_OVERFLOW_REJECT_PUBLISH;
+            else if (wr_bytes_eq_str(f.v.bytes, "reject-publish-dlx"))
+                out->overflow = WR_OVERFLOW_REJECT_PUBLISH_DLX;
+            else
+                snprintf(why, sizeof why, "{unacceptable_value,<<\"%.*s\">>}",
+                         (int)(f.v.bytes.n > 40 ? 40 : f.v.bytes.n), f.v.bytes.p);
+        } else if (wr_bytes_eq_str(k, "x-single-active-consumer")) {
+            if (f.type != 't')
+                snprintf(why, sizeof why, "{unacceptable_type,%c}", f.type);
+            else
+                out->single_active = (uint8_t)f.v.i;
+        } else if (wr_bytes_eq_str(k, "x-queue-type")) {
+            if (f.type != 'S' || !wr_bytes_eq_str(f.v.bytes, "classic"))
+                snprintf(why, sizeof why, "{unsupported_queue_type,%.*s}",
+                         (int)(f.type == 'S' && f.v.bytes.n < 40 ? f.v.bytes.n : 0),
+                         f.type == 'S' ? (const char *)f.v.bytes.p : "");
+        }
+        if (why[0]) {
+            snprintf(err, errlen, "invalid arg '%.*s' for queue '%.*s' in vhost '%s': %s",
+                     (int)k.n, k.p, (int)qname.n, qname.p, vhost, why);
+            wr_queue_args_free(out);
+            return WR_EINVAL;
+        }
+    }
+    if (out->dlrk && !out->dlx) {
+        snprintf(err, errlen,
+                 "invalid arg 'x-dead-letter-routing-key' for queue '%.*s' in vhost '%s': "
+                 "{missing_dead_letter_exchange,'x-dead-letter-exchange'}",
+                 (int)qname.n, qname.p, vhost);
+        wr_queue_args_free(out);
+        return WR_EINVAL;
+    }
+    return 0;
+}
+
+void wr_queue_args_free(wr_queue_args_t *a)
+{
+    free(a->dlx);
+    free(a->dlrk);
+    a->dlx = a->dlrk = NULL;
+}
+
+/* ---- life cycle ---- */
+
+wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclusive,
+                         int auto_delete, void *owner, wr_bytes_t args_raw,
+                         const wr_queue_args_t *args)
+{
+    wr_queue_t *q = wr_xcalloc(1, sizeof *q);
+    q->name = wr_xstrndup((const char *)name.p, name.n);
+    q->name_len = name.n;
+    q->vhost = vh;
+    q->refs = 1;
+    q->durable = (uint8_t)durable;
+    q->exclusive = (uint8_t)exclusive;
+    q->auto_delete = (uint8_t)auto_delete;
+    q->owner = owner;
+    wr_buf_init(&q->args_raw);
+    wr_buf_put(&q->args_raw, args_raw.p, args_raw.n);
+    q->args = *args;
+    q->last_used = wr_now_ms();
+    wr_map_put(&vh->queues, name, q);
+    return q;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+void wr_queue_unref(wr_queue_t *q)
+{
+    if (--q->refs > 0)
+        return;
+    free(q->ring);
+    free(q->heap);
+    wr_buf_free(&q->args_raw);
+    wr_queue_args_free(&q->args);
+    free(q->name);
+    free(q);
+}
+
+/* ---- ready storage: ring + heap ---- */
+
+static void ring_push(wr_queue_t *q, const wr_qent_t *e)
+{
+    if (q->ring_count == q->ring_cap) {
+        size_t ncap = q->ring_cap ? q->ring_cap * 2 : 16;
+        wr_qent_t *n = wr_xmalloc(ncap * sizeof *n);
+        for (size_t i = 0; i < q->ring_count; i++)
+            n[i] = q->ring[(q->ring_head + i) & (q->ring_cap - 1)];
+        free(q->ring);
+        q->ring = n;
+        q->ring_cap = ncap;
+        q->ring_head = 0;
+    }
+    q->ring[(q->ring_head + q->ring_count) & (q->ring_cap - 1)] = *e;
+    q->ring_count++;
+}
+
+static wr_qent_t *ring_front(wr_queue_t *q)
+{
+    return q->ring_count ? &q->ring[q->ring_head] : NULL;
+}
+
+static void ring_pop(wr_queue_t *q)
+{
+    q->ring_head = (q->ring_head + 1) & (q->ring_cap - 1);
+    q->ring_count--;
+    /* A drained big ring gives its memory back. */
+    if (q->ring_count == 0 && q->ring_cap > 1024) {
+        free(q->ring);
+        q->ring = NULL;
+        q->ring_cap = 0;
+        q->ring_head = 0;
+    }
+}
+
+static void heap_push(wr_queue_t *q, const wr_qent_t *e)
+{
+    if (q->heap_count == q->heap_cap) {
+        q->heap_cap = q->heap_cap ? q->heap_cap * 2 : 8;
+        q->heap = wr_xrealloc(q->heap, q->heap_cap * sizeof *q->heap);
+    }
+    size_t i = q->heap_count++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (q->heap[parent].seq <= e->seq)
+            break;
+        q->heap[i] = q->heap[parent];
+        i = parent;
+    }
+    q->heap[i] = *e;
+}
+
+static void heap_pop(wr_queue_t *q)
+{
+    wr_qent_t last = q->heap[--q->heap_count];
+    size_t i = 0, n = q->heap_count;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && q->heap[c + 1].seq < q->heap[c].seq)
+            c++;
+        if (last.seq <= q->heap[c].seq)
+            break;
+        q->heap[i] = q->heap[c];
+        i = c;
+    }
+    if (n > 0)
+        q->heap[i] = last;
+}
+
+/* The next ready entry in queue order, without removing it. */
+static wr_qent_t *peek(wr_queue_t *q, int *from_heap)
+{
+    wr_qent_t *r = ring_front(q);
+    if (q->heap_count && (r == NULL || q->heap[0].seq < r->seq)) {
+        *from_heap = 1;
+        return &q->heap[0];
+    }
+    *from_heap = 0;
+    return r;
+}
+
+static void remove_front(wr_queue_t *q, int from_heap)
+{
+    if (from_heap)
+        heap_pop(q);
+    else
+        ring_pop(q);
+}
+
+/* ---- dead-lettering ---- */
+
+static void put_str_field(wr_buf_t *b, const char *key, wr_bytes_t v)
+{
+    wr_table_put_key(b, wr_bytes_of(key));
+    wr_field_t f = wr_field_longstr(v);
+    wr_field_put(b, &f);
+}
+
+/* Builds the headers of a dead-lettered copy: the original headers with
+ * x-death updated as RabbitMQ does (one entry per queue and reason, the
+ * newest first, count incremented) and the x-first-death-* / x-last-death-*
+ * fields. */
+static void build_dl_headers(wr_buf_t *out, wr_queue_t *q, const wr_msg_t *m,
+                             const wr_basic_props_t *pr, const char *reason)
+{
+    wr_bytes_t qname = {(const uint8_t *)q->name, q->name_len};
+    wr_bytes_t rsn = wr_bytes_of(reason);
+    int have_first = 0;
+    size_t top = wr_table_begin(out);
+    wr_bytes_t old_xdeath = {NULL, 0};
+    wr_table_iter_t it;
+    wr_bytes_t k;
+    wr_field_t f;
+    if (pr->flags & WR_PROP_HEADERS) {
+        wr_table_iter_init(&it, pr->headers);
+        while (wr_table_next(&it, &k, &f) == 1) {
+            if (wr_bytes_eq_str(k, "x-death")) {
+                if (f.type == 'A')
+                    old_xdeath = f.v.bytes;
+                continue;
+            }
+            if (k.n > 13 && memcmp(k.p, "x-last-death-", 13) == 0)
+                continue;
+            if (k.n > 14 && memcmp(k.p, "x-first-death-", 14) == 0)
+                have_first = 1;
+            wr_table_put_key(out, k);
+            wr_field_put(out, &f);
+        }
+    }
+    if (!have_first) {
+        put_str_field(out, "x-first-death-exchange", wr_msg_exchange(m));
+        put_str_field(out, "x-first-death-queue", qname);
+        put_str_field(out, "x-first-death-reason", rsn);
+    }
+    put_str_field(out, "x-last-death-exchange", wr_msg_exchange(m));
+    put_str_field(out, "x-last-death-queue", qname);
+    put_str_field(out, "x-last-death-reason", rsn);
+
+    /* x-death: the entry for (queue, reason) first, then the others in
+     * their previous order. */
+    int64_t count = 1;
+    wr_table_iter_t ai;
+    wr_field_t e;
+    if (old_xdeath.n) {
+        wr_table_iter_init(&ai, old_xdeath);
+        while (wr_array_next(&ai, &e) == 1) {
+            wr_field_t fq, fr, fc;
+            if (e.type == 'F' && wr_table_get(e.v.bytes, "queue", &fq) && fq.type == 'S' &&
+                wr_bytes_eq(fq.v.bytes, qname) && wr_table_get(e.v.bytes, "reason", &fr) &&
+                fr.type == 'S' && wr_bytes_eq(fr.v.bytes, rsn)) {
+                int64_t c = 0;
+                if (wr_table_get(e.v.bytes, "count", &fc) && wr_field_int(&fc, &c))
+                    count = c + 1;
+            }
+        }
+    }
+    wr_table_put_key(out, WR_BYTES_LIT("x-death"));
+    wr_buf_put_u8(out, 'A');
+    size_t arr = wr_table_begin(out);
+    wr_buf_put_u8(out, 'F');
+    size_t ent = wr_table_begin(out);
+    wr_table_put_key(out, WR_BYTES_LIT("count"));
+    wr_field_t fc = wr_field_long(count);
+    wr_field_put(out, &fc);
+    put_str_field(out, "reason", rsn);
+    put_str_field(out, "queue", qname);
+    wr_table_put_key(out, WR_BYTES_LIT("time"));
+    wr_field_t ft = wr_field_timestamp((uint64_t)time(NULL));
+    wr_field_put(out, &ft);
+    put_str_field(out, "exchange", wr_msg_exchange(m));
+    wr_table_put_key(out, WR_BYTES_LIT("routing-keys"));
+    wr_buf_put_u8(out, 'A');
+    size_t rk = wr_table_begin(out);
+    wr_field_t fk = wr_field_longstr(wr_msg_routing_key(m));
+    wr_field_put(out, &fk);
+    wr_field_t cc;
+    if ((pr->flags & WR_PROP_HEADERS) && wr_table_get(pr->headers, "CC", &cc) && cc.type == 'A') {
+        wr_table_iter_init(&ai, cc.v.bytes);
+        while (wr_array_next(&ai, &e) == 1)
+            if (e.type == 'S')
+                wr_field_put(out, &e);
+    }
+    wr_table_end(out, rk);
+    if (pr->flags & WR_PROP_EXPIRATION)
+        put_str_field(out, "original-expiration", pr->expiration);
+    wr_table_end(out, ent);
+    if (old_xdeath.n) {
+        wr_table_iter_init(&ai, old_xdeath);
+        while (wr_array_next(&ai, &e) == 1) {
+            wr_field_t fq, fr;
+            if (e.type == 'F' && wr_table_get(e.v.bytes, "queue", &fq) && fq.type == 'S' &&
+                wr_bytes_eq(fq.v.bytes, qname) && wr_table_get(e.v.bytes, "reason", &fr) &&
+                fr.type == 'S' && wr_bytes_eq(fr.v.bytes, rsn))
+                continue;
+            wr_field_put(out, &e);
+        }
+    }
+    wr_table_end(out, arr);
+    wr_table_end(out, top);
+}
+
+/* Would dead-lettering into target close a cycle that RabbitMQ drops?  A
+ * message that went around without ever being rejected by a client would
+ * circulate forever (TTL or max-length on every queue of the loop). */
+static int is_cycle(wr_queue_t *target, wr_bytes_t xdeath, const char *reason)
+{
+    if (strcmp(reason, "rejected") == 0)
+        return 0;
+    wr_table_iter_t ai;
+    wr_field_t e;
+    int seen = 0;
+    wr_table_iter_init(&ai, xdeath);
+    while (wr_array_next(&ai, &e) == 1) {
+        wr_field_t fq, fr;
+        if (e.type != 'F')
+            continue;
+        if (wr_table_get(e.v.bytes, "reason", &fr) && fr.type == 'S' &&
+            wr_bytes_eq_str(fr.v.bytes, "rejected"))
+            return 0;
+        if (wr_table_get(e.v.bytes, "queue", &fq) && fq.type == 'S' &&
+            wr_bytes_eq(fq.v.bytes, (wr_bytes_t){(const uint8_t *)target->name, target->name_len}))
+            seen = 1;
+    }
+    return seen;
+}
+
+/* Dead-letters m from q (consuming the caller's reference) or drops it. */
+static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
+{
+    wr_exchange_t *x = NULL;
+    if (q->args.dlx)
+        x = wr_vhost_exchange(q->vhost, wr_bytes_of(q->args.dlx));
+    if (x == NULL) {
+        wr_msg_unref(m);
+        return;
+    }
+    wr_basic_props_t pr;
+    if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) != 0)
+        memset(&pr, 0, sizeof pr);
+    wr_buf_t hdr, props;
+    wr_buf_init(&hdr);
+    wr_buf_init(&props);
+    build_dl_headers(&hdr, q, m, &pr, reason);
+    wr_basic_props_t np = pr;
+    np.flags = (uint16_t)((np.flags | WR_PROP_HEADERS) & ~WR_PROP_EXPIRATION);
+    np.headers = (wr_bytes_t){hdr.p + 4, hdr.len - 4};
+    np.expiration = (wr_bytes_t){NULL, 0};
+    wr_props_encode(&props, &np);
+    wr_bytes_t rk = q->args.dlrk ? wr_bytes_of(q->args.dlrk) : wr_msg_routing_key(m);
+    wr_msg_t *d = wr_msg_new(wr_bytes_of(q->args.dlx), rk, (wr_bytes_t){props.p, props.len},
+                             m->body_len);
+    wr_msg_append_body(d, m->body, m->body_len);
+    d->persistent = m->persistent;
+    d->priority = m->priority;
+    wr_msg_unref(m);
+
+    wr_field_t xd;
+    wr_table_get(np.headers, "x-death", &xd);
+    wr_route_t r = {NULL, 0, 0}; /* local: pushing may dead-letter again */
+    /* Routing uses the dead-letter key only; CC of the original is not
+     * applied again (the new headers keep it, so route with none). */
+    wr_route(q->vhost, x, rk, (wr_bytes_t){NULL, 0}, &r);
+    for (size_t i = 0; i < r.n; i++) {
+        wr_queue_t *t = r.q[i];
+        if (is_cycle(t, xd.v.bytes, reason)) {
+            wr_debug("dead-letter cycle: dropping message for queue '%s'", t->name);
+            continue;
+        }
+        wr_queue_push(t, d);
+    }
+    free(r.q);
+    wr_msg_unref(d);
+    wr_buf_free(&hdr);
+    wr_buf_free(&props);
+}
+
+/* ---- expiry ---- */
+
+static void ttl_timer_cb(uv_timer_t *t)
+{
+    wr_queue_t *q = t->data;
+    wr_queue_expire(q);
+}
+
+static void arm_ttl(wr_queue_t *q)
+{
+    int from_heap;
+    wr_qent_t *e = peek(q, &from_heap);
+    if (e == NULL || e->expires_at == 0) {
+        if (q->ttl_timer)
+            uv_timer_stop(q->ttl_timer);
+        return;
+    }
+    if (q->ttl_timer == NULL) {
+        q->ttl_timer = wr_xmalloc(sizeof *q->ttl_timer);
+        uv_timer_init(wr_loop, q->ttl_timer);
+        q->ttl_timer->data = q;
+    }
+    int64_t wait = e->expires_at - wr_now_ms();
+    uv_timer_start(q->ttl_timer, ttl_timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+void wr_queue_expire(wr_queue_t *q)
+{
+    int64_t now = wr_now_ms();
+    int from_heap;
+    wr_qent_t *e;
+    while ((e = peek(q, &from_heap)) && e->expires_at && e->expires_at <= now) {
+        wr_msg_t *m = e->msg;
+        q->ready_bytes -= wr_msg_size(m);
+        remove_front(q, from_heap);
+        dead_letter(q, m, "expired");
+    }
+    arm_ttl(q);
+}
+
+/* ---- push / pop ---- */
+
+static void drop_head(wr_queue_t *q)
+{
+    int from_heap;
+    wr_qent_t *e = peek(q, &from_heap);
+    wr_msg_t *m = e->msg;
+    q->ready_bytes -= wr_msg_size(m);
+    remove_front(q, from_heap);
+    dead_letter(q, m, "maxlen");
+}
+
+static int over_limit(const wr_queue_t *q, size_t extra_n, uint64_t extra_bytes)
+{
+    return (q->args.max_length >= 0 &&
+            (int64_t)(wr_queue_ready(q) + extra_n) > q->args.max_length) ||
+           (q->args.max_length_bytes >= 0 &&
+            (int64_t)(q->ready_bytes + extra_bytes) > q->args.max_length_bytes);
+}
+
+static wr_consumer_t *pick(wr_queue_t *q);
+static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e);
+
+int wr_queue_push(wr_queue_t *q, wr_msg_t *m)
+{
+    if (q->deleted)
+        return 0;
+    int64_t ttl = q->args.message_ttl;
+    if (m->ttl >= 0 && (ttl < 0 || m->ttl < ttl))
+        ttl = m->ttl;
+    if (q->args.overflow != WR_OVERFLOW_DROP_HEAD && over_limit(q, 1, wr_msg_size(m))) {
+        if (q->args.overflow == WR_OVERFLOW_REJECT_PUBLISH_DLX) {
+            wr_msg_ref(m);
+            dead_letter(q, m, "maxlen");
+        }
+        return WR_ERANGE;
+    }
+    wr_qent_t e = {m, q->next_seq++, 0, 0, 0};
+    wr_msg_ref(m);
+    if (ttl == 0) {
+        /* TTL 0: delivered only if a consumer can take it right now, else
+         * expired at once (RabbitMQ's stand-in for the immediate flag). */
+        wr_consumer_t *c = wr_queue_ready(q) == 0 ? pick(q) : NULL;
+        if (c)
+            deliver_to(q, c, &e);
+        else
+            dead_letter(q, m, "expired");
+        return 0;
+    }
+    if (ttl > 0)
+        e.expires_at = wr_now_ms() + ttl;
+    ring_push(q, &e);
+    q->ready_bytes += wr_msg_size(m);
+    while (over_limit(q, 0, 0) && wr_queue_ready(q) > 0)
+        drop_head(q);
+    if (e.expires_at && (q->ttl_timer == NULL || !uv_is_active((uv_handle_t *)q->ttl_timer)))
+        arm_ttl(q);
+    if (q->n_consumers)
+        wr_queue_kick(q);
+    return 0;
+}
+
+int wr_queue_pop(wr_queue_t *q, wr_qent_t *out)
+{
+    int64_t now = 0;
+    for (;;) {
+        int from_heap;
+        wr_qent_t *e = peek(q, &from_heap);
+        if (e == NULL)
+            return 0;
+        *out = *e;
+        remove_front(q, from_heap);
+        q->ready_bytes -= wr_msg_size(out->msg);
+        if (out->expires_at) {
+            if (now == 0)
+                now = wr_now_ms();
+            if (out->expires_at <= now) {
+                dead_letter(q, out->msg, "expired");
+                continue;
+            }
+        }
+        return 1;
+    }
+}
+
+void wr_queue_out(wr_queue_t *q)
+{
+    q->unacked++;
+    q->refs++;
+}
+
+void wr_queue_settle(wr_queue_t *q, wr_qent_t *e)
+{
+    q->unacked--;
+    wr_msg_unref(e->msg);
+    wr_queue_unref(q);
+}
+
+void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
+{
+    q->unacked--;
+    if (q->deleted) {
+        wr_msg_unref(e->msg);
+    } else {
+        e->deliveries++;
+        heap_push(q, e);
+        q->ready_bytes += wr_msg_size(e->msg);
+        if (q->n_consumers)
+            wr_queue_kick(q);
+        if (e->expires_at)
+            arm_ttl(q);
+    }
+    wr_queue_unref(q);
+}
+
+void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
+{
+    q->unacked--;
+    if (q->deleted)
+        wr_msg_unref(e->msg);
+    else
+        dead_letter(q, e->msg, "rejected");
+    wr_queue_unref(q);
+}
+
+/* ---- dispatch ---- */
+
+/* The consumer to serve next: among those that can take a message, the
+ * highest priority, round-robin from q->rr within it. */
+static wr_consumer_t *pick(wr_queue_t *q)
+{
+    if (q->consumers == NULL)
+        return NULL;
+    if (q->args.single_active)
+        return q->consumers->ops->can_take(q->consumers) ? q->consumers : NULL;
+    wr_consumer_t *start = q->rr ? q->rr : q->consumers;
+    wr_consumer_t *best = NULL;
+    wr_consumer_t *c = start;
+    do {
+        if ((best == NULL || c->priority > best->priority) && c->ops->can_take(c))
+            best = c;
+        c = c->qnext ? c->qnext : q->consumers;
+    } while (c != start);
+    return best;
+}
+
+static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e)
+{
+    q->rr = c->qnext;
+    if (!c->no_ack)
+        wr_queue_out(q);
+    c->ops->deliver(c, e);
+}
+
+static void dispatch(wr_queue_t *q)
+{
+    if (q->dispatching || q->deleted)
+        return;
+    q->dispatching = 1;
+    while (wr_queue_ready(q) > 0) {
+        wr_consumer_t *c = pick(q);
+        if (c == NULL)
+            break;
+        wr_qent_t e;
+        if (!wr_queue_pop(q, &e))
+            break;
+        deliver_to(q, c, &e);
+    }
+    q->dispatching = 0;
+    if (q->ttl_timer)
+        arm_ttl(q);
+}
+
+void wr_queue_kick(wr_queue_t *q)
+{
+    if (q->pending || q->deleted)
+        return;
+    q->pending = 1;
+    q->refs++;
+    q->pending_next = pending_head;
+    pending_head = q;
+}
+
+void wr_queue_run_pending(void)
+{
+    while (pending_head) {
+        wr_queue_t *q = pending_head;
+        pending_head = q->pending_next;
+        q->pending = 0;
+        dispatch(q);
+        wr_queue_unref(q);
+    }
+}
+
+void wr_queue_add_consumer(wr_queue_t *q, wr_consumer_t *c)
+{
+    c->queue = q;
+    /* Insert after every consumer of the same or higher priority. */
+    wr_consumer_t *prev = NULL, *cur = q->consumers;
+    while (cur && cur->priority >= c->priority) {
+        prev = cur;
+        cur = cur->qnext;
+    }
+    c->qprev = prev;
+    c->qnext = cur;
+    if (prev)
+        prev->qnext = c;
+    else
+        q->consumers = c;
+    if (cur)
+        cur->qprev = c;
+    q->n_consumers++;
+    q->had_consumer = 1;
+    q->last_used = wr_now_ms();
+    wr_queue_kick(q);
+}
+
+static void unlink_consumer(wr_queue_t *q, wr_consumer_t *c)
+{
+    if (c->qprev)
+        c->qprev->qnext = c->qnext;
+    else
+        q->consumers = c->qnext;
+    if (c->qnext)
+        c->qnext->qprev = c->qprev;
+    if (q->rr == c)
+        q->rr = c->qnext;
+    c->qnext = c->qprev = NULL;
+    c->queue = NULL;
+    q->n_consumers--;
+}
+
+int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
+{
+    unlink_consumer(q, c);
+    q->last_used = wr_now_ms();
+    if (q->n_consumers == 0 && q->auto_delete && q->had_consumer && !q->deleted) {
+        wr_queue_delete(q);
+        return 1;
+    }
+    /* With single active consumer, the next one may now be active. */
+    if (q->n_consumers)
+        wr_queue_kick(q);
+    return 0;
+}
+
+uint32_t wr_queue_purge(wr_queue_t *q)
+{
+    uint32_t n = 0;
+    wr_qent_t e;
+    int from_heap;
+    wr_qent_t *p;
+    while ((p = peek(q, &from_heap))) {
+        e = *p;
+        remove_front(q, from_heap);
+        wr_msg_unref(e.msg);
+        n++;
+    }
+    q->ready_bytes = 0;
+    arm_ttl(q);
+    return n;
+}
+
+uint32_t wr_queue_delete(wr_queue_t *q)
+{
+    if (q->deleted)
+        return 0;
+    q->deleted = 1;
+    while (q->consumers) {
+        wr_consumer_t *c = q->consumers;
+        unlink_consumer(q, c);
+        c->ops->cancelled(c);
+    }
+    while (q->bindings)
+        wr_binding_remove(q->bindings);
+    uint32_t n = wr_queue_purge(q);
+    wr_map_del(&q->vhost->queues, (wr_bytes_t){(uint8_t *)q->name, q->name_len});
+    if (q->ttl_timer) {
+        uv_close((uv_handle_t *)q->ttl_timer, timer_closed);
+        q->ttl_timer = NULL;
+    }
+    wr_queue_unref(q);
+    return n;
+}

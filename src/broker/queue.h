@@ -1,0 +1,176 @@
+/*
+ * queue.h - a message queue: ready messages in FIFO order, consumers, and
+ * the accounting of deliveries that are out (unacknowledged).
+ *
+ * Ready messages live in a ring buffer of small entries (wr_qent_t: a
+ * message pointer and a few counters), so a backlog costs one entry per
+ * message plus the shared message.  Every entry gets a sequence number when
+ * it is first enqueued.  Entries that come back (a nack or reject with
+ * requeue, a channel that closed with deliveries out) go into a min-heap
+ * on that sequence number, and the next message to deliver is the smaller
+ * of the heap's top and the ring's head.  Since everything out was taken
+ * from in front of the ring's head, requeued messages take back exactly
+ * their original position, as RabbitMQ does, at O(log n) each.
+ *
+ * Consumers are served round-robin among those of the highest priority
+ * that can take a message now (credit from basic.qos, a connection that
+ * is not congested).  The queue knows consumers only through
+ * wr_consumer_ops_t, so it does not depend on channels or connections.
+ *
+ * Lifetime: a queue is referenced by its vhost while it exists, and by each
+ * delivery that is out.  wr_queue_delete removes it from the vhost (the
+ * deleted flag is set, its ready messages dropped, consumers cancelled);
+ * the memory goes when the last outstanding delivery is settled.
+ */
+#ifndef WR_QUEUE_H
+#define WR_QUEUE_H
+
+#include <uv.h>
+
+#include "broker/message.h"
+#include "core/buf.h"
+#include "core/loop.h"
+
+typedef struct wr_vhost wr_vhost_t;
+typedef struct wr_queue wr_queue_t;
+typedef struct wr_consumer wr_consumer_t;
+typedef struct wr_binding wr_binding_t;
+
+typedef struct wr_qent {
+    wr_msg_t *msg;       /* one reference owned by the entry */
+    uint64_t seq;        /* position in the queue */
+    int64_t expires_at;  /* loop time in ms, or 0 for never */
+    uint32_t deliveries; /* times delivered before: redelivered if > 0 */
+    uint32_t unused_;
+} wr_qent_t;
+
+typedef struct wr_consumer_ops {
+    /* May the consumer take one more message now? */
+    int (*can_take)(wr_consumer_t *c);
+    /* Deliver e; the callee takes over the entry (and its message ref). */
+    void (*deliver)(wr_consumer_t *c, wr_qent_t *e);
+    /* The queue is going away: the consumer is removed from it (server-side
+     * basic.cancel).  The queue's pointer in c is cleared after this. */
+    void (*cancelled)(wr_consumer_t *c);
+} wr_consumer_ops_t;
+
+struct wr_consumer {
+    const wr_consumer_ops_t *ops;
+    wr_queue_t *queue;
+    int32_t priority;
+    uint8_t exclusive;
+    uint8_t no_ack;
+    wr_consumer_t *qnext; /* in the queue's consumer list, priority order */
+    wr_consumer_t *qprev;
+};
+
+enum wr_overflow { WR_OVERFLOW_DROP_HEAD, WR_OVERFLOW_REJECT_PUBLISH, WR_OVERFLOW_REJECT_PUBLISH_DLX };
+
+typedef struct wr_queue_args {
+    int64_t message_ttl;      /* x-message-ttl, -1 if unset */
+    int64_t expires;          /* x-expires, -1 if unset */
+    int64_t max_length;       /* x-max-length, -1 if unset */
+    int64_t max_length_bytes; /* x-max-length-bytes, -1 if unset */
+    int overflow;
+    char *dlx;                /* x-dead-letter-exchange, or NULL */
+    char *dlrk;               /* x-dead-letter-routing-key, or NULL */
+    uint8_t single_active;    /* x-single-active-consumer */
+    uint8_t max_priority;     /* x-max-priority, 0 = not a priority queue */
+} wr_queue_args_t;
+
+struct wr_queue {
+    char *name;
+    size_t name_len;
+    wr_vhost_t *vhost;
+    uint32_t refs;
+    uint8_t durable;
+    uint8_t exclusive;
+    uint8_t auto_delete;
+    uint8_t deleted;
+    uint8_t had_consumer; /* auto-delete only after a first consumer */
+    uint8_t pending;      /* on the broker's list of queues to dispatch */
+    uint8_t dispatching;
+    void *owner;          /* exclusive: the owning connection */
+    wr_buf_t args_raw;    /* arguments table content, as declared */
+    wr_queue_args_t args;
+
+    /* Ready messages: ring (fresh) + heap (returned), see above. */
+    wr_qent_t *ring;
+    size_t ring_head, ring_count, ring_cap;
+    wr_qent_t *heap;
+    size_t heap_count, heap_cap;
+    uint64_t next_seq;
+    uint64_t ready_bytes;
+
+    wr_consumer_t *consumers; /* sorted by priority, highest first */
+    wr_consumer_t *rr;        /* where the next round-robin scan starts */
+    uint32_t n_consumers;
+    uint32_t unacked;
+
+    wr_binding_t *bindings; /* bindings whose destination is this queue */
+    uint64_t route_mark;    /* routing de-duplication stamp */
+    int64_t last_used;      /* for x-expires */
+    uv_timer_t *ttl_timer;  /* armed for the head's expiry */
+    wr_queue_t *pending_next;
+};
+
+/* Parses and validates declare arguments into *out.  On failure returns
+ * WR_EINVAL with an AMQP-style reply text in err (for a 406). */
+int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost,
+                        wr_queue_args_t *out, char *err, size_t errlen);
+void wr_queue_args_free(wr_queue_args_t *a);
+
+wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclusive,
+                         int auto_delete, void *owner, wr_bytes_t args_raw,
+                         const wr_queue_args_t *args);
+
+/* Drops one reference; frees the queue when none remain. */
+void wr_queue_unref(wr_queue_t *q);
+
+/* Ready message count and bytes. */
+static inline size_t wr_queue_ready(const wr_queue_t *q)
+{
+    return q->ring_count + q->heap_count;
+}
+
+/* Enqueues a message (takes a new reference).  Returns 0, or WR_ERANGE if
+ * the queue refused it because of x-overflow reject-publish(-dlx). */
+int wr_queue_push(wr_queue_t *q, wr_msg_t *m);
+
+/* Pops the next ready message (skipping expired ones) into *e; 1 if one
+ * was taken, 0 if the queue has none.  The entry's reference passes to the
+ * caller, who must settle or requeue it with the functions below (they
+ * account for q->unacked), or call wr_queue_taken_noack. */
+int wr_queue_pop(wr_queue_t *q, wr_qent_t *e);
+/* The popped entry is out unacknowledged: q->unacked++, q->refs++. */
+void wr_queue_out(wr_queue_t *q);
+/* An outstanding delivery was acked. Consumes e's message reference. */
+void wr_queue_settle(wr_queue_t *q, wr_qent_t *e);
+/* An outstanding delivery comes back to its original position. */
+void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e);
+/* An outstanding delivery was rejected without requeue: dead-lettered with
+ * reason "rejected" if the queue has a DLX, else dropped. */
+void wr_queue_discard(wr_queue_t *q, wr_qent_t *e);
+
+/* Schedules a dispatch pass (cheap; coalesced until wr_queue_run_pending). */
+void wr_queue_kick(wr_queue_t *q);
+/* Runs dispatch for every kicked queue. */
+void wr_queue_run_pending(void);
+
+void wr_queue_add_consumer(wr_queue_t *q, wr_consumer_t *c);
+/* Removes c; may delete an auto-delete queue (returns 1 then). */
+int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c);
+
+/* Removes every ready message; returns how many. */
+uint32_t wr_queue_purge(wr_queue_t *q);
+/* Deletes the queue: unbinds it, cancels consumers, drops ready messages,
+ * removes it from the vhost, and drops the vhost's reference.  Returns the
+ * number of ready messages it held. */
+uint32_t wr_queue_delete(wr_queue_t *q);
+
+/* Expires ready messages whose time has come (called from the timer and
+ * before deliveries). */
+void wr_queue_expire(wr_queue_t *q);
+
+
+#endif

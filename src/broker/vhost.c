@@ -1,0 +1,335 @@
+/* vhost.c - exchanges, bindings and routing within a virtual host (see vhost.h). */
+#include "broker/vhost.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "broker/headers.h"
+#include "core/err.h"
+#include "proto/table.h"
+
+static const char *const extype_names[] = {"direct", "fanout", "topic", "headers"};
+
+int wr_extype_parse(wr_bytes_t s)
+{
+    for (int i = 0; i < 4; i++)
+        if (wr_bytes_eq_str(s, extype_names[i]))
+            return i;
+    return -1;
+}
+
+const char *wr_extype_name(wr_extype_t t)
+{
+    return extype_names[t];
+}
+
+wr_vhost_t *wr_vhost_new(const char *name)
+{
+    wr_vhost_t *vh = wr_xcalloc(1, sizeof *vh);
+    vh->name = wr_xstrndup(name, strlen(name));
+    wr_map_init(&vh->exchanges);
+    wr_map_init(&vh->queues);
+    static const struct {
+        const char *name;
+        wr_extype_t type;
+    } builtin[] = {
+        {"", WR_EX_DIRECT},          {"amq.direct", WR_EX_DIRECT},   {"amq.fanout", WR_EX_FANOUT},
+        {"amq.topic", WR_EX_TOPIC},  {"amq.headers", WR_EX_HEADERS}, {"amq.match", WR_EX_HEADERS},
+    };
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
+        wr_exchange_t *x = wr_exchange_declare(vh, wr_bytes_of(builtin[i].name), builtin[i].type,
+                                               1, 0, 0, (wr_bytes_t){NULL, 0});
+        x->builtin = 1;
+    }
+    return vh;
+}
+
+void wr_vhost_free(wr_vhost_t *vh)
+{
+    /* Queues first: deleting them unbinds them from the exchanges. */
+    wr_map_slot_t *s;
+    while (vh->queues.count) {
+        size_t i = 0;
+        wr_map_next(&vh->queues, &i, &s);
+        wr_queue_delete(s->value);
+    }
+    while (vh->exchanges.count) {
+        size_t i = 0;
+        wr_map_next(&vh->exchanges, &i, &s);
+        wr_exchange_delete(s->value);
+    }
+    wr_map_free(&vh->exchanges);
+    wr_map_free(&vh->queues);
+    free(vh->name);
+    free(vh);
+}
+
+wr_exchange_t *wr_vhost_exchange(wr_vhost_t *vh, wr_bytes_t name)
+{
+    return wr_map_get(&vh->exchanges, name);
+}
+
+wr_queue_t *wr_vhost_queue(wr_vhost_t *vh, wr_bytes_t name)
+{
+    return wr_map_get(&vh->queues, name);
+}
+
+wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type,
+                                   int durable, int auto_delete, int internal, wr_bytes_t args)
+{
+    wr_exchange_t *x = wr_xcalloc(1, sizeof *x);
+    x->name = wr_xstrndup((const char *)name.p, name.n);
+    x->name_len = name.n;
+    x->vhost = vh;
+    x->type = type;
+    x->durable = (uint8_t)durable;
+    x->auto_delete = (uint8_t)auto_delete;
+    x->internal = (uint8_t)internal;
+    wr_buf_init(&x->args_raw);
+    wr_buf_put(&x->args_raw, args.p, args.n);
+    wr_field_t f;
+    if (args.n && wr_table_get(args, "alternate-exchange", &f) && f.type == 'S')
+        x->alternate = wr_xstrndup((const char *)f.v.bytes.p, f.v.bytes.n);
+    wr_map_init(&x->by_key);
+    if (type == WR_EX_TOPIC)
+        x->topic = wr_topic_new();
+    wr_map_put(&vh->exchanges, name, x);
+    return x;
+}
+
+void wr_exchange_delete(wr_exchange_t *x)
+{
+    while (x->bindings)
+        wr_binding_remove(x->bindings);
+    while (x->dest_bindings)
+        wr_binding_remove(x->dest_bindings);
+    wr_map_del(&x->vhost->exchanges, (wr_bytes_t){(uint8_t *)x->name, x->name_len});
+    wr_map_free(&x->by_key);
+    if (x->topic)
+        wr_topic_free(x->topic);
+    wr_buf_free(&x->args_raw);
+    free(x->alternate);
+    free(x->name);
+    free(x);
+}
+
+int wr_exchange_in_use(const wr_exchange_t *x)
+{
+    return x->bindings != NULL;
+}
+
+static wr_bytes_t bkey(const wr_binding_t *b)
+{
+    return (wr_bytes_t){(const uint8_t *)b->key, b->key_len};
+}
+
+static wr_binding_t *find_binding(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx,
+                                  wr_bytes_t key, wr_bytes_t args)
+{
+    /* Walk the destination's list: it is usually the shorter one. */
+    wr_binding_t *b = dq ? dq->bindings : dx->dest_bindings;
+    for (; b; b = b->dst_next) {
+        if (b->source == src && b->dq == dq && b->dx == dx && wr_bytes_eq(bkey(b), key) &&
+            wr_bytes_eq((wr_bytes_t){b->args.p, b->args.len}, args))
+            return b;
+    }
+    return NULL;
+}
+
+int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
+            wr_bytes_t args)
+{
+    if (find_binding(src, dq, dx, key, args))
+        return 0;
+    wr_binding_t *b = wr_xcalloc(1, sizeof *b);
+    b->source = src;
+    b->dq = dq;
+    b->dx = dx;
+    b->key = wr_xstrndup((const char *)key.p, key.n);
+    b->key_len = key.n;
+    wr_buf_init(&b->args);
+    wr_buf_put(&b->args, args.p, args.n);
+    b->src_next = src->bindings;
+    if (src->bindings)
+        src->bindings->src_prev = b;
+    src->bindings = b;
+    wr_binding_t **dhead = dq ? &dq->bindings : &dx->dest_bindings;
+    b->dst_next = *dhead;
+    if (*dhead)
+        (*dhead)->dst_prev = b;
+    *dhead = b;
+    src->n_bindings++;
+    if (src->type == WR_EX_DIRECT) {
+        b->key_next = wr_map_get(&src->by_key, key);
+        wr_map_put(&src->by_key, key, b);
+    } else if (src->type == WR_EX_TOPIC) {
+        wr_topic_add(src->topic, key, b);
+    }
+    return 0;
+}
+
+void wr_binding_remove(wr_binding_t *b)
+{
+    wr_exchange_t *src = b->source;
+    if (src->type == WR_EX_DIRECT) {
+        wr_binding_t *head = wr_map_get(&src->by_key, bkey(b));
+        if (head == b) {
+            if (b->key_next)
+                wr_map_put(&src->by_key, bkey(b), b->key_next);
+            else
+                wr_map_del(&src->by_key, bkey(b));
+        } else {
+            while (head && head->key_next != b)
+                head = head->key_next;
+            if (head)
+                head->key_next = b->key_next;
+        }
+    } else if (src->type == WR_EX_TOPIC) {
+        wr_topic_remove(src->topic, bkey(b), b);
+    }
+    if (b->src_prev)
+        b->src_prev->src_next = b->src_next;
+    else
+        src->bindings = b->src_next;
+    if (b->src_next)
+        b->src_next->src_prev = b->src_prev;
+    wr_binding_t **dhead = b->dq ? &b->dq->bindings : &b->dx->dest_bindings;
+    if (b->dst_prev)
+        b->dst_prev->dst_next = b->dst_next;
+    else
+        *dhead = b->dst_next;
+    if (b->dst_next)
+        b->dst_next->dst_prev = b->dst_prev;
+    src->n_bindings--;
+    free(b->key);
+    wr_buf_free(&b->args);
+    free(b);
+    /* An auto-delete exchange goes when its last binding as source goes. */
+    if (src->auto_delete && src->bindings == NULL && !src->builtin)
+        wr_exchange_delete(src);
+}
+
+int wr_unbind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
+              wr_bytes_t args)
+{
+    wr_binding_t *b = find_binding(src, dq, dx, key, args);
+    if (b == NULL)
+        return WR_ENOTFOUND;
+    wr_binding_remove(b);
+    return 0;
+}
+
+/* ---- routing ---- */
+
+typedef struct route_ctx {
+    wr_vhost_t *vh;
+    wr_bytes_t key;
+    wr_bytes_t headers;
+    wr_route_t *r;
+    int depth;
+} route_ctx_t;
+
+static void route_x(route_ctx_t *c, wr_exchange_t *x);
+
+static void add_queue(wr_route_t *r, wr_queue_t *q, uint64_t epoch)
+{
+    if (q->route_mark == epoch)
+        return;
+    q->route_mark = epoch;
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 8;
+        r->q = wr_xrealloc(r->q, r->cap * sizeof *r->q);
+    }
+    r->q[r->n++] = q;
+}
+
+static void add_dest(route_ctx_t *c, wr_binding_t *b)
+{
+    if (b->dq)
+        add_queue(c->r, b->dq, c->vh->route_epoch);
+    else
+        route_x(c, b->dx);
+}
+
+static void topic_cb(void *dest, void *ctx)
+{
+    add_dest(ctx, dest);
+}
+
+static void route_x(route_ctx_t *c, wr_exchange_t *x)
+{
+    if (x->route_mark == c->vh->route_epoch)
+        return;
+    x->route_mark = c->vh->route_epoch;
+    size_t before = c->r->n;
+    if (x->name_len == 0) {
+        wr_queue_t *q = wr_map_get(&c->vh->queues, c->key);
+        if (q)
+            add_queue(c->r, q, c->vh->route_epoch);
+        return;
+    }
+    switch (x->type) {
+    case WR_EX_DIRECT:
+        for (wr_binding_t *b = wr_map_get(&x->by_key, c->key); b; b = b->key_next)
+            add_dest(c, b);
+        break;
+    case WR_EX_FANOUT:
+        for (wr_binding_t *b = x->bindings; b; b = b->src_next)
+            add_dest(c, b);
+        break;
+    case WR_EX_TOPIC:
+        wr_topic_match(x->topic, c->key, topic_cb, c);
+        break;
+    case WR_EX_HEADERS:
+        for (wr_binding_t *b = x->bindings; b; b = b->src_next)
+            if (wr_headers_match((wr_bytes_t){b->args.p, b->args.len}, c->headers))
+                add_dest(c, b);
+        break;
+    }
+    if (c->r->n == before && x->alternate) {
+        wr_exchange_t *ae = wr_map_get(&c->vh->exchanges, wr_bytes_of(x->alternate));
+        if (ae)
+            route_x(c, ae);
+    }
+}
+
+void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
+              wr_route_t *r)
+{
+    vh->route_epoch++;
+    route_ctx_t c = {vh, key, headers, r, 0};
+    route_x(&c, x);
+    /* CC and BCC headers name further routing keys on the same exchange. */
+    if (headers.n == 0)
+        return;
+    static const char *const extra[] = {"CC", "BCC"};
+    for (int i = 0; i < 2; i++) {
+        wr_field_t f;
+        if (!wr_table_get(headers, extra[i], &f) || f.type != 'A')
+            continue;
+        wr_table_iter_t it;
+        wr_table_iter_init(&it, f.v.bytes);
+        wr_field_t e;
+        while (wr_array_next(&it, &e) == 1) {
+            if (e.type != 'S')
+                continue;
+            /* Re-arm the exchange for this key; queue marks are kept, so
+             * each queue still gets the message once. */
+            c.key = e.v.bytes;
+            x->route_mark = 0;
+            route_x(&c, x);
+        }
+    }
+}
+
+void wr_gen_name(const char *prefix, char *out, size_t outlen)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t rnd[22];
+    uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL);
+    size_t n = (size_t)snprintf(out, outlen, "%s", prefix);
+    for (size_t i = 0; i < sizeof rnd && n + 1 < outlen; i++)
+        out[n++] = alphabet[rnd[i] & 63];
+    out[n] = '\0';
+}

@@ -1,0 +1,112 @@
+/*
+ * vhost.h - a virtual host: its exchanges, queues and bindings, and
+ * message routing.
+ *
+ * Exchanges route by type: the default exchange looks the queue up by
+ * name; direct keeps bindings in a hash map by routing key; fanout walks
+ * its bindings; topic uses a trie (broker/topic.h); headers evaluates each
+ * binding's arguments against the message headers (broker/headers.h).
+ * Exchange-to-exchange bindings are followed recursively, each exchange at
+ * most once per message, so cycles terminate; each queue receives a
+ * message at most once however many bindings lead to it.  An exchange with
+ * an alternate-exchange argument hands unroutable messages to it.
+ *
+ * Bindings are linked into both ends (source exchange, destination queue
+ * or exchange) so that deleting either end removes them in time
+ * proportional to its own bindings.
+ */
+#ifndef WR_VHOST_H
+#define WR_VHOST_H
+
+#include "broker/queue.h"
+#include "broker/topic.h"
+#include "core/map.h"
+
+typedef enum wr_extype {
+    WR_EX_DIRECT,
+    WR_EX_FANOUT,
+    WR_EX_TOPIC,
+    WR_EX_HEADERS,
+} wr_extype_t;
+
+typedef struct wr_exchange wr_exchange_t;
+
+struct wr_binding {
+    wr_exchange_t *source;
+    wr_queue_t *dq;    /* destination queue, or */
+    wr_exchange_t *dx; /* destination exchange */
+    char *key;
+    size_t key_len;
+    wr_buf_t args;     /* arguments table content */
+    wr_binding_t *src_next, *src_prev; /* in source->bindings */
+    wr_binding_t *dst_next, *dst_prev; /* in dq->bindings or dx->dest_bindings */
+    wr_binding_t *key_next;            /* direct: same-key chain */
+};
+
+struct wr_exchange {
+    char *name;
+    size_t name_len;
+    wr_vhost_t *vhost;
+    wr_extype_t type;
+    uint8_t durable;
+    uint8_t auto_delete;
+    uint8_t internal;
+    uint8_t builtin; /* predeclared amq.* or the default exchange */
+    wr_buf_t args_raw;
+    char *alternate; /* alternate-exchange argument, or NULL */
+    wr_binding_t *bindings;      /* as source */
+    wr_binding_t *dest_bindings; /* as destination */
+    size_t n_bindings;
+    wr_map_t by_key;    /* direct: key -> first binding of the chain */
+    wr_topic_t *topic;  /* topic: pattern trie, dest = binding */
+    uint64_t route_mark;
+};
+
+struct wr_vhost {
+    char *name;
+    wr_map_t exchanges;
+    wr_map_t queues;
+    uint64_t route_epoch;
+};
+
+wr_vhost_t *wr_vhost_new(const char *name);
+void wr_vhost_free(wr_vhost_t *vh);
+
+/* Parses an exchange type name; -1 if unknown. */
+int wr_extype_parse(wr_bytes_t s);
+const char *wr_extype_name(wr_extype_t t);
+
+wr_exchange_t *wr_vhost_exchange(wr_vhost_t *vh, wr_bytes_t name);
+wr_queue_t *wr_vhost_queue(wr_vhost_t *vh, wr_bytes_t name);
+
+wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type,
+                                   int durable, int auto_delete, int internal, wr_bytes_t args);
+void wr_exchange_delete(wr_exchange_t *x);
+/* Does the exchange have bindings as source (for if-unused)? */
+int wr_exchange_in_use(const wr_exchange_t *x);
+
+/* Adds a binding; 0 if added or already present. */
+int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
+            wr_bytes_t args);
+/* Removes a binding; 0 if removed, WR_ENOTFOUND if there was none. */
+int wr_unbind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
+              wr_bytes_t args);
+/* Removes a binding already found (used when a queue or exchange goes). */
+void wr_binding_remove(wr_binding_t *b);
+
+/* Routing result: the queues a message goes to, de-duplicated. */
+typedef struct wr_route {
+    wr_queue_t **q;
+    size_t n, cap;
+} wr_route_t;
+
+/* Routes through exchange x (NULL = the default exchange) with routing key
+ * and the message headers; appends matching queues to r (which the caller
+ * clears).  CC and BCC headers are honoured as RabbitMQ does. */
+void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
+              wr_route_t *r);
+
+/* Generates a server name like "amq.gen-XXXXXXXXXXXXXXXXXXXXXX". */
+void wr_gen_name(const char *prefix, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,615 @@
+/*
+ * config.c - broker settings and the rabbitmq.conf parser (see config.h).
+ *
+ * The file syntax follows cuttlefish's grammar (conf_parse.peg), which is
+ * what RabbitMQ uses: `key = value`, where an unquoted value ends at the
+ * first '#' (the rest of the line is a comment) and a value in single
+ * quotes is taken verbatim.  The value checks follow RabbitMQ's schema
+ * (rabbit.schema) where warren has the same setting, and are stricter where
+ * a RabbitMQ value would make no sense on the wire: heartbeat and
+ * channel_max are 16-bit fields of connection.tune, and a frame_max below
+ * the protocol's 4096-byte minimum frame cannot carry a method frame.
+ */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+#define DEFAULT_DATA_DIR_FALLBACK "./warren-data"
+#define SYSTEM_DATA_DIR           "/var/lib/warren"
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char *xstrdup(const char *s)
+{
+    return wr_xstrndup(s, strlen(s));
+}
+
+static void replace_str(char **slot, const char *value)
+{
+    free(*slot);
+    *slot = xstrdup(value);
+}
+
+/* ---- loopback user list ------------------------------------------------ */
+
+static void loopback_clear(wr_config_t *c)
+{
+    for (size_t i = 0; i < c->n_loopback_users; i++)
+        free(c->loopback_users[i]);
+    free(c->loopback_users);
+    c->loopback_users = NULL;
+    c->n_loopback_users = 0;
+}
+
+static ssize_t loopback_find(const wr_config_t *c, wr_bytes_t user)
+{
+    for (size_t i = 0; i < c->n_loopback_users; i++)
+        if (wr_bytes_eq_str(user, c->loopback_users[i]))
+            return (ssize_t)i;
+    return -1;
+}
+
+static void loopback_add(wr_config_t *c, const char *user)
+{
+    if (loopback_find(c, wr_bytes_of(user)) >= 0)
+        return;
+    c->loopback_users =
+        wr_xrealloc(c->loopback_users, (c->n_loopback_users + 1) * sizeof *c->loopback_users);
+    c->loopback_users[c->n_loopback_users++] = xstrdup(user);
+}
+
+static void loopback_remove(wr_config_t *c, const char *user)
+{
+    ssize_t i = loopback_find(c, wr_bytes_of(user));
+    if (i < 0)
+        return;
+    free(c->loopback_users[i]);
+    /* Keep the order: it is what an operator reading a dump expects. */
+    memmove(&c->loopback_users[i], &c->loopback_users[i + 1],
+            (c->n_loopback_users - (size_t)i - 1) * sizeof *c->loopback_users);
+    c->n_loopback_users--;
+}
+
+int wr_config_is_loopback_user(const wr_config_t *c, wr_bytes_t user)
+{
+    return loopback_find(c, user) >= 0;
+}
+
+/* ---- defaults ---------------------------------------------------------- */
+
+/* A directory is usable if we can write into it, or if it does not exist
+ * yet and we could create it in its parent. */
+static int dir_usable(const char *dir, const char *parent)
+{
+    if (access(dir, W_OK | X_OK) == 0)
+        return 1;
+    return errno == ENOENT && access(parent, W_OK | X_OK) == 0;
+}
+
+const char *wr_config_default_data_dir(void)
+{
+    static char buf[4096];
+    const char *env = getenv("WARREN_DATA_DIR");
+    if (env != NULL && env[0] != '\0' && strlen(env) < sizeof buf) {
+        memcpy(buf, env, strlen(env) + 1);
+        return buf;
+    }
+    if (dir_usable(SYSTEM_DATA_DIR, "/var/lib"))
+        return SYSTEM_DATA_DIR;
+    const char *xdg = getenv("XDG_DATA_HOME");
+    if (xdg != NULL && xdg[0] == '/') {
+        int n = snprintf(buf, sizeof buf, "%s/warren", xdg);
+        if (n > 0 && (size_t)n < sizeof buf)
+            return buf;
+    }
+    const char *home = getenv("HOME");
+    if (home != NULL && home[0] != '\0') {
+        int n = snprintf(buf, sizeof buf, "%s/.local/share/warren", home);
+        if (n > 0 && (size_t)n < sizeof buf)
+            return buf;
+    }
+    return DEFAULT_DATA_DIR_FALLBACK;
+}
+
+void wr_config_init(wr_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->listen_host = xstrdup("127.0.0.1");
+    c->listen_port = 5672;
+    c->default_user = xstrdup("guest");
+    c->default_pass = xstrdup("guest");
+    c->default_vhost = xstrdup("/");
+    c->heartbeat = 60;
+    c->frame_max = 131072;
+    c->channel_max = 2047;
+    c->consumer_timeout_ms = 1800000;
+    loopback_add(c, "guest");
+    c->log_level = WR_LOG_INFO;
+    c->data_dir = xstrdup(wr_config_default_data_dir());
+}
+
+void wr_config_free(wr_config_t *c)
+{
+    free(c->listen_host);
+    free(c->default_user);
+    free(c->default_pass);
+    free(c->default_vhost);
+    free(c->data_dir);
+    loopback_clear(c);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- value parsers ----------------------------------------------------- */
+
+/* Decimal digits only (no sign, no blanks), without overflow. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* cuttlefish's bytesize: an integer, optionally followed by KB, MB or GB
+ * (either case, powers of 1024). */
+static int parse_bytesize(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    uint64_t mult = 1;
+    if (n >= 2) {
+        char a = s[n - 2], b = s[n - 1];
+        if (b == 'B' || b == 'b') {
+            if (a == 'K' || a == 'k')
+                mult = 1024;
+            else if (a == 'M' || a == 'm')
+                mult = 1024 * 1024;
+            else if (a == 'G' || a == 'g')
+                mult = 1024 * 1024 * 1024;
+        }
+    }
+    char digits[32];
+    size_t dn = mult == 1 ? n : n - 2;
+    if (dn == 0 || dn >= sizeof digits)
+        return -1;
+    memcpy(digits, s, dn);
+    digits[dn] = '\0';
+    uint64_t v;
+    if (parse_u64(digits, &v) < 0 || v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    if (strcmp(s, "true") == 0)
+        *out = 1;
+    else if (strcmp(s, "false") == 0)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_port(const char *s, uint16_t *out)
+{
+    uint64_t v;
+    if (parse_u64(s, &v) < 0 || v > 65535)
+        return -1;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+/*
+ * A listener is a bare port (all IPv4 interfaces), "IP:PORT" split at the
+ * last colon as cuttlefish's ip datatype does (so "::1:5672" is IPv6
+ * loopback), or "[IPv6]:PORT".  The address must be numeric: RabbitMQ does
+ * not resolve host names here either.
+ */
+static int parse_listener(const char *s, char **host, uint16_t *port)
+{
+    char addr[INET6_ADDRSTRLEN + 1];
+    const char *port_str;
+    size_t alen;
+    unsigned char tmp[sizeof(struct in6_addr)];
+
+    if (parse_port(s, port) == 0) {
+        *host = xstrdup("0.0.0.0");
+        return 0;
+    }
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        alen = (size_t)(close - s - 1);
+        if (alen == 0 || alen >= sizeof addr)
+            return -1;
+        memcpy(addr, s + 1, alen);
+        addr[alen] = '\0';
+        if (inet_pton(AF_INET6, addr, tmp) != 1)
+            return -1;
+        port_str = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        alen = (size_t)(colon - s);
+        if (alen == 0 || alen >= sizeof addr)
+            return -1;
+        memcpy(addr, s, alen);
+        addr[alen] = '\0';
+        if (inet_pton(AF_INET, addr, tmp) != 1 && inet_pton(AF_INET6, addr, tmp) != 1)
+            return -1;
+        port_str = colon + 1;
+    }
+    if (parse_port(port_str, port) < 0)
+        return -1;
+    *host = xstrdup(addr);
+    return 0;
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+/*
+ * Checks a key against cuttlefish's grammar: words of [A-Za-z0-9_-] and
+ * "\." separated by single dots.  Returns 0 if well-formed.
+ */
+static int key_valid(const char *k)
+{
+    int word_len = 0;
+    for (const char *p = k;; p++) {
+        char ch = *p;
+        if (ch == '\0' || ch == '.') {
+            if (word_len == 0)
+                return -1;
+            if (ch == '\0')
+                return 0;
+            word_len = 0;
+        } else if (ch == '\\' && p[1] == '.') {
+            p++;
+            word_len++;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') || ch == '_' || ch == '-') {
+            word_len++;
+        } else {
+            return -1;
+        }
+    }
+}
+
+/*
+ * If key is PREFIX followed by exactly one more word, writes that word with
+ * "\." unescaped into out (size outlen) and returns 1; else 0.
+ */
+static int key_suffix_word(const char *key, const char *prefix, char *out, size_t outlen)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(key, prefix, pl) != 0)
+        return 0;
+    size_t o = 0;
+    for (const char *p = key + pl; *p; p++) {
+        char ch = *p;
+        if (ch == '.')
+            return 0; /* a further, unescaped separator */
+        if (ch == '\\' && p[1] == '.')
+            ch = *++p;
+        if (o + 1 >= outlen)
+            return 0;
+        out[o++] = ch;
+    }
+    if (o == 0)
+        return 0;
+    out[o] = '\0';
+    return 1;
+}
+
+static int bad_value(char *err, size_t errlen, const char *key, const char *value,
+                     const char *what)
+{
+    seterr(err, errlen, "%s: '%s' is not %s", key, value, what);
+    return WR_EINVAL;
+}
+
+static int set_string(char **slot, const char *key, const char *value, char *err,
+                      size_t errlen)
+{
+    if (value[0] == '\0') {
+        seterr(err, errlen, "%s: must not be empty", key);
+        return WR_EINVAL;
+    }
+    replace_str(slot, value);
+    return 0;
+}
+
+int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    uint64_t n;
+    int b;
+    char word[256];
+
+    if (key_valid(key) < 0) {
+        seterr(err, errlen, "invalid key '%s' (keys are dot-separated words of letters, digits, "
+                            "'_' and '-')",
+               key);
+        return WR_EINVAL;
+    }
+
+    if (strcmp(key, "listeners.tcp.default") == 0) {
+        char *host;
+        uint16_t port;
+        if (parse_listener(value, &host, &port) < 0)
+            return bad_value(err, errlen, key, value,
+                             "a port or IP:port (e.g. 5672, 127.0.0.1:5672, ::1:5672, "
+                             "[::1]:5672)");
+        free(c->listen_host);
+        c->listen_host = host;
+        c->listen_port = port;
+        return 0;
+    }
+    if (strcmp(key, "listeners.tcp") == 0) {
+        seterr(err, errlen, "%s: warren needs a TCP listener; '%s' is not supported", key, value);
+        return WR_EINVAL;
+    }
+    if (key_suffix_word(key, "listeners.tcp.", word, sizeof word)) {
+        seterr(err, errlen,
+               "%s: warren has a single TCP listener; configure it as listeners.tcp.default",
+               key);
+        return WR_EINVAL;
+    }
+    if (strcmp(key, "default_user") == 0)
+        return set_string(&c->default_user, key, value, err, errlen);
+    if (strcmp(key, "default_pass") == 0)
+        return set_string(&c->default_pass, key, value, err, errlen);
+    if (strcmp(key, "default_vhost") == 0)
+        return set_string(&c->default_vhost, key, value, err, errlen);
+    if (strcmp(key, "data_dir") == 0)
+        return set_string(&c->data_dir, key, value, err, errlen);
+    if (strcmp(key, "heartbeat") == 0) {
+        if (parse_u64(value, &n) < 0)
+            return bad_value(err, errlen, key, value, "a non-negative integer (seconds)");
+        if (n > 65535) {
+            seterr(err, errlen, "%s: must be between 0 (disabled) and 65535 seconds, got %s",
+                   key, value);
+            return WR_EINVAL;
+        }
+        c->heartbeat = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "frame_max") == 0) {
+        if (parse_bytesize(value, &n) < 0)
+            return bad_value(err, errlen, key, value,
+                             "a non-negative integer (bytes, optionally with KB, MB or GB)");
+        if (n != 0 && (n < 4096 || n > UINT32_MAX)) {
+            seterr(err, errlen,
+                   "%s: must be 0 (no limit) or between 4096 and 4294967295 bytes, got %s", key,
+                   value);
+            return WR_EINVAL;
+        }
+        c->frame_max = (uint32_t)n;
+        return 0;
+    }
+    if (strcmp(key, "channel_max") == 0) {
+        if (parse_u64(value, &n) < 0)
+            return bad_value(err, errlen, key, value, "a non-negative integer");
+        if (n > 65535) {
+            seterr(err, errlen, "%s: must be between 0 (no limit) and 65535, got %s", key, value);
+            return WR_EINVAL;
+        }
+        c->channel_max = (uint16_t)n;
+        return 0;
+    }
+    if (strcmp(key, "consumer_timeout") == 0) {
+        if (parse_u64(value, &n) < 0 || n == 0)
+            return bad_value(err, errlen, key, value, "a positive integer (milliseconds)");
+        c->consumer_timeout_ms = n;
+        return 0;
+    }
+    if (strcmp(key, "log.console.level") == 0) {
+        int level = wr_log_parse_level(value);
+        if (level < 0)
+            return bad_value(err, errlen, key, value,
+                             "one of debug, info, notice, warning, error, critical, alert, "
+                             "emergency, none");
+        c->log_level = level;
+        return 0;
+    }
+    if (strcmp(key, "log.console") == 0) {
+        /* warren always logs to stderr; the key is accepted (and checked)
+         * so that RabbitMQ configuration files keep working. */
+        if (parse_bool(value, &b) < 0)
+            return bad_value(err, errlen, key, value, "true or false");
+        return 0;
+    }
+    if (strcmp(key, "log.file") == 0) {
+        if (strcmp(value, "false") == 0)
+            return 0;
+        seterr(err, errlen,
+               "%s: logging to a file is not supported (warren logs to stderr); only 'false' is "
+               "accepted",
+               key);
+        return WR_EINVAL;
+    }
+    if (strcmp(key, "loopback_users") == 0) {
+        if (strcmp(value, "none") != 0)
+            return bad_value(err, errlen, key, value,
+                             "'none' (use loopback_users.USER = true|false for one user)");
+        loopback_clear(c);
+        return 0;
+    }
+    if (key_suffix_word(key, "loopback_users.", word, sizeof word)) {
+        if (parse_bool(value, &b) < 0)
+            return bad_value(err, errlen, key, value, "true or false");
+        if (b)
+            loopback_add(c, word);
+        else
+            loopback_remove(c, word);
+        return 0;
+    }
+    seterr(err, errlen, "unknown key '%s'", key);
+    return WR_EINVAL;
+}
+
+int wr_config_set_kv(wr_config_t *c, const char *kv, char *err, size_t errlen)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL) {
+        seterr(err, errlen, "'%s': expected KEY=VALUE", kv);
+        return WR_EINVAL;
+    }
+    const char *ks = kv, *ke = eq;
+    while (ks < ke && (*ks == ' ' || *ks == '\t'))
+        ks++;
+    while (ke > ks && (ke[-1] == ' ' || ke[-1] == '\t'))
+        ke--;
+    char *key = wr_xstrndup(ks, (size_t)(ke - ks));
+    int rc = wr_config_set(c, key, eq + 1, err, errlen);
+    free(key);
+    return rc;
+}
+
+/* ---- file -------------------------------------------------------------- */
+
+static int is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/*
+ * Parses one line in place.  Returns 1 with *key and *value pointing into
+ * line for a setting, 0 for a blank or comment line, or -1 with a message
+ * in err.
+ */
+static int parse_line(char *line, char **key, char **value, char *err, size_t errlen)
+{
+    char *p = line;
+    while (is_blank(*p))
+        p++;
+    if (*p == '\0' || *p == '#')
+        return 0;
+
+    char *eq = strchr(p, '=');
+    if (eq == NULL) {
+        if (strncmp(p, "include", 7) == 0 && is_blank(p[7])) {
+            seterr(err, errlen, "include directives are not supported");
+            return -1;
+        }
+        seterr(err, errlen, "expected 'key = value', found no '='");
+        return -1;
+    }
+    char *ke = eq;
+    while (ke > p && is_blank(ke[-1]))
+        ke--;
+    if (ke == p) {
+        seterr(err, errlen, "missing key before '='");
+        return -1;
+    }
+    *ke = '\0';
+    *key = p;
+
+    char *v = eq + 1;
+    while (is_blank(*v))
+        v++;
+    if (*v == '\'') {
+        char *close = strchr(v + 1, '\'');
+        if (close == NULL) {
+            seterr(err, errlen, "%s: unterminated quoted value", *key);
+            return -1;
+        }
+        char *rest = close + 1;
+        while (is_blank(*rest))
+            rest++;
+        if (*rest != '\0' && *rest != '#') {
+            seterr(err, errlen, "%s: unexpected text after the quoted value", *key);
+            return -1;
+        }
+        *close = '\0';
+        *value = v + 1;
+        return 1;
+    }
+    /* Unquoted: a '#' starts a comment, as in cuttlefish. */
+    char *hash = strchr(v, '#');
+    char *ve = hash ? hash : v + strlen(v);
+    while (ve > v && is_blank(ve[-1]))
+        ve--;
+    if (ve == v) {
+        seterr(err, errlen, "%s: missing value after '='", *key);
+        return -1;
+    }
+    *ve = '\0';
+    *value = v;
+    return 1;
+}
+
+int wr_config_load_file(wr_config_t *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        return WR_EIO;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    unsigned lineno = 0;
+    int rc = 0;
+    char msg[512];
+
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        size_t len = (size_t)n;
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = '\0';
+        if (strlen(line) != len) {
+            seterr(err, errlen, "%s:%u: line contains a NUL byte", path, lineno);
+            rc = WR_EINVAL;
+            break;
+        }
+        char *key, *value;
+        int k = parse_line(line, &key, &value, msg, sizeof msg);
+        if (k == 0)
+            continue;
+        if (k > 0 && wr_config_set(c, key, value, msg, sizeof msg) == 0)
+            continue;
+        seterr(err, errlen, "%s:%u: %s", path, lineno, msg);
+        rc = WR_EINVAL;
+        break;
+    }
+    if (rc == 0 && ferror(f)) {
+        seterr(err, errlen, "%s: read error", path);
+        rc = WR_EIO;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}

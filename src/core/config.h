@@ -1,0 +1,84 @@
+/*
+ * config.h - broker settings and the rabbitmq.conf file format.
+ *
+ * warren reads the same sysctl-like format as RabbitMQ (parsed there by
+ * cuttlefish): one `key = value` per line, '#' comments, blank lines, keys
+ * made of dot-separated words of [A-Za-z0-9_-] (a literal dot inside a word
+ * is written "\."), values either unquoted (up to a '#' or the end of the
+ * line, trailing blanks trimmed) or in single quotes, which may then
+ * contain '#'.  Only the keys warren implements are accepted; anything
+ * else is an error rather than silently ignored, because a setting that
+ * looks applied but is not is worse than a refusal to start.
+ * docs/configuration.md lists every key, its default and legal values.
+ *
+ * Settings are applied in order, so a later line (or a later --set on the
+ * command line, which main.c applies after the file) overrides an earlier
+ * one.  A failed load may leave the settings before the bad line applied;
+ * callers are expected to report the error and exit.
+ *
+ * Ownership: every pointer in wr_config_t is owned by the struct and freed
+ * by wr_config_free; wr_config_set replaces (and frees) old values.
+ */
+#ifndef WR_CONFIG_H
+#define WR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+typedef struct wr_config {
+    char *listen_host;            /* numeric IPv4 or IPv6 address, no brackets */
+    uint16_t listen_port;         /* 0: let the kernel pick a free port */
+    char *default_user;           /* created on first start */
+    char *default_pass;
+    char *default_vhost;
+    uint32_t heartbeat;           /* seconds offered in connection.tune; 0 disables */
+    uint32_t frame_max;           /* bytes offered in connection.tune; 0 = no limit */
+    uint16_t channel_max;         /* offered in connection.tune; 0 = no limit (65535) */
+    uint64_t consumer_timeout_ms; /* unacked delivery age that closes the channel */
+    char **loopback_users;        /* users who may only connect from loopback */
+    size_t n_loopback_users;
+    int log_level; /* WR_LOG_* */
+    char *data_dir;
+} wr_config_t;
+
+/* Fills c with the defaults (RabbitMQ's, except listening on 127.0.0.1
+ * only):
+ * 127.0.0.1:5672, guest/guest, vhost "/", heartbeat 60, frame_max 131072,
+ * channel_max 2047, consumer_timeout 1800000 (30 min), loopback_users
+ * ["guest"], log level info, data_dir wr_config_default_data_dir(). */
+void wr_config_init(wr_config_t *c);
+
+/* Frees everything c owns and leaves it zeroed; c itself is the caller's. */
+void wr_config_free(wr_config_t *c);
+
+/* The default data directory: $WARREN_DATA_DIR if set and non-empty; else
+ * /var/lib/warren if the process can write it (or create it); else
+ * $XDG_DATA_HOME/warren if XDG_DATA_HOME is an absolute path; else
+ * $HOME/.local/share/warren; else ./warren-data.  Returns a pointer to
+ * static storage, valid until the next call; not thread-safe (it is meant
+ * for startup). */
+const char *wr_config_default_data_dir(void);
+
+/* Applies one setting, e.g. ("heartbeat", "30").  value is taken literally:
+ * quote and comment handling belong to the file syntax, not to this
+ * function.  Returns 0, or WR_EINVAL with a message naming the key and the
+ * problem written to err (always NUL-terminated when errlen > 0; err may be
+ * NULL). */
+int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Applies "KEY=VALUE" (the argument of --set): the key is trimmed of
+ * surrounding blanks, the value is everything after the first '='.
+ * Returns 0 or WR_EINVAL as wr_config_set. */
+int wr_config_set_kv(wr_config_t *c, const char *kv, char *err, size_t errlen);
+
+/* Reads a rabbitmq.conf-format file and applies each setting in order.
+ * Returns 0; WR_EIO if the file cannot be read ("PATH: reason" in err); or
+ * WR_EINVAL for the first bad line, with err "PATH:LINE: message". */
+int wr_config_load_file(wr_config_t *c, const char *path, char *err, size_t errlen);
+
+/* 1 if user is in loopback_users (may connect only over loopback), else 0. */
+int wr_config_is_loopback_user(const wr_config_t *c, wr_bytes_t user);
+
+#endif
