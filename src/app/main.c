@@ -23,8 +23,6 @@
 
 #define WARREN_VERSION "0.1.0"
 
-uv_loop_t *wr_loop;
-
 static uv_tcp_t listener;
 static uv_prepare_t prepare_handle;
 static uv_check_t check_handle;
@@ -175,11 +173,10 @@ int main(int argc, char **argv)
     wr_broker.cfg = &cfg;
     wr_broker.vhost = wr_vhost_new(cfg.default_vhost);
 
-    int r = wr_listen(wr_loop, cfg.listen_host, cfg.listen_port, &wr_conn_handler,
-                      wr_conn_accept, &listener);
+    int r = wr_listen(wr_loop, cfg.listen_host, cfg.listen_port, &wr_conn_handler, wr_conn_accept,
+                      &listener);
     if (r != 0) {
-        wr_error("cannot listen on %s:%u: %s", cfg.listen_host, cfg.listen_port,
-                 uv_strerror(r));
+        wr_error("cannot listen on %s:%u: %s", cfg.listen_host, cfg.listen_port, uv_strerror(r));
         return 1;
     }
     uv_prepare_init(wr_loop, &prepare_handle);
@@ -198,11 +195,13 @@ int main(int argc, char **argv)
             cfg.listen_port, cfg.data_dir);
     uv_run(wr_loop, UV_RUN_DEFAULT);
 
-    /* Orderly teardown: close every handle, let the callbacks run (they
-     * free connections), then release the broker state. */
+    /* Orderly teardown: release what connections hold, then the broker
+     * state (which closes queue timers), then every remaining handle; one
+     * more loop run lets the close callbacks free their memory. */
+    wr_conn_close_all_now();
+    wr_vhost_free(wr_broker.vhost);
     uv_walk(wr_loop, close_walk, NULL);
     uv_run(wr_loop, UV_RUN_DEFAULT);
-    wr_vhost_free(wr_broker.vhost);
     uv_loop_close(wr_loop);
     wr_config_free(&cfg);
     wr_info("warren stopped");

@@ -71,8 +71,7 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
         while (n <= id)
             n *= 2;
         c->channels = wr_xrealloc(c->channels, n * sizeof *c->channels);
-        memset(c->channels + c->n_channel_slots, 0,
-               (n - c->n_channel_slots) * sizeof *c->channels);
+        memset(c->channels + c->n_channel_slots, 0, (n - c->n_channel_slots) * sizeof *c->channels);
         c->n_channel_slots = n;
     }
     wr_channel_t *ch = wr_xcalloc(1, sizeof *ch);
@@ -211,8 +210,8 @@ static int settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, uint32_
     }
     wr_unacked_t *u = ua_at(ch, tag);
     if (u == NULL || u->queue == NULL) {
-        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, method_id, "unknown delivery tag %" PRIu64,
-                         tag);
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, method_id,
+                         "unknown delivery tag %" PRIu64, tag);
         return -1;
     }
     if (multiple) {
@@ -450,8 +449,7 @@ static void send_return(wr_channel_t *ch, const wr_msg_t *m, uint16_t code, cons
 }
 
 /* Routes m (consuming the caller's reference) and answers the publisher. */
-static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory,
-                       uint64_t seq)
+static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory, uint64_t seq)
 {
     static wr_route_t r; /* reused: routing allocates nothing per message */
     r.n = 0;
@@ -557,8 +555,8 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
     if (body_len > MAX_MESSAGE_SIZE) {
         ch->content = WR_CONTENT_NONE;
         wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
-                         "message size %" PRIu64 " is larger than configured max size %u",
-                         body_len, MAX_MESSAGE_SIZE);
+                         "message size %" PRIu64 " is larger than configured max size %u", body_len,
+                         MAX_MESSAGE_SIZE);
         return;
     }
     int64_t ttl = -1;
@@ -672,8 +670,8 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
     } else {
         int type = wr_extype_parse(a->type);
         if (type < 0) {
-            wr_conn_error(ch->conn, WR_AMQP_COMMAND_INVALID, mid,
-                          "unknown exchange type '%.*s'", BYTES_FMT(a->type));
+            wr_conn_error(ch->conn, WR_AMQP_COMMAND_INVALID, mid, "unknown exchange type '%.*s'",
+                          BYTES_FMT(a->type));
             return;
         }
         if (x == NULL && reserved_name(a->exchange)) {
@@ -1126,7 +1124,7 @@ static void basic_settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, 
                 return;
             }
         }
-        wr_txop_t op = {how == SETTLE_ACK ? 1 : 2,     NULL, 0, (uint8_t)multiple,
+        wr_txop_t op = {how == SETTLE_ACK ? 1 : 2,        NULL, 0, (uint8_t)multiple,
                         (uint8_t)(how == SETTLE_REQUEUE), tag};
         txop_add(ch, &op);
         return;
@@ -1324,8 +1322,8 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
             ch->n_txops = 0;
         }
         if (ch->state == WR_CH_OPEN) {
-            wr_method_t r = {.id = m->id == WR_M_TX_COMMIT ? WR_M_TX_COMMIT_OK
-                                                           : WR_M_TX_ROLLBACK_OK};
+            wr_method_t r = {.id =
+                                 m->id == WR_M_TX_COMMIT ? WR_M_TX_COMMIT_OK : WR_M_TX_ROLLBACK_OK};
             wr_conn_send_method(c, ch->id, &r);
         }
         return;

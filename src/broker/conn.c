@@ -22,7 +22,7 @@ static size_t n_conns;
 static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
 
 #define HANDSHAKE_TIMEOUT_MS 10000
-#define CLOSE_TIMEOUT_MS 3000
+#define CLOSE_TIMEOUT_MS     3000
 
 size_t wr_conn_count(void)
 {
@@ -170,9 +170,8 @@ static int parse_credentials(wr_bytes_t mech, wr_bytes_t resp, wr_bytes_t *user,
     }
     if (wr_bytes_eq_str(mech, "AMQPLAIN")) {
         wr_field_t l, pw;
-        if (wr_table_validate(resp, WR_TABLE_MAX_DEPTH) != 0 ||
-            !wr_table_get(resp, "LOGIN", &l) || l.type != 'S' ||
-            !wr_table_get(resp, "PASSWORD", &pw) || pw.type != 'S')
+        if (wr_table_validate(resp, WR_TABLE_MAX_DEPTH) != 0 || !wr_table_get(resp, "LOGIN", &l) ||
+            l.type != 'S' || !wr_table_get(resp, "PASSWORD", &pw) || pw.type != 'S')
             return WR_EINVAL;
         *user = l.v.bytes;
         *pass = pw.v.bytes;
@@ -236,20 +235,20 @@ static void on_tune_ok(wr_conn_t *c, const wr_connection_tune_ok_t *m)
     uint32_t server_frame_max = cfg->frame_max ? cfg->frame_max : UINT32_MAX;
     uint32_t fm = m->frame_max ? m->frame_max : UINT32_MAX;
     if (fm < WR_AMQP_FRAME_MIN_SIZE) {
-        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK,
-                      "frame_max=%u < %d min size", m->frame_max, WR_AMQP_FRAME_MIN_SIZE);
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK, "frame_max=%u < %d min size",
+                      m->frame_max, WR_AMQP_FRAME_MIN_SIZE);
         return;
     }
     if (fm > server_frame_max) {
-        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK,
-                      "frame_max=%u > %u max size", m->frame_max, server_frame_max);
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK, "frame_max=%u > %u max size",
+                      m->frame_max, server_frame_max);
         return;
     }
     uint16_t server_ch = cfg->channel_max ? cfg->channel_max : 65535;
     uint16_t chm = m->channel_max ? m->channel_max : 65535;
     if (chm > server_ch) {
-        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK,
-                      "channel_max=%u > %u max", m->channel_max, server_ch);
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK, "channel_max=%u > %u max",
+                      m->channel_max, server_ch);
         return;
     }
     c->frame_max = fm;
@@ -270,8 +269,7 @@ static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
     c->deadline = 0;
     wr_method_t r = {.id = WR_M_CONNECTION_OPEN_OK};
     wr_conn_send_method(c, 0, &r);
-    wr_info("connection %s: user '%s' opened vhost '%s'", c->sock->peer, c->user,
-            c->vhost->name);
+    wr_info("connection %s: user '%s' opened vhost '%s'", c->sock->peer, c->user, c->vhost->name);
 }
 
 /* ---- frame dispatch ---- */
@@ -296,8 +294,8 @@ static void connection_method(wr_conn_t *c, wr_method_t *m)
     }
     if (c->state == WR_CONN_CLOSING)
         return;
-    uint32_t expect = c->state == WR_CONN_START_OK  ? WR_M_CONNECTION_START_OK
-                      : c->state == WR_CONN_TUNE_OK ? WR_M_CONNECTION_TUNE_OK
+    uint32_t expect = c->state == WR_CONN_START_OK    ? WR_M_CONNECTION_START_OK
+                      : c->state == WR_CONN_TUNE_OK   ? WR_M_CONNECTION_TUNE_OK
                       : c->state == WR_CONN_OPEN_WAIT ? WR_M_CONNECTION_OPEN
                                                       : 0;
     if (m->id == WR_M_CONNECTION_BLOCKED || m->id == WR_M_CONNECTION_UNBLOCKED) {
@@ -373,16 +371,15 @@ static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
 {
     if (f->type == 8) {
         if (f->channel != 0)
-            wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "heartbeat frame on channel %u",
-                          f->channel);
+            wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "heartbeat frame on channel %u", f->channel);
         return;
     }
     if (f->type == 1) {
         wr_method_t m;
         int r = wr_method_decode(f->payload.p, f->payload.n, &m);
         if (r == WR_ENOTFOUND) {
-            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id, "unknown method %u.%u",
-                          m.id >> 16, m.id & 0xffff);
+            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id, "unknown method %u.%u", m.id >> 16,
+                          m.id & 0xffff);
             return;
         }
         if (r != 0) {
@@ -401,8 +398,8 @@ static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
             return;
         }
         if (conn_class) {
-            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id,
-                          "connection method %s on channel %u", wr_method_name(m.id), f->channel);
+            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id, "connection method %s on channel %u",
+                          wr_method_name(m.id), f->channel);
             return;
         }
         if (c->state == WR_CONN_CLOSING)
@@ -607,6 +604,17 @@ void wr_conn_tick(void)
     }
     tick_queues(now);
     wr_queue_run_pending();
+}
+
+void wr_conn_close_all_now(void)
+{
+    for (wr_conn_t *c = all_conns; c; c = c->next) {
+        release_all(c);
+        c->vhost = NULL;
+        c->state = WR_CONN_DEAD;
+        wr_sock_close(c->sock);
+    }
+    wr_sock_flush_all();
 }
 
 void wr_conn_shutdown_all(const char *reason)

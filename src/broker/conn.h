@@ -44,7 +44,7 @@ typedef struct wr_chconsumer {
 
 /* A delivery that is out, awaiting ack/nack/reject. */
 typedef struct wr_unacked {
-    wr_queue_t *queue; /* NULL: settled (a hole in the deque) */
+    wr_queue_t *queue;         /* NULL: settled (a hole in the deque) */
     wr_chconsumer_t *consumer; /* NULL for basic.get or a cancelled consumer */
     wr_qent_t ent;
     int64_t delivered_at;
@@ -97,15 +97,15 @@ struct wr_channel {
     uint32_t prefetch_consumer; /* basic.qos global=false: for new consumers */
     uint32_t prefetch_channel;  /* basic.qos global=true: shared */
 
-    wr_map_t consumers; /* tag -> wr_chconsumer_t */
+    wr_map_t consumers;   /* tag -> wr_chconsumer_t */
     char last_queue[256]; /* the last queue declared, for empty names */
     uint8_t last_queue_len;
 
     wr_txop_t *txops;
     size_t n_txops, cap_txops;
 
-    wr_channel_t *next, *prev;   /* in conn->channel_list */
-    wr_channel_t *confirm_next;  /* in the list of channels with confirms to send */
+    wr_channel_t *next, *prev;  /* in conn->channel_list */
+    wr_channel_t *confirm_next; /* in the list of channels with confirms to send */
 };
 
 enum {
@@ -154,6 +154,9 @@ void wr_conn_tick(void);
 void wr_conn_flush_confirms(void);
 /* Closes every connection with 320 CONNECTION_FORCED (shutdown). */
 void wr_conn_shutdown_all(const char *reason);
+/* Releases every connection's broker state at once and closes the sockets
+ * (final teardown; the loop must run once more to free them). */
+void wr_conn_close_all_now(void);
 size_t wr_conn_count(void);
 
 /* Broker-wide state the protocol layer uses; set up by wr_broker_init. */

@@ -370,8 +370,9 @@ static size_t utf8_len(const uint8_t *p, size_t n)
     return len;
 }
 
-/* A binary as io_lib's ~tp prints it: <<"text">> when it is printable
- * ASCII, <<"text"/utf8>> when it is printable UTF-8, else <<1,2,3>>. */
+/* A binary as io_lib's ~tp prints it: <<>> when empty, <<"text">> when it
+ * is printable ASCII, <<"text"/utf8>> when it is printable UTF-8, else
+ * <<1,2,3>>. */
 static void put_binary(wr_buf_t *b, wr_bytes_t s)
 {
     int printable = 1, ascii = 1;
@@ -385,6 +386,10 @@ static void put_binary(wr_buf_t *b, wr_bytes_t s)
         i += len ? len : 1;
     }
     put_str(b, "<<");
+    if (s.n == 0) {
+        put_str(b, ">>");
+        return;
+    }
     if (!printable) {
         for (size_t i = 0; i < s.n; i++)
             put_fmt(b, i ? ",%u" : "%u", s.p[i]);

@@ -34,8 +34,8 @@ static int arg_int(const wr_field_t *f, int64_t *v)
     return wr_field_int(f, v);
 }
 
-int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost,
-                        wr_queue_args_t *out, char *err, size_t errlen)
+int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, wr_queue_args_t *out,
+                        char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->message_ttl = out->expires = out->max_length = out->max_length_bytes = -1;
@@ -110,8 +110,8 @@ int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost,
                          f.type == 'S' ? (const char *)f.v.bytes.p : "");
         }
         if (why[0]) {
-            snprintf(err, errlen, "invalid arg '%.*s' for queue '%.*s' in vhost '%s': %s",
-                     (int)k.n, k.p, (int)qname.n, qname.p, vhost, why);
+            snprintf(err, errlen, "invalid arg '%.*s' for queue '%.*s' in vhost '%s': %s", (int)k.n,
+                     k.p, (int)qname.n, qname.p, vhost, why);
             wr_queue_args_free(out);
             return WR_EINVAL;
         }
@@ -426,11 +426,12 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     np.expiration = (wr_bytes_t){NULL, 0};
     wr_props_encode(&props, &np);
     wr_bytes_t rk = q->args.dlrk ? wr_bytes_of(q->args.dlrk) : wr_msg_routing_key(m);
-    wr_msg_t *d = wr_msg_new(wr_bytes_of(q->args.dlx), rk, (wr_bytes_t){props.p, props.len},
-                             m->body_len);
+    wr_msg_t *d =
+        wr_msg_new(wr_bytes_of(q->args.dlx), rk, (wr_bytes_t){props.p, props.len}, m->body_len);
     wr_msg_append_body(d, m->body, m->body_len);
     d->persistent = m->persistent;
     d->priority = m->priority;
+    rk = wr_msg_routing_key(d); /* m may go now */
     wr_msg_unref(m);
 
     wr_field_t xd;

@@ -64,7 +64,11 @@ struct wr_consumer {
     wr_consumer_t *qprev;
 };
 
-enum wr_overflow { WR_OVERFLOW_DROP_HEAD, WR_OVERFLOW_REJECT_PUBLISH, WR_OVERFLOW_REJECT_PUBLISH_DLX };
+enum wr_overflow {
+    WR_OVERFLOW_DROP_HEAD,
+    WR_OVERFLOW_REJECT_PUBLISH,
+    WR_OVERFLOW_REJECT_PUBLISH_DLX
+};
 
 typedef struct wr_queue_args {
     int64_t message_ttl;      /* x-message-ttl, -1 if unset */
@@ -72,10 +76,10 @@ typedef struct wr_queue_args {
     int64_t max_length;       /* x-max-length, -1 if unset */
     int64_t max_length_bytes; /* x-max-length-bytes, -1 if unset */
     int overflow;
-    char *dlx;                /* x-dead-letter-exchange, or NULL */
-    char *dlrk;               /* x-dead-letter-routing-key, or NULL */
-    uint8_t single_active;    /* x-single-active-consumer */
-    uint8_t max_priority;     /* x-max-priority, 0 = not a priority queue */
+    char *dlx;             /* x-dead-letter-exchange, or NULL */
+    char *dlrk;            /* x-dead-letter-routing-key, or NULL */
+    uint8_t single_active; /* x-single-active-consumer */
+    uint8_t max_priority;  /* x-max-priority, 0 = not a priority queue */
 } wr_queue_args_t;
 
 struct wr_queue {
@@ -90,8 +94,8 @@ struct wr_queue {
     uint8_t had_consumer; /* auto-delete only after a first consumer */
     uint8_t pending;      /* on the broker's list of queues to dispatch */
     uint8_t dispatching;
-    void *owner;          /* exclusive: the owning connection */
-    wr_buf_t args_raw;    /* arguments table content, as declared */
+    void *owner;       /* exclusive: the owning connection */
+    wr_buf_t args_raw; /* arguments table content, as declared */
     wr_queue_args_t args;
 
     /* Ready messages: ring (fresh) + heap (returned), see above. */
@@ -116,8 +120,8 @@ struct wr_queue {
 
 /* Parses and validates declare arguments into *out.  On failure returns
  * WR_EINVAL with an AMQP-style reply text in err (for a 406). */
-int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost,
-                        wr_queue_args_t *out, char *err, size_t errlen);
+int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, wr_queue_args_t *out,
+                        char *err, size_t errlen);
 void wr_queue_args_free(wr_queue_args_t *a);
 
 wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclusive,
@@ -171,6 +175,5 @@ uint32_t wr_queue_delete(wr_queue_t *q);
 /* Expires ready messages whose time has come (called from the timer and
  * before deliveries). */
 void wr_queue_expire(wr_queue_t *q);
-
 
 #endif

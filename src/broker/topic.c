@@ -254,8 +254,8 @@ wr_topic_t *wr_topic_new(void)
     t->root = node_new(NULL, KIND_ROOT, NULL, 0, 0);
     t->nodes = 1;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    t->seed = mix64((uint64_t)(uintptr_t)t ^ (uint64_t)ts.tv_nsec ^
-                    ((uint64_t)ts.tv_sec << 32) ^ ++counter);
+    t->seed = mix64((uint64_t)(uintptr_t)t ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^
+                    ++counter);
     return t;
 }
 

@@ -33,12 +33,12 @@ wr_vhost_t *wr_vhost_new(const char *name)
         const char *name;
         wr_extype_t type;
     } builtin[] = {
-        {"", WR_EX_DIRECT},          {"amq.direct", WR_EX_DIRECT},   {"amq.fanout", WR_EX_FANOUT},
-        {"amq.topic", WR_EX_TOPIC},  {"amq.headers", WR_EX_HEADERS}, {"amq.match", WR_EX_HEADERS},
+        {"", WR_EX_DIRECT},         {"amq.direct", WR_EX_DIRECT},   {"amq.fanout", WR_EX_FANOUT},
+        {"amq.topic", WR_EX_TOPIC}, {"amq.headers", WR_EX_HEADERS}, {"amq.match", WR_EX_HEADERS},
     };
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
-        wr_exchange_t *x = wr_exchange_declare(vh, wr_bytes_of(builtin[i].name), builtin[i].type,
-                                               1, 0, 0, (wr_bytes_t){NULL, 0});
+        wr_exchange_t *x = wr_exchange_declare(vh, wr_bytes_of(builtin[i].name), builtin[i].type, 1,
+                                               0, 0, (wr_bytes_t){NULL, 0});
         x->builtin = 1;
     }
     return vh;
@@ -74,8 +74,8 @@ wr_queue_t *wr_vhost_queue(wr_vhost_t *vh, wr_bytes_t name)
     return wr_map_get(&vh->queues, name);
 }
 
-wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type,
-                                   int durable, int auto_delete, int internal, wr_bytes_t args)
+wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type, int durable,
+                                   int auto_delete, int internal, wr_bytes_t args)
 {
     wr_exchange_t *x = wr_xcalloc(1, sizeof *x);
     x->name = wr_xstrndup((const char *)name.p, name.n);
@@ -99,6 +99,7 @@ wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t 
 
 void wr_exchange_delete(wr_exchange_t *x)
 {
+    x->deleting = 1;
     while (x->bindings)
         wr_binding_remove(x->bindings);
     while (x->dest_bindings)
@@ -136,8 +137,7 @@ static wr_binding_t *find_binding(wr_exchange_t *src, wr_queue_t *dq, wr_exchang
     return NULL;
 }
 
-int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
-            wr_bytes_t args)
+int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key, wr_bytes_t args)
 {
     if (find_binding(src, dq, dx, key, args))
         return 0;
@@ -205,7 +205,7 @@ void wr_binding_remove(wr_binding_t *b)
     wr_buf_free(&b->args);
     free(b);
     /* An auto-delete exchange goes when its last binding as source goes. */
-    if (src->auto_delete && src->bindings == NULL && !src->builtin)
+    if (src->auto_delete && src->bindings == NULL && !src->builtin && !src->deleting)
         wr_exchange_delete(src);
 }
 
@@ -293,8 +293,7 @@ static void route_x(route_ctx_t *c, wr_exchange_t *x)
     }
 }
 
-void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
-              wr_route_t *r)
+void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers, wr_route_t *r)
 {
     vh->route_epoch++;
     route_ctx_t c = {vh, key, headers, r, 0};

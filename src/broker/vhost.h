@@ -37,7 +37,7 @@ struct wr_binding {
     wr_exchange_t *dx; /* destination exchange */
     char *key;
     size_t key_len;
-    wr_buf_t args;     /* arguments table content */
+    wr_buf_t args;                     /* arguments table content */
     wr_binding_t *src_next, *src_prev; /* in source->bindings */
     wr_binding_t *dst_next, *dst_prev; /* in dq->bindings or dx->dest_bindings */
     wr_binding_t *key_next;            /* direct: same-key chain */
@@ -51,14 +51,15 @@ struct wr_exchange {
     uint8_t durable;
     uint8_t auto_delete;
     uint8_t internal;
-    uint8_t builtin; /* predeclared amq.* or the default exchange */
+    uint8_t builtin;  /* predeclared amq.* or the default exchange */
+    uint8_t deleting; /* being deleted: its bindings go without auto-delete */
     wr_buf_t args_raw;
-    char *alternate; /* alternate-exchange argument, or NULL */
+    char *alternate;             /* alternate-exchange argument, or NULL */
     wr_binding_t *bindings;      /* as source */
     wr_binding_t *dest_bindings; /* as destination */
     size_t n_bindings;
-    wr_map_t by_key;    /* direct: key -> first binding of the chain */
-    wr_topic_t *topic;  /* topic: pattern trie, dest = binding */
+    wr_map_t by_key;   /* direct: key -> first binding of the chain */
+    wr_topic_t *topic; /* topic: pattern trie, dest = binding */
     uint64_t route_mark;
 };
 
@@ -79,15 +80,14 @@ const char *wr_extype_name(wr_extype_t t);
 wr_exchange_t *wr_vhost_exchange(wr_vhost_t *vh, wr_bytes_t name);
 wr_queue_t *wr_vhost_queue(wr_vhost_t *vh, wr_bytes_t name);
 
-wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type,
-                                   int durable, int auto_delete, int internal, wr_bytes_t args);
+wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type, int durable,
+                                   int auto_delete, int internal, wr_bytes_t args);
 void wr_exchange_delete(wr_exchange_t *x);
 /* Does the exchange have bindings as source (for if-unused)? */
 int wr_exchange_in_use(const wr_exchange_t *x);
 
 /* Adds a binding; 0 if added or already present. */
-int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
-            wr_bytes_t args);
+int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key, wr_bytes_t args);
 /* Removes a binding; 0 if removed, WR_ENOTFOUND if there was none. */
 int wr_unbind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
               wr_bytes_t args);
@@ -103,8 +103,7 @@ typedef struct wr_route {
 /* Routes through exchange x (NULL = the default exchange) with routing key
  * and the message headers; appends matching queues to r (which the caller
  * clears).  CC and BCC headers are honoured as RabbitMQ does. */
-void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
-              wr_route_t *r);
+void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers, wr_route_t *r);
 
 /* Generates a server name like "amq.gen-XXXXXXXXXXXXXXXXXXXXXX". */
 void wr_gen_name(const char *prefix, char *out, size_t outlen);

@@ -42,9 +42,9 @@ static inline int wr_bytes_eq_str(wr_bytes_t a, const char *s)
 }
 
 typedef struct wr_buf {
-    uint8_t *p;   /* owned; NULL when cap == 0 */
-    size_t len;   /* bytes written */
-    size_t cap;   /* bytes allocated */
+    uint8_t *p; /* owned; NULL when cap == 0 */
+    size_t len; /* bytes written */
+    size_t cap; /* bytes allocated */
 } wr_buf_t;
 
 void *wr_xmalloc(size_t n);

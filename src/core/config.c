@@ -332,15 +332,13 @@ static int key_suffix_word(const char *key, const char *prefix, char *out, size_
     return 1;
 }
 
-static int bad_value(char *err, size_t errlen, const char *key, const char *value,
-                     const char *what)
+static int bad_value(char *err, size_t errlen, const char *key, const char *value, const char *what)
 {
     seterr(err, errlen, "%s: '%s' is not %s", key, value, what);
     return WR_EINVAL;
 }
 
-static int set_string(char **slot, const char *key, const char *value, char *err,
-                      size_t errlen)
+static int set_string(char **slot, const char *key, const char *value, char *err, size_t errlen)
 {
     if (value[0] == '\0') {
         seterr(err, errlen, "%s: must not be empty", key);
@@ -357,8 +355,9 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
     char word[256];
 
     if (key_valid(key) < 0) {
-        seterr(err, errlen, "invalid key '%s' (keys are dot-separated words of letters, digits, "
-                            "'_' and '-')",
+        seterr(err, errlen,
+               "invalid key '%s' (keys are dot-separated words of letters, digits, "
+               "'_' and '-')",
                key);
         return WR_EINVAL;
     }
@@ -381,8 +380,7 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
     }
     if (key_suffix_word(key, "listeners.tcp.", word, sizeof word)) {
         seterr(err, errlen,
-               "%s: warren has a single TCP listener; configure it as listeners.tcp.default",
-               key);
+               "%s: warren has a single TCP listener; configure it as listeners.tcp.default", key);
         return WR_EINVAL;
     }
     if (strcmp(key, "default_user") == 0)
@@ -397,8 +395,8 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         if (parse_u64(value, &n) < 0)
             return bad_value(err, errlen, key, value, "a non-negative integer (seconds)");
         if (n > 65535) {
-            seterr(err, errlen, "%s: must be between 0 (disabled) and 65535 seconds, got %s",
-                   key, value);
+            seterr(err, errlen, "%s: must be between 0 (disabled) and 65535 seconds, got %s", key,
+                   value);
             return WR_EINVAL;
         }
         c->heartbeat = (uint32_t)n;

@@ -28,9 +28,9 @@
 #include "core/buf.h"
 
 typedef struct wr_config {
-    char *listen_host;            /* numeric IPv4 or IPv6 address, no brackets */
-    uint16_t listen_port;         /* 0: let the kernel pick a free port */
-    char *default_user;           /* created on first start */
+    char *listen_host;    /* numeric IPv4 or IPv6 address, no brackets */
+    uint16_t listen_port; /* 0: let the kernel pick a free port */
+    char *default_user;   /* created on first start */
     char *default_pass;
     char *default_vhost;
     uint32_t heartbeat;           /* seconds offered in connection.tune; 0 disables */

@@ -43,9 +43,9 @@ int wr_log_parse_level(const char *s)
         const char *name;
         int level;
     } names[] = {
-        {"debug", WR_LOG_DEBUG},     {"info", WR_LOG_INFO},         {"notice", WR_LOG_WARNING},
-        {"warning", WR_LOG_WARNING}, {"error", WR_LOG_ERROR},       {"critical", WR_LOG_ERROR},
-        {"alert", WR_LOG_ERROR},     {"emergency", WR_LOG_ERROR},   {"none", WR_LOG_NONE},
+        {"debug", WR_LOG_DEBUG},     {"info", WR_LOG_INFO},       {"notice", WR_LOG_WARNING},
+        {"warning", WR_LOG_WARNING}, {"error", WR_LOG_ERROR},     {"critical", WR_LOG_ERROR},
+        {"alert", WR_LOG_ERROR},     {"emergency", WR_LOG_ERROR}, {"none", WR_LOG_NONE},
     };
     if (s == NULL)
         return -1;

@@ -13,10 +13,10 @@
 #include "core/buf.h"
 
 typedef struct wr_map_slot {
-    char *key;        /* owned copy, NUL-terminated; NULL = empty slot */
+    char *key; /* owned copy, NUL-terminated; NULL = empty slot */
     uint32_t key_len;
     uint32_t hash;
-    void *value;      /* borrowed */
+    void *value; /* borrowed */
 } wr_map_slot_t;
 
 typedef struct wr_map {

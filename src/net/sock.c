@@ -24,6 +24,7 @@ static const wr_sock_handler_t *accept_handler;
 #define READ_CHUNK (64 * 1024)
 
 static void do_close(wr_sock_t *s);
+static void unlink_dirty(wr_sock_t *s);
 static void update_read(wr_sock_t *s);
 
 static void mark_dirty(wr_sock_t *s)
@@ -88,7 +89,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
 static void update_read(wr_sock_t *s)
 {
-    if (s->closing)
+    if (s->closing || s->detached)
         return;
     int want = !s->read_held && wr_sock_queued(s) < WR_SOCK_READ_STOP;
     if (want && s->read_paused) {
@@ -127,21 +128,17 @@ static void closed_cb(uv_handle_t *h)
 
 static void do_close(wr_sock_t *s)
 {
+    if (s->detached) {
+        s->closing = 1;
+        return;
+    }
     if (uv_is_closing((uv_handle_t *)&s->tcp))
         return;
     s->closing = 1;
     if (s->writing)
         return; /* write_cb finishes the close */
     /* The dirty list may still point at s: unlink before it is freed. */
-    if (s->dirty) {
-        for (wr_sock_t **pp = &dirty_list; *pp; pp = &(*pp)->dirty_next) {
-            if (*pp == s) {
-                *pp = s->dirty_next;
-                break;
-            }
-        }
-        s->dirty = 0;
-    }
+    unlink_dirty(s);
     uv_close((uv_handle_t *)&s->tcp, closed_cb);
 }
 
@@ -169,6 +166,8 @@ static void write_cb(uv_write_t *req, int status)
 
 static void flush(wr_sock_t *s)
 {
+    if (s->detached)
+        return; /* output stays in s->out for the test to read */
     if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp))
         return;
     size_t pending = s->out.len - s->out_off;
@@ -225,8 +224,58 @@ void wr_sock_close(wr_sock_t *s)
     if (s->closing)
         return;
     s->closing = 1;
+    if (s->detached)
+        return;
     uv_read_stop((uv_stream_t *)&s->tcp);
     mark_dirty(s);
+}
+
+static void unlink_dirty(wr_sock_t *s)
+{
+    if (!s->dirty)
+        return;
+    for (wr_sock_t **pp = &dirty_list; *pp; pp = &(*pp)->dirty_next) {
+        if (*pp == s) {
+            *pp = s->dirty_next;
+            break;
+        }
+    }
+    s->dirty = 0;
+}
+
+wr_sock_t *wr_sock_new_detached(const wr_sock_handler_t *h, int loopback)
+{
+    wr_sock_t *s = wr_xcalloc(1, sizeof *s);
+    s->h = h;
+    s->detached = 1;
+    s->is_loopback = (uint8_t)(loopback != 0);
+    snprintf(s->peer, sizeof s->peer, "%s", loopback ? "127.0.0.1:1" : "192.0.2.1:1");
+    snprintf(s->local, sizeof s->local, "127.0.0.1:5672");
+    return s;
+}
+
+void wr_sock_feed(wr_sock_t *s, const uint8_t *p, size_t n)
+{
+    if (s->closing)
+        return;
+    wr_buf_put(&s->in, p, n);
+    s->h->on_read(s);
+}
+
+void wr_sock_detached_drain(wr_sock_t *s)
+{
+    s->out.len = s->out_off = 0;
+}
+
+void wr_sock_detached_free(wr_sock_t *s)
+{
+    unlink_dirty(s);
+    s->h->on_close(s);
+    unlink_dirty(s);
+    wr_buf_free(&s->in);
+    wr_buf_free(&s->out);
+    wr_buf_free(&s->inflight);
+    free(s);
 }
 
 static void addr_string(const struct sockaddr_storage *ss, char *out, size_t n, int *loopback)

@@ -44,19 +44,20 @@ struct wr_sock {
     const wr_sock_handler_t *h;
     void *ud; /* the protocol layer's connection */
     wr_buf_t in;
-    wr_buf_t out;       /* queued, not yet handed to the kernel */
-    size_t out_off;     /* bytes of out already written */
-    wr_buf_t inflight;  /* owned by libuv while writing != 0 */
+    wr_buf_t out;      /* queued, not yet handed to the kernel */
+    size_t out_off;    /* bytes of out already written */
+    wr_buf_t inflight; /* owned by libuv while writing != 0 */
     size_t inflight_off;
     uv_write_t wreq;
     uint8_t writing;
     uint8_t dirty;
     uint8_t closing;
-    uint8_t read_paused;   /* by back-pressure */
-    uint8_t read_held;     /* by the protocol layer (wr_sock_hold_read) */
-    uint8_t congested;     /* queued output above the high watermark */
+    uint8_t read_paused; /* by back-pressure */
+    uint8_t read_held;   /* by the protocol layer (wr_sock_hold_read) */
+    uint8_t congested;   /* queued output above the high watermark */
     uint8_t is_loopback;
-    char peer[64];         /* "host:port" of the peer */
+    uint8_t detached; /* no descriptor: tests and fuzzing */
+    char peer[64];    /* "host:port" of the peer */
     char local[64];
     wr_sock_t *dirty_next;
 };
@@ -88,10 +89,22 @@ void wr_sock_close(wr_sock_t *s);
 /* Writes every dirty socket; called once per loop pass. */
 void wr_sock_flush_all(void);
 
+/*
+ * Detached sockets have no descriptor: bytes are fed with wr_sock_feed and
+ * output accumulates in s->out for the caller to inspect (or discard with
+ * wr_sock_detached_drain).  They let unit tests and the connection fuzzer
+ * drive the real protocol code without a network.  wr_sock_detached_free
+ * runs on_close (if the connection has not been closed) and frees.
+ */
+wr_sock_t *wr_sock_new_detached(const wr_sock_handler_t *h, int loopback);
+void wr_sock_feed(wr_sock_t *s, const uint8_t *p, size_t n);
+void wr_sock_detached_drain(wr_sock_t *s);
+void wr_sock_detached_free(wr_sock_t *s);
+
 /* Delivery watermark (bytes queued) above which a socket is congested and
  * below half of which it drains; and the hard limit above which reading
  * from it stops until it drains. */
 #define WR_SOCK_HIGH_WATER (1u << 20)
-#define WR_SOCK_READ_STOP (8u << 20)
+#define WR_SOCK_READ_STOP  (8u << 20)
 
 #endif

@@ -13,11 +13,11 @@
 #include "core/buf.h"
 
 #define WR_FRAME_HEADER_SIZE 7
-#define WR_FRAME_OVERHEAD 8 /* header plus end octet */
-#define WR_FRAME_END_OCTET 0xCE
+#define WR_FRAME_OVERHEAD    8 /* header plus end octet */
+#define WR_FRAME_END_OCTET   0xCE
 
 typedef struct wr_frame {
-    uint8_t type;       /* 1 method, 2 header, 3 body, 8 heartbeat */
+    uint8_t type; /* 1 method, 2 header, 3 body, 8 heartbeat */
     uint16_t channel;
     wr_bytes_t payload; /* borrowed from the parsed buffer */
 } wr_frame_t;

@@ -25,14 +25,14 @@
 typedef struct wr_field {
     uint8_t type; /* the wire type octet, e.g. 'S' */
     union {
-        int64_t i;     /* t (0/1), b, s, I, l, and unsigned B, u, i widened */
-        uint64_t u;    /* T */
-        float f;       /* f */
-        double d;      /* d */
+        int64_t i;  /* t (0/1), b, s, I, l, and unsigned B, u, i widened */
+        uint64_t u; /* T */
+        float f;    /* f */
+        double d;   /* d */
         struct {
             uint8_t scale;
             uint32_t value;
-        } dec;         /* D */
+        } dec;            /* D */
         wr_bytes_t bytes; /* S, x; and the raw content of A and F */
     } v;
 } wr_field_t;

@@ -51,6 +51,6 @@ void wr_test_register(const char *name, void (*suite)(void));
     } while (0)
 
 #define CHECK_MEM(p, q, n) CHECK(memcmp((p), (q), (n)) == 0)
-#define CHECK_STR(a, b) CHECK(strcmp((a), (b)) == 0)
+#define CHECK_STR(a, b)    CHECK(strcmp((a), (b)) == 0)
 
 #endif

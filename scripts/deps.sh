@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# deps.sh - installs what warren needs from Debian 12's packages (idempotent).
+#   scripts/deps.sh build   compiler, CMake, libuv
+#   scripts/deps.sh test    the above plus the test tools and clients
+set -euo pipefail
+
+build_pkgs=(build-essential cmake pkg-config libuv1-dev)
+test_pkgs=(clang clang-format python3 python3-pika python3-pytest amqp-specs
+           golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev)
+
+want=("${build_pkgs[@]}")
+[ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "installing: ${missing[*]}" >&2
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
