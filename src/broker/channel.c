@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "broker/args.h"
 #include "broker/conn.h"
 #include "broker/headers.h"
 #include "core/err.h"
@@ -560,10 +561,25 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
         return;
     }
     int64_t ttl = -1;
-    if ((pr.flags & WR_PROP_EXPIRATION) && wr_msg_parse_expiration(pr.expiration, &ttl) != 0) {
+    char why[96];
+    if ((pr.flags & WR_PROP_EXPIRATION) &&
+        wr_msg_parse_expiration(pr.expiration, &ttl, why, sizeof why) != 0) {
         ch->content = WR_CONTENT_NONE;
         wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
-                         "invalid expiration value '%.*s'", BYTES_FMT(pr.expiration));
+                         "invalid expiration '%.*s': %s", BYTES_FMT(pr.expiration), why);
+        return;
+    }
+    if ((pr.flags & WR_PROP_DELIVERY_MODE) && pr.delivery_mode > 2) {
+        ch->content = WR_CONTENT_NONE;
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
+                         "invalid message: {delivery_mode_unknown,%u}", pr.delivery_mode);
+        return;
+    }
+    if ((pr.flags & WR_PROP_USER_ID) && !wr_bytes_eq_str(pr.user_id, ch->conn->user)) {
+        ch->content = WR_CONTENT_NONE;
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
+                         "user_id property set to '%.*s' but authenticated user was '%s'",
+                         BYTES_FMT(pr.user_id), ch->conn->user);
         return;
     }
     wr_msg_t *m = wr_msg_new((wr_bytes_t){(uint8_t *)ch->pub_exchange, ch->pub_exchange_len},
@@ -707,6 +723,14 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
                                  what, BYTES_FMT(a->exchange), vhname(ch), got, cur);
                 return;
             }
+            char ent[400], err[800];
+            snprintf(ent, sizeof ent, "exchange '%.*s' in vhost '%s'", BYTES_FMT(a->exchange),
+                     vhname(ch));
+            if (!wr_args_equivalent((wr_bytes_t){x->args_raw.p, x->args_raw.len}, a->arguments,
+                                    wr_exchange_equiv_keys, ent, err, sizeof err)) {
+                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
+                return;
+            }
         } else {
             wr_exchange_declare(vh, a->exchange, (wr_extype_t)type, a->durable, a->auto_delete,
                                 a->internal, a->arguments);
@@ -721,11 +745,15 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
 static void exchange_delete(wr_channel_t *ch, const wr_exchange_delete_t *a)
 {
     const uint32_t mid = WR_M_EXCHANGE_DELETE;
-    if (a->exchange.n == 0 || reserved_name(a->exchange)) {
+    if (a->exchange.n == 0) {
         wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         a->exchange.n ? "operation not permitted on exchange '%.*s'"
-                                       : "operation not permitted on the default exchange%.*s",
-                         BYTES_FMT(a->exchange));
+                         "operation not permitted on the default exchange");
+        return;
+    }
+    if (reserved_name(a->exchange)) {
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
+                         "deletion of system exchange '%.*s' in vhost '%s' not allowed",
+                         BYTES_FMT(a->exchange), vhname(ch));
         return;
     }
     wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, a->exchange);
@@ -785,33 +813,6 @@ static void exchange_bind(wr_channel_t *ch, const wr_exchange_bind_t *a, int bin
 
 /* ---- queue class ---- */
 
-static int args_equivalent(const wr_queue_args_t *a, const wr_queue_args_t *b, const char **what)
-{
-#define SAME_STR(x, y) ((x) == NULL ? (y) == NULL : (y) != NULL && strcmp((x), (y)) == 0)
-    if (a->message_ttl != b->message_ttl)
-        *what = "x-message-ttl";
-    else if (a->expires != b->expires)
-        *what = "x-expires";
-    else if (a->max_length != b->max_length)
-        *what = "x-max-length";
-    else if (a->max_length_bytes != b->max_length_bytes)
-        *what = "x-max-length-bytes";
-    else if (a->overflow != b->overflow)
-        *what = "x-overflow";
-    else if (!SAME_STR(a->dlx, b->dlx))
-        *what = "x-dead-letter-exchange";
-    else if (!SAME_STR(a->dlrk, b->dlrk))
-        *what = "x-dead-letter-routing-key";
-    else if (a->max_priority != b->max_priority)
-        *what = "x-max-priority";
-    else if (a->single_active != b->single_active)
-        *what = "x-single-active-consumer";
-    else
-        return 1;
-    return 0;
-#undef SAME_STR
-}
-
 static void remember_queue(wr_channel_t *ch, wr_bytes_t name)
 {
     ch->last_queue_len = (uint8_t)name.n;
@@ -841,9 +842,8 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
     } else if (name.n == 0) {
         name = qname_of(ch, name);
     }
-    wr_queue_t *q = wr_vhost_queue(vh, name);
     if (a->passive) {
-        q = find_queue(ch, name, mid);
+        wr_queue_t *q = find_queue(ch, name, mid);
         if (q == NULL)
             return;
         remember_queue(ch, name);
@@ -851,54 +851,58 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
             send_declare_ok(ch, q);
         return;
     }
-    if (q == NULL && !generated && reserved_name(name)) {
+    /* RabbitMQ checks the prefix before looking the queue up, so even an
+     * existing amq.gen- queue can only be redeclared passively. */
+    if (!generated && reserved_name(name)) {
         wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
                          "queue name '%.*s' contains reserved prefix 'amq.*'", BYTES_FMT(name));
         return;
     }
+    wr_queue_t *q = wr_vhost_queue(vh, name);
+    if (q && (q->exclusive != a->exclusive || (q->exclusive && q->owner != ch->conn))) {
+        find_queue(ch, name, mid); /* 405 RESOURCE_LOCKED, as RabbitMQ */
+        if (ch->state == WR_CH_OPEN)
+            wr_channel_error(ch, WR_AMQP_RESOURCE_LOCKED, mid,
+                             "cannot obtain exclusive access to locked queue '%.*s' in vhost "
+                             "'%s'. It could be originally declared on another connection or "
+                             "the exclusive property value does not match that of the original "
+                             "declaration.",
+                             BYTES_FMT(name), vh->name);
+        return;
+    }
     wr_queue_args_t args;
-    char err[400];
+    char err[600];
     if (wr_queue_args_parse(a->arguments, name, vh->name, &args, err, sizeof err) != 0) {
         wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
         return;
     }
     if (q) {
-        if (q->exclusive && q->owner != ch->conn) {
-            wr_queue_args_free(&args);
-            find_queue(ch, name, mid); /* reports 405 */
-            return;
-        }
+        wr_queue_args_free(&args);
         const char *what = NULL;
         int got = 0, cur = 0;
         if (q->durable != a->durable) {
             what = "durable";
             got = a->durable;
             cur = q->durable;
-        } else if (q->exclusive != a->exclusive) {
-            what = "exclusive";
-            got = a->exclusive;
-            cur = q->exclusive;
         } else if (q->auto_delete != a->auto_delete) {
             what = "auto_delete";
             got = a->auto_delete;
             cur = q->auto_delete;
         }
         if (what) {
-            wr_queue_args_free(&args);
             wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
                              "inequivalent arg '%s' for queue '%.*s' in vhost '%s': received "
                              "'%s' but current is '%s'",
                              what, BYTES_FMT(name), vh->name, tf(got), tf(cur));
             return;
         }
-        if (!args_equivalent(&q->args, &args, &what)) {
-            wr_queue_args_free(&args);
-            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "inequivalent arg '%s' for queue '%.*s' in vhost '%s'", what,
-                             BYTES_FMT(name), vh->name);
+        char ent[400];
+        snprintf(ent, sizeof ent, "queue '%.*s' in vhost '%s'", BYTES_FMT(name), vh->name);
+        if (!wr_args_equivalent((wr_bytes_t){q->args_raw.p, q->args_raw.len}, a->arguments,
+                                wr_queue_equiv_keys, ent, err, sizeof err)) {
+            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
             return;
         }
-        wr_queue_args_free(&args);
     } else {
         q = wr_queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
                          a->exclusive ? ch->conn : NULL, a->arguments, &args);
@@ -916,6 +920,16 @@ static void queue_bind(wr_channel_t *ch, const wr_queue_bind_t *a, int bind)
         wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
                          "operation not permitted on the default exchange");
         return;
+    }
+    if (!bind) {
+        /* RabbitMQ 3.x: unbinding from a missing queue or exchange is ok. */
+        wr_queue_t *uq = wr_vhost_queue(ch->conn->vhost, qname_of(ch, a->queue));
+        wr_exchange_t *ux = wr_vhost_exchange(ch->conn->vhost, a->exchange);
+        if (uq == NULL || ux == NULL) {
+            wr_method_t r = {.id = WR_M_QUEUE_UNBIND_OK};
+            wr_conn_send_method(ch->conn, ch->id, &r);
+            return;
+        }
     }
     wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), mid);
     if (q == NULL)
@@ -970,8 +984,7 @@ static void queue_delete(wr_channel_t *ch, const wr_queue_delete_t *a)
         }
         if (a->if_empty && wr_queue_ready(q)) {
             wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "queue '%.*s' in vhost '%s' is not empty", BYTES_FMT(name),
-                             vhname(ch));
+                             "queue '%.*s' in vhost '%s' not empty", BYTES_FMT(name), vhname(ch));
             return;
         }
         n = wr_queue_delete(q);
@@ -1039,7 +1052,9 @@ static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
         int64_t v;
         if (!wr_field_int(&f, &v) || v < INT32_MIN || v > INT32_MAX) {
             wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "invalid arg 'x-priority' for consumer: not an integer");
+                             "invalid arg 'x-priority' for queue '%s' in vhost '%s': \"expected "
+                             "integer, got %s\"",
+                             q->name, vhname(ch), wr_field_type_name(f.type));
             return;
         }
         priority = (int32_t)v;
@@ -1207,6 +1222,11 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
         return;
     case WR_M_BASIC_RECOVER:
     case WR_M_BASIC_RECOVER_ASYNC:
+        if (!(m->id == WR_M_BASIC_RECOVER ? m->u.basic_recover.requeue
+                                          : m->u.basic_recover_async.requeue)) {
+            wr_conn_error(c, WR_AMQP_NOT_IMPLEMENTED, m->id, "requeue=false");
+            return;
+        }
         requeue_all(ch);
         if (m->id == WR_M_BASIC_RECOVER) {
             wr_method_t r = {.id = WR_M_BASIC_RECOVER_OK};
@@ -1263,8 +1283,15 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
         return;
     }
     case WR_M_CHANNEL_CLOSE_OK:
-        return; /* not closing: ignore, as RabbitMQ does */
+        wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "unimplemented method");
+        return;
     case WR_M_CHANNEL_FLOW: {
+        /* RabbitMQ no longer lets a client stop deliveries this way (use
+         * basic.qos); it refuses active=false with a connection error. */
+        if (!m->u.channel_flow.active) {
+            wr_conn_error(c, WR_AMQP_NOT_IMPLEMENTED, m->id, "active=false");
+            return;
+        }
         ch->flow_active = m->u.channel_flow.active;
         wr_method_t r = {.id = WR_M_CHANNEL_FLOW_OK};
         r.u.channel_flow_ok.active = ch->flow_active;

@@ -180,6 +180,12 @@ static int parse_credentials(wr_bytes_t mech, wr_bytes_t resp, wr_bytes_t *user,
     return WR_ENOTFOUND;
 }
 
+static void hang_up(wr_conn_t *c)
+{
+    c->state = WR_CONN_DEAD;
+    wr_sock_close(c->sock);
+}
+
 static void refuse_login(wr_conn_t *c, wr_bytes_t mech, const char *why)
 {
     wr_warn("connection %s: login refused: %s", c->sock->peer, why);
@@ -205,9 +211,10 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
     wr_bytes_t user, pass;
     int r = parse_credentials(m->mechanism, m->response, &user, &pass);
     if (r == WR_ENOTFOUND) {
-        wr_conn_error(c, WR_AMQP_ACCESS_REFUSED, WR_M_CONNECTION_START_OK,
-                      "unsupported authentication mechanism '%.*s'", (int)m->mechanism.n,
-                      m->mechanism.p);
+        /* Before the connection is tuned RabbitMQ just hangs up. */
+        wr_warn("connection %s: unsupported authentication mechanism '%.*s'", c->sock->peer,
+                (int)m->mechanism.n, (const char *)m->mechanism.p);
+        hang_up(c);
         return;
     }
     const wr_config_t *cfg = wr_broker.cfg;
@@ -234,21 +241,14 @@ static void on_tune_ok(wr_conn_t *c, const wr_connection_tune_ok_t *m)
     const wr_config_t *cfg = wr_broker.cfg;
     uint32_t server_frame_max = cfg->frame_max ? cfg->frame_max : UINT32_MAX;
     uint32_t fm = m->frame_max ? m->frame_max : UINT32_MAX;
-    if (fm < WR_AMQP_FRAME_MIN_SIZE) {
-        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK, "frame_max=%u < %d min size",
-                      m->frame_max, WR_AMQP_FRAME_MIN_SIZE);
-        return;
-    }
-    if (fm > server_frame_max) {
-        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK, "frame_max=%u > %u max size",
-                      m->frame_max, server_frame_max);
-        return;
-    }
     uint16_t server_ch = cfg->channel_max ? cfg->channel_max : 65535;
     uint16_t chm = m->channel_max ? m->channel_max : 65535;
-    if (chm > server_ch) {
-        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_TUNE_OK, "channel_max=%u > %u max",
-                      m->channel_max, server_ch);
+    /* Out-of-range tune-ok values: RabbitMQ closes the socket without a
+     * connection.close, as the connection is not open yet. */
+    if (fm < WR_AMQP_FRAME_MIN_SIZE || fm > server_frame_max || chm > server_ch) {
+        wr_warn("connection %s: refused tune-ok (channel_max %u, frame_max %u)", c->sock->peer,
+                m->channel_max, m->frame_max);
+        hang_up(c);
         return;
     }
     c->frame_max = fm;
@@ -334,10 +334,13 @@ static void channel_frame_method(wr_conn_t *c, uint16_t chid, wr_method_t *m)
             wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m->id, "expected 'channel.open'");
             return;
         }
-        if (chid > c->channel_max) {
-            wr_conn_error(c, WR_AMQP_NOT_ALLOWED, m->id,
-                          "channel number %u exceeds the negotiated channel_max %u", chid,
-                          c->channel_max);
+        /* Like RabbitMQ, channel_max limits how many are open at once,
+         * not the channel numbers. */
+        if (c->n_channels >= c->channel_max) {
+            wr_conn_error(c, WR_AMQP_NOT_ALLOWED, 0,
+                          "number of channels opened (%u) has reached the negotiated "
+                          "channel_max (%u)",
+                          c->n_channels, c->channel_max);
             return;
         }
         wr_channel_new(c, chid);
@@ -390,8 +393,12 @@ static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
         int conn_class = (m.id >> 16) == WR_CLASS_CONNECTION;
         if (f->channel == 0) {
             if (!conn_class) {
-                wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id,
-                              "method %s is not allowed on channel 0", wr_method_name(m.id));
+                if (c->state == WR_CONN_OPEN)
+                    wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m.id,
+                                  "unexpected method in connection state running");
+                else
+                    wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id,
+                                  "method %s is not allowed on channel 0", wr_method_name(m.id));
                 return;
             }
             connection_method(c, &m);

@@ -1,6 +1,7 @@
 /* message.c - reference-counted messages (see message.h). */
 #include "broker/message.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/err.h"
@@ -45,15 +46,35 @@ void wr_msg_unref(wr_msg_t *m)
         free(m);
 }
 
-int wr_msg_parse_expiration(wr_bytes_t s, int64_t *ms)
+int wr_msg_parse_expiration(wr_bytes_t s, int64_t *ms, char *why, size_t whylen)
 {
-    if (s.n == 0 || s.n > 18)
-        return WR_EINVAL;
+    /* As Erlang's string:to_integer, which RabbitMQ uses: an optional sign,
+     * digits, and nothing after them. */
+    size_t i = 0;
+    int neg = 0;
+    if (i < s.n && (s.p[i] == '+' || s.p[i] == '-'))
+        neg = s.p[i++] == '-';
+    size_t digits = i;
     int64_t v = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        if (s.p[i] < '0' || s.p[i] > '9')
+    while (i < s.n && s.p[i] >= '0' && s.p[i] <= '9') {
+        if (v > (INT64_MAX - 9) / 10) {
+            snprintf(why, whylen, "{value_too_large,%.*s}", (int)s.n, (const char *)s.p);
             return WR_EINVAL;
-        v = v * 10 + (s.p[i] - '0');
+        }
+        v = v * 10 + (s.p[i++] - '0');
+    }
+    if (i == digits) {
+        snprintf(why, whylen, "no_integer");
+        return WR_EINVAL;
+    }
+    if (i < s.n) {
+        snprintf(why, whylen, "{leftover_string,\"%.*s\"}", (int)(s.n - i > 40 ? 40 : s.n - i),
+                 (const char *)s.p + i);
+        return WR_EINVAL;
+    }
+    if (neg && v != 0) {
+        snprintf(why, whylen, "{value_negative,-%lld}", (long long)v);
+        return WR_EINVAL;
     }
     *ms = v;
     return 0;

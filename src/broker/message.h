@@ -64,7 +64,8 @@ static inline uint64_t wr_msg_size(const wr_msg_t *m)
 }
 
 /* Parses an AMQP expiration property (a decimal string of milliseconds).
- * Returns 0 and *ms, or WR_EINVAL if it is not a non-negative integer. */
-int wr_msg_parse_expiration(wr_bytes_t s, int64_t *ms);
+ * Returns 0 and *ms, or WR_EINVAL with RabbitMQ's reason in why
+ * ("no_integer", "{value_negative,-1}", "{leftover_string,\".5\"}"). */
+int wr_msg_parse_expiration(wr_bytes_t s, int64_t *ms, char *why, size_t whylen);
 
 #endif

@@ -29,10 +29,32 @@ static wr_queue_t *pending_head;
 
 /* ---- arguments ---- */
 
-static int arg_int(const wr_field_t *f, int64_t *v)
+/* Reports an invalid argument in RabbitMQ's words: "invalid arg 'K' for
+ * queue 'Q' in vhost 'V': DETAIL", DETAIL being an Erlang term as RabbitMQ
+ * prints it. */
+static int bad_arg(char *err, size_t errlen, wr_bytes_t k, wr_bytes_t qname, const char *vhost,
+                   const char *detail)
 {
-    return wr_field_int(f, v);
+    snprintf(err, errlen, "invalid arg '%.*s' for queue '%.*s' in vhost '%s': %s", (int)k.n,
+             (const char *)k.p, (int)qname.n, (const char *)qname.p, vhost, detail);
+    return WR_EINVAL;
 }
+
+/* Integer argument check as RabbitMQ's check_int_arg and friends. */
+static int int_arg(const wr_field_t *f, int64_t *v, char *why, size_t n)
+{
+    if (!wr_field_int(f, v)) {
+        snprintf(why, n, "\"expected integer, got %s\"", wr_field_type_name(f->type));
+        return -1;
+    }
+    if (*v < 0) {
+        snprintf(why, n, "{value_negative,%" PRId64 "}", *v);
+        return -1;
+    }
+    return 0;
+}
+
+#define MAX_EXPIRY 4294967295LL /* RabbitMQ's largest TTL / expiry */
 
 int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, wr_queue_args_t *out,
                         char *err, size_t errlen)
@@ -44,51 +66,62 @@ int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, w
     wr_table_iter_init(&it, table);
     wr_bytes_t k;
     wr_field_t f;
-    char why[96];
+    char why[128];
+    int has_dlrk = 0;
     while (wr_table_next(&it, &k, &f) == 1) {
         int64_t v = 0;
         why[0] = '\0';
-        if (wr_bytes_eq_str(k, "x-message-ttl") || wr_bytes_eq_str(k, "x-max-length") ||
-            wr_bytes_eq_str(k, "x-max-length-bytes") || wr_bytes_eq_str(k, "x-expires") ||
-            wr_bytes_eq_str(k, "x-max-priority") || wr_bytes_eq_str(k, "x-delivery-limit")) {
-            if (!arg_int(&f, &v)) {
-                snprintf(why, sizeof why, "{unacceptable_type,%s}",
-                         f.type == 'S' ? "longstr" : "other");
-            } else if (v < 0) {
-                snprintf(why, sizeof why, "{value_negative,%" PRId64 "}", v);
-            } else if (wr_bytes_eq_str(k, "x-expires") && v == 0) {
-                snprintf(why, sizeof why, "{value_zero,0}");
-            } else if (wr_bytes_eq_str(k, "x-message-ttl")) {
-                out->message_ttl = v;
-            } else if (wr_bytes_eq_str(k, "x-max-length")) {
-                out->max_length = v;
-            } else if (wr_bytes_eq_str(k, "x-max-length-bytes")) {
-                out->max_length_bytes = v;
-            } else if (wr_bytes_eq_str(k, "x-expires")) {
-                out->expires = v;
-            } else if (wr_bytes_eq_str(k, "x-max-priority")) {
+        if (wr_bytes_eq_str(k, "x-message-ttl") || wr_bytes_eq_str(k, "x-expires")) {
+            int expires = k.n == 9;
+            if (int_arg(&f, &v, why, sizeof why) == 0) {
+                if (expires && v == 0)
+                    snprintf(why, sizeof why, "{value_zero,0}");
+                else if (v > MAX_EXPIRY)
+                    snprintf(why, sizeof why, "{value_too_large,%" PRId64 "}", v);
+                else if (expires)
+                    out->expires = v;
+                else
+                    out->message_ttl = v;
+            }
+        } else if (wr_bytes_eq_str(k, "x-max-length") || wr_bytes_eq_str(k, "x-max-length-bytes")) {
+            if (int_arg(&f, &v, why, sizeof why) == 0) {
+                if (k.n == 12)
+                    out->max_length = v;
+                else
+                    out->max_length_bytes = v;
+            }
+        } else if (wr_bytes_eq_str(k, "x-max-priority")) {
+            if (int_arg(&f, &v, why, sizeof why) == 0) {
                 if (v > 255)
-                    snprintf(why, sizeof why, "{value_too_large,%" PRId64 ",255}", v);
+                    snprintf(why, sizeof why, "{max_value_exceeded,%" PRId64 "}", v);
                 else
                     out->max_priority = (uint8_t)v;
             }
+        } else if (wr_bytes_eq_str(k, "x-delivery-limit")) {
+            if (int_arg(&f, &v, why, sizeof why) == 0)
+                out->delivery_limit = v;
         } else if (wr_bytes_eq_str(k, "x-dead-letter-exchange") ||
                    wr_bytes_eq_str(k, "x-dead-letter-routing-key")) {
             if (f.type != 'S') {
-                snprintf(why, sizeof why, "{unacceptable_type,%c}", f.type);
+                snprintf(err, errlen,
+                         "invalid type '%s' for arg '%.*s' in queue '%.*s' in vhost '%s'",
+                         wr_field_type_name(f.type), (int)k.n, (const char *)k.p, (int)qname.n,
+                         (const char *)qname.p, vhost);
+                wr_queue_args_free(out);
+                return WR_EINVAL;
+            }
+            char *str = wr_xstrndup((const char *)f.v.bytes.p, f.v.bytes.n);
+            if (k.n == strlen("x-dead-letter-exchange")) {
+                free(out->dlx);
+                out->dlx = str;
             } else {
-                char *s = wr_xstrndup((const char *)f.v.bytes.p, f.v.bytes.n);
-                if (k.n == strlen("x-dead-letter-exchange")) {
-                    free(out->dlx);
-                    out->dlx = s;
-                } else {
-                    free(out->dlrk);
-                    out->dlrk = s;
-                }
+                free(out->dlrk);
+                out->dlrk = str;
+                has_dlrk = 1;
             }
         } else if (wr_bytes_eq_str(k, "x-overflow")) {
             if (f.type != 'S')
-                snprintf(why, sizeof why, "{unacceptable_type,%c}", f.type);
+                snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));
             else if (wr_bytes_eq_str(f.v.bytes, "drop-head"))
                 out->overflow = WR_OVERFLOW_DROP_HEAD;
             else if (wr_bytes_eq_str(f.v.bytes, "reject-publish"))
@@ -96,33 +129,28 @@ int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, w
             else if (wr_bytes_eq_str(f.v.bytes, "reject-publish-dlx"))
                 out->overflow = WR_OVERFLOW_REJECT_PUBLISH_DLX;
             else
-                snprintf(why, sizeof why, "{unacceptable_value,<<\"%.*s\">>}",
-                         (int)(f.v.bytes.n > 40 ? 40 : f.v.bytes.n), f.v.bytes.p);
+                snprintf(why, sizeof why, "invalid_overflow");
         } else if (wr_bytes_eq_str(k, "x-single-active-consumer")) {
             if (f.type != 't')
-                snprintf(why, sizeof why, "{unacceptable_type,%c}", f.type);
+                snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));
             else
                 out->single_active = (uint8_t)f.v.i;
         } else if (wr_bytes_eq_str(k, "x-queue-type")) {
-            if (f.type != 'S' || !wr_bytes_eq_str(f.v.bytes, "classic"))
-                snprintf(why, sizeof why, "{unsupported_queue_type,%.*s}",
-                         (int)(f.type == 'S' && f.v.bytes.n < 40 ? f.v.bytes.n : 0),
-                         f.type == 'S' ? (const char *)f.v.bytes.p : "");
+            if (f.type != 'S')
+                snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));
+            else if (!wr_bytes_eq_str(f.v.bytes, "classic"))
+                snprintf(why, sizeof why, "\"unsupported queue type '%.*s'\"",
+                         (int)(f.v.bytes.n > 64 ? 64 : f.v.bytes.n), (const char *)f.v.bytes.p);
         }
         if (why[0]) {
-            snprintf(err, errlen, "invalid arg '%.*s' for queue '%.*s' in vhost '%s': %s", (int)k.n,
-                     k.p, (int)qname.n, qname.p, vhost, why);
             wr_queue_args_free(out);
-            return WR_EINVAL;
+            return bad_arg(err, errlen, k, qname, vhost, why);
         }
     }
-    if (out->dlrk && !out->dlx) {
-        snprintf(err, errlen,
-                 "invalid arg 'x-dead-letter-routing-key' for queue '%.*s' in vhost '%s': "
-                 "{missing_dead_letter_exchange,'x-dead-letter-exchange'}",
-                 (int)qname.n, qname.p, vhost);
+    if (has_dlrk && !out->dlx) {
         wr_queue_args_free(out);
-        return WR_EINVAL;
+        return bad_arg(err, errlen, WR_BYTES_LIT("x-dead-letter-routing-key"), qname, vhost,
+                       "routing_key_but_no_dlx_defined");
     }
     return 0;
 }

@@ -76,10 +76,11 @@ typedef struct wr_queue_args {
     int64_t max_length;       /* x-max-length, -1 if unset */
     int64_t max_length_bytes; /* x-max-length-bytes, -1 if unset */
     int overflow;
-    char *dlx;             /* x-dead-letter-exchange, or NULL */
-    char *dlrk;            /* x-dead-letter-routing-key, or NULL */
-    uint8_t single_active; /* x-single-active-consumer */
-    uint8_t max_priority;  /* x-max-priority, 0 = not a priority queue */
+    char *dlx;              /* x-dead-letter-exchange, or NULL */
+    char *dlrk;             /* x-dead-letter-routing-key, or NULL */
+    uint8_t single_active;  /* x-single-active-consumer */
+    uint8_t max_priority;   /* x-max-priority, 0 = not a priority queue */
+    int64_t delivery_limit; /* x-delivery-limit, 0 if unset */
 } wr_queue_args_t;
 
 struct wr_queue {

@@ -10,6 +10,7 @@
 #include "proto/table.h"
 
 #include <assert.h>
+#include <stdio.h>
 
 #include "core/err.h"
 
@@ -368,4 +369,68 @@ size_t wr_table_begin(wr_buf_t *b)
 void wr_table_end(wr_buf_t *b, size_t off)
 {
     wr_buf_patch_u32(b, off, (uint32_t)(b->len - off - 4));
+}
+
+const char *wr_field_type_name(uint8_t type)
+{
+    switch (type) {
+    case 't':
+        return "bool";
+    case 'b':
+        return "byte";
+    case 'B':
+        return "unsignedbyte";
+    case 's':
+        return "short";
+    case 'u':
+        return "unsignedshort";
+    case 'I':
+        return "signedint";
+    case 'i':
+        return "unsignedint";
+    case 'l':
+        return "long";
+    case 'f':
+        return "float";
+    case 'd':
+        return "double";
+    case 'D':
+        return "decimal";
+    case 'S':
+        return "longstr";
+    case 'x':
+        return "binary";
+    case 'A':
+        return "array";
+    case 'T':
+        return "timestamp";
+    case 'F':
+        return "table";
+    case 'V':
+        return "void";
+    default:
+        return "unknown";
+    }
+}
+
+void wr_field_format(const wr_field_t *f, char *out, size_t n)
+{
+    int64_t v;
+    if (f->type == 't')
+        snprintf(out, n, "%s", f->v.i ? "true" : "false");
+    else if (wr_field_int(f, &v))
+        snprintf(out, n, "%lld", (long long)v);
+    else if (f->type == 'S' || f->type == 'x')
+        snprintf(out, n, "%.*s", (int)(f->v.bytes.n > 200 ? 200 : f->v.bytes.n),
+                 (const char *)f->v.bytes.p);
+    else if (f->type == 'd')
+        snprintf(out, n, "%g", f->v.d);
+    else if (f->type == 'f')
+        snprintf(out, n, "%g", (double)f->v.f);
+    else if (f->type == 'T')
+        snprintf(out, n, "%llu", (unsigned long long)f->v.u);
+    else if (f->type == 'V')
+        snprintf(out, n, "undefined");
+    else
+        snprintf(out, n, "[...]");
 }

@@ -105,4 +105,12 @@ static inline wr_field_t wr_field_timestamp(uint64_t v)
     return f;
 }
 
+/* RabbitMQ's (Erlang) name of a field type octet, as its error texts print
+ * it: "longstr", "signedint", "long", "bool", "double", ... */
+const char *wr_field_type_name(uint8_t type);
+
+/* Formats a field's value as Erlang's ~p/~ts would in RabbitMQ's texts:
+ * strings as their text, integers in decimal, booleans true/false. */
+void wr_field_format(const wr_field_t *f, char *out, size_t n);
+
 #endif
