@@ -35,6 +35,7 @@ static void before_sleep(void)
 {
     wr_queue_run_pending();
     wr_conn_flush_confirms();
+    wr_conn_check_memory();
     wr_sock_flush_all();
 }
 

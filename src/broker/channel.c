@@ -987,13 +987,17 @@ static void queue_delete(wr_channel_t *ch, const wr_queue_delete_t *a)
                              "queue '%.*s' in vhost '%s' not empty", BYTES_FMT(name), vhname(ch));
             return;
         }
-        n = wr_queue_delete(q);
+        n = (uint32_t)wr_queue_ready(q);
     }
-    if (!a->no_wait && ch->state == WR_CH_OPEN) {
+    /* delete-ok goes first: RabbitMQ's basic.cancel to consumers of the
+     * queue (this channel's included) arrives after it. */
+    if (!a->no_wait) {
         wr_method_t r = {.id = WR_M_QUEUE_DELETE_OK};
         r.u.queue_delete_ok.message_count = n;
         wr_conn_send_method(ch->conn, ch->id, &r);
     }
+    if (q)
+        wr_queue_delete(q);
 }
 
 /* ---- basic class ---- */
@@ -1195,6 +1199,8 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
         ch->pub_rk_len = (uint8_t)a->routing_key.n;
         memcpy(ch->pub_rk, a->routing_key.p, a->routing_key.n);
         ch->content = WR_CONTENT_HEADER;
+        if (wr_conn_alarm_active())
+            wr_conn_hold_publisher(c);
         return;
     }
     case WR_M_BASIC_ACK:

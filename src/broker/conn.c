@@ -19,6 +19,9 @@ wr_broker_t wr_broker;
 static wr_conn_t *all_conns;
 static size_t n_conns;
 
+static int alarm_on;
+static char alarm_reason[64];
+
 static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
 
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -611,6 +614,65 @@ void wr_conn_tick(void)
     }
     tick_queues(now);
     wr_queue_run_pending();
+}
+
+int wr_conn_alarm_active(void)
+{
+    return alarm_on;
+}
+
+void wr_conn_hold_publisher(wr_conn_t *c)
+{
+    if (!c->held) {
+        c->held = 1;
+        wr_sock_hold_read(c->sock, 1);
+    }
+}
+
+void wr_conn_set_alarm(int on, const char *reason)
+{
+    if (on == alarm_on)
+        return;
+    alarm_on = on;
+    snprintf(alarm_reason, sizeof alarm_reason, "%s", reason);
+    if (on)
+        wr_warn("%s alarm set: blocking publishers", reason);
+    else
+        wr_info("%s alarm cleared: unblocking publishers", reason);
+    for (wr_conn_t *c = all_conns; c; c = c->next) {
+        if (c->state != WR_CONN_OPEN)
+            continue;
+        if (on && c->cap_blocked && !c->blocked_sent) {
+            wr_method_t b = {.id = WR_M_CONNECTION_BLOCKED};
+            b.u.connection_blocked.reason = wr_bytes_of(alarm_reason);
+            wr_conn_send_method(c, 0, &b);
+            c->blocked_sent = 1;
+        } else if (!on) {
+            if (c->blocked_sent) {
+                wr_method_t u = {.id = WR_M_CONNECTION_UNBLOCKED};
+                wr_conn_send_method(c, 0, &u);
+                c->blocked_sent = 0;
+            }
+            if (c->held) {
+                c->held = 0;
+                wr_sock_hold_read(c->sock, 0);
+            }
+        }
+    }
+}
+
+void wr_conn_check_memory(void)
+{
+    const wr_config_t *cfg = wr_broker.cfg;
+    static uint64_t limit;
+    if (limit == 0)
+        limit = cfg->mem_high_watermark_bytes
+                    ? cfg->mem_high_watermark_bytes
+                    : (uint64_t)((double)uv_get_total_memory() * cfg->mem_high_watermark_relative);
+    if (!alarm_on && wr_msg_mem_bytes > limit)
+        wr_conn_set_alarm(1, "memory");
+    else if (alarm_on && wr_msg_mem_bytes < limit - limit / 10)
+        wr_conn_set_alarm(0, "memory");
 }
 
 void wr_conn_close_all_now(void)

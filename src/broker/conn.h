@@ -125,7 +125,8 @@ struct wr_conn {
     uint8_t cap_cancel_notify;
     uint8_t cap_blocked;
     uint8_t cap_auth_close;
-    uint8_t blocked_sent;
+    uint8_t blocked_sent; /* connection.blocked sent, unblocked not yet */
+    uint8_t held;         /* reading stopped by the alarm (it published) */
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;
@@ -154,6 +155,17 @@ void wr_conn_tick(void);
 void wr_conn_flush_confirms(void);
 /* Closes every connection with 320 CONNECTION_FORCED (shutdown). */
 void wr_conn_shutdown_all(const char *reason);
+/* Resource alarms (memory now, disk with the store): while any is on,
+ * clients that support it get connection.blocked, and a connection that
+ * publishes stops being read until the alarm clears, as in RabbitMQ. */
+void wr_conn_set_alarm(int on, const char *reason);
+int wr_conn_alarm_active(void);
+/* Raises or clears the memory alarm from the message memory in use;
+ * called once per loop pass. */
+void wr_conn_check_memory(void);
+/* Called by a channel for basic.publish while an alarm is on. */
+void wr_conn_hold_publisher(wr_conn_t *c);
+
 /* Releases every connection's broker state at once and closes the sockets
  * (final teardown; the loop must run once more to free them). */
 void wr_conn_close_all_now(void);

@@ -6,11 +6,14 @@
 
 #include "core/err.h"
 
+uint64_t wr_msg_mem_bytes;
+
 wr_msg_t *wr_msg_new(wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props,
                      uint64_t body_len)
 {
     size_t hdr = exchange.n + routing_key.n + props.n;
     wr_msg_t *m = wr_xmalloc(sizeof *m + hdr + body_len);
+    wr_msg_mem_bytes += sizeof *m + hdr + body_len;
     m->refs = 1;
     m->persistent = 0;
     m->priority = 0;
@@ -42,8 +45,10 @@ int wr_msg_append_body(wr_msg_t *m, const uint8_t *p, size_t n)
 
 void wr_msg_unref(wr_msg_t *m)
 {
-    if (--m->refs == 0)
+    if (--m->refs == 0) {
+        wr_msg_mem_bytes -= sizeof *m + m->exchange_len + m->rk_len + m->props_len + m->body_len;
         free(m);
+    }
 }
 
 int wr_msg_parse_expiration(wr_bytes_t s, int64_t *ms, char *why, size_t whylen)

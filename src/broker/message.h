@@ -32,6 +32,9 @@ typedef struct wr_msg {
     uint8_t data[];     /* exchange, routing key, properties, body */
 } wr_msg_t;
 
+/* Bytes held by all live messages (for the memory alarm). */
+extern uint64_t wr_msg_mem_bytes;
+
 /* Allocates a message with room for body_len bytes of body (to be filled
  * by wr_msg_append_body).  Strings longer than 255 are a caller bug. */
 wr_msg_t *wr_msg_new(wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props,

@@ -143,6 +143,8 @@ void wr_config_init(wr_config_t *c)
     c->frame_max = 131072;
     c->channel_max = 2047;
     c->consumer_timeout_ms = 1800000;
+    c->mem_high_watermark_relative = 0.4;
+    c->mem_high_watermark_bytes = 0;
     loopback_add(c, "guest");
     c->log_level = WR_LOG_INFO;
     c->data_dir = xstrdup(wr_config_default_data_dir());
@@ -429,6 +431,21 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         if (parse_u64(value, &n) < 0 || n == 0)
             return bad_value(err, errlen, key, value, "a positive integer (milliseconds)");
         c->consumer_timeout_ms = n;
+        return 0;
+    }
+    if (strcmp(key, "vm_memory_high_watermark.relative") == 0) {
+        char *end;
+        double f = strtod(value, &end);
+        if (end == value || *end != '\0' || !(f > 0.0) || f > 1.0)
+            return bad_value(err, errlen, key, value, "a fraction of RAM, above 0 and at most 1");
+        c->mem_high_watermark_relative = f;
+        c->mem_high_watermark_bytes = 0;
+        return 0;
+    }
+    if (strcmp(key, "vm_memory_high_watermark.absolute") == 0) {
+        if (parse_bytesize(value, &n) < 0 || n == 0)
+            return bad_value(err, errlen, key, value, "a size in bytes (suffixes KB, MB, GB)");
+        c->mem_high_watermark_bytes = n;
         return 0;
     }
     if (strcmp(key, "log.console.level") == 0) {

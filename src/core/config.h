@@ -41,6 +41,10 @@ typedef struct wr_config {
     size_t n_loopback_users;
     int log_level; /* WR_LOG_* */
     char *data_dir;
+    /* Memory alarm: publishers are blocked while messages held in memory
+     * exceed the absolute limit if set, else this fraction of RAM. */
+    double mem_high_watermark_relative;
+    uint64_t mem_high_watermark_bytes;
 } wr_config_t;
 
 /* Fills c with the defaults (RabbitMQ's, except listening on 127.0.0.1

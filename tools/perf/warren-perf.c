@@ -72,6 +72,8 @@
  * use (and so its disturbance of the broker on a small machine) low.  Each
  * message is still stamped when it is encoded, right before the write. */
 #define PACE_NS 100000LL
+/* How long a producer waits for connection.close-ok at the end. */
+#define PRODUCER_CLOSE_NS (10 * NS_PER_SEC)
 /* Threads wake at least this often to notice the stop flags. */
 #define IDLE_POLL_MS 100
 #define CHANNEL      1
@@ -164,6 +166,7 @@ typedef struct conn {
     size_t in_cap, in_len, in_off;
     wr_buf_t out;
     size_t out_off;
+    int closing; /* we sent connection.close: the broker may hang up */
 } conn_t;
 
 static void put_method(wr_buf_t *b, uint16_t channel, const wr_method_t *m)
@@ -254,6 +257,8 @@ static ssize_t conn_read(conn_t *c)
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
+    if (c->closing)
+        return -1;
     char msg[128];
     snprintf(msg, sizeof msg, "connection lost: %s", n == 0 ? "closed by peer" : strerror(errno));
     fail(c, msg);
@@ -507,22 +512,23 @@ static int conn_open(conn_t *c)
 }
 
 /* Closes the connection politely when the run went well (connection.close,
- * then up to a second for close-ok while discarding deliveries still in
+ * then up to timeout_ns for close-ok while discarding deliveries still in
  * flight), and frees it in every case. */
-static void conn_close(conn_t *c)
+static void conn_close(conn_t *c, int64_t timeout_ns)
 {
     if (c->fd >= 0 && !atomic_load(&fatal_error)) {
         wr_method_t m = {.id = WR_M_CONNECTION_CLOSE};
         m.u.connection_close.reply_code = WR_AMQP_REPLY_SUCCESS;
         m.u.connection_close.reply_text = WR_BYTES_LIT("warren-perf done");
         put_method(&c->out, 0, &m);
-        int64_t deadline = now_ns() + NS_PER_SEC;
+        int64_t deadline = now_ns() + timeout_ns;
         int done = conn_flush(c) < 0;
+        c->closing = 1;
         while (!done && now_ns() < deadline) {
             if (!wait_fd(c->fd, POLLIN, NS_PER_SEC / 20))
                 continue;
-            /* A read error here means the broker already closed: fine. */
-            if (conn_read(c) <= 0)
+            ssize_t n = conn_read(c);
+            if (n < 0)
                 break;
             wr_frame_t f;
             while (!done && conn_next_frame(c, &f) == 1)
@@ -815,7 +821,11 @@ static void *producer_main(void *arg)
     }
 done:
     atomic_store(&w->count, p.tpl_len ? p.written / p.tpl_len : 0);
-    conn_close(c);
+    /* The broker answers close-ok only after it has read every publish
+     * before it, and a flow-controlled broker may have megabytes of them
+     * still in the socket: closing sooner would drop messages counted as
+     * sent. */
+    conn_close(c, PRODUCER_CLOSE_NS);
     w->cpu_s = thread_cpu_s();
     free(p.tpl);
     free(p.done);
@@ -1006,7 +1016,7 @@ static void *consumer_main(void *arg)
             wait_fd(c->fd, pending ? POLLIN | POLLOUT : POLLIN, IDLE_POLL_MS * 1000000LL);
     }
 done:
-    conn_close(c);
+    conn_close(c, NS_PER_SEC);
     w->cpu_s = thread_cpu_s();
     return NULL;
 }

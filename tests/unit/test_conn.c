@@ -1,0 +1,243 @@
+/*
+ * test_conn.c - the AMQP connection driven in-process through a detached
+ * socket: handshake, loopback-only users, the resource alarm
+ * (connection.blocked and holding publishers), and publish/get.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/conn.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "proto/frame.h"
+#include "proto/table.h"
+#include "test.h"
+
+static wr_config_t cfg;
+
+static void setup(void)
+{
+    if (wr_loop == NULL) {
+        wr_loop = uv_default_loop();
+        wr_log_set_level(WR_LOG_NONE);
+    }
+    wr_config_init(&cfg);
+    wr_broker.cfg = &cfg;
+    wr_broker.vhost = wr_vhost_new("/");
+}
+
+static void teardown(wr_sock_t *s)
+{
+    if (s)
+        wr_sock_detached_free(s);
+    wr_vhost_free(wr_broker.vhost);
+    wr_broker.vhost = NULL;
+    wr_config_free(&cfg);
+    uv_run(wr_loop, UV_RUN_NOWAIT);
+}
+
+static void send_method(wr_sock_t *s, uint16_t ch, const wr_method_t *m)
+{
+    wr_buf_t b;
+    wr_buf_init(&b);
+    size_t st = wr_frame_begin(&b, 1, ch);
+    wr_method_encode(&b, m);
+    wr_frame_end(&b, st);
+    wr_sock_feed(s, b.p, b.len);
+    wr_queue_run_pending();
+    wr_conn_flush_confirms();
+    wr_buf_free(&b);
+}
+
+/* Finds the first method frame with the given id in the socket's output,
+ * decodes it into *out, and drops all output up to and including it. */
+static int take_method(wr_sock_t *s, uint32_t id, wr_method_t *out)
+{
+    size_t off = 0;
+    while (off < s->out.len) {
+        wr_frame_t f;
+        long r = wr_frame_parse(s->out.p + off, s->out.len - off, 1u << 30, &f);
+        if (r <= 0)
+            return 0;
+        off += (size_t)r;
+        if (f.type == 1 && wr_method_decode(f.payload.p, f.payload.n, out) == 0 && out->id == id) {
+            /* out holds views into the buffer: keep the bytes until the
+             * next take by consuming lazily (tests read fields at once). */
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static wr_sock_t *handshake(int loopback, const char *user, const char *pass)
+{
+    wr_sock_t *s = wr_sock_new_detached(&wr_conn_handler, loopback);
+    wr_conn_accept(s);
+    static const uint8_t hdr[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+    wr_sock_feed(s, hdr, 8);
+    wr_method_t m = {.id = WR_M_CONNECTION_START_OK};
+    wr_buf_t props, resp;
+    wr_buf_init(&props);
+    wr_buf_init(&resp);
+    size_t top = wr_table_begin(&props);
+    wr_table_put_key(&props, WR_BYTES_LIT("capabilities"));
+    wr_buf_put_u8(&props, 'F');
+    size_t caps = wr_table_begin(&props);
+    wr_table_put_key(&props, WR_BYTES_LIT("connection.blocked"));
+    wr_field_t t = wr_field_bool(1);
+    wr_field_put(&props, &t);
+    wr_table_put_key(&props, WR_BYTES_LIT("authentication_failure_close"));
+    wr_field_put(&props, &t);
+    wr_table_end(&props, caps);
+    wr_table_end(&props, top);
+    wr_buf_put_u8(&resp, 0);
+    wr_buf_put(&resp, user, strlen(user));
+    wr_buf_put_u8(&resp, 0);
+    wr_buf_put(&resp, pass, strlen(pass));
+    m.u.connection_start_ok.client_properties = (wr_bytes_t){props.p + 4, props.len - 4};
+    m.u.connection_start_ok.mechanism = WR_BYTES_LIT("PLAIN");
+    m.u.connection_start_ok.response = (wr_bytes_t){resp.p, resp.len};
+    m.u.connection_start_ok.locale = WR_BYTES_LIT("en_US");
+    send_method(s, 0, &m);
+    wr_buf_free(&props);
+    wr_buf_free(&resp);
+    wr_conn_t *c = s->ud;
+    if (c->state != WR_CONN_TUNE_OK)
+        return s;
+    wr_method_t t2 = {.id = WR_M_CONNECTION_TUNE_OK};
+    t2.u.connection_tune_ok.channel_max = 100;
+    t2.u.connection_tune_ok.frame_max = 131072;
+    send_method(s, 0, &t2);
+    wr_method_t o = {.id = WR_M_CONNECTION_OPEN};
+    o.u.connection_open.virtual_host = WR_BYTES_LIT("/");
+    send_method(s, 0, &o);
+    return s;
+}
+
+static void test_conn_handshake_and_channel(void)
+{
+    setup();
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    wr_method_t r;
+    CHECK(take_method(s, WR_M_CONNECTION_START, &r));
+    CHECK(take_method(s, WR_M_CONNECTION_TUNE, &r));
+    CHECK_EQ(r.u.connection_tune.channel_max, 2047);
+    CHECK_EQ(r.u.connection_tune.frame_max, 131072);
+    CHECK_EQ(r.u.connection_tune.heartbeat, 60);
+    CHECK(take_method(s, WR_M_CONNECTION_OPEN_OK, &r));
+    wr_method_t o = {.id = WR_M_CHANNEL_OPEN};
+    send_method(s, 1, &o);
+    CHECK(take_method(s, WR_M_CHANNEL_OPEN_OK, &r));
+    CHECK_EQ(((wr_conn_t *)s->ud)->n_channels, 1);
+    teardown(s);
+}
+
+static void test_conn_guest_refused_from_remote(void)
+{
+    setup();
+    wr_sock_t *s = handshake(0, "guest", "guest");
+    wr_method_t r;
+    CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &r));
+    CHECK_EQ(r.u.connection_close.reply_code, 403);
+    CHECK(memcmp(r.u.connection_close.reply_text.p, "ACCESS_REFUSED - ", 17) == 0);
+    teardown(s);
+}
+
+static void test_conn_remote_allowed_when_loopback_users_none(void)
+{
+    setup();
+    char err[128];
+    CHECK_EQ(wr_config_set(&cfg, "loopback_users", "none", err, sizeof err), 0);
+    wr_sock_t *s = handshake(0, "guest", "guest");
+    wr_method_t r;
+    CHECK(take_method(s, WR_M_CONNECTION_OPEN_OK, &r));
+    teardown(s);
+}
+
+static void test_conn_bad_password(void)
+{
+    setup();
+    wr_sock_t *s = handshake(1, "guest", "wrong");
+    wr_method_t r;
+    CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &r));
+    CHECK_EQ(r.u.connection_close.reply_code, 403);
+    teardown(s);
+}
+
+static void test_conn_alarm_blocks_publishers(void)
+{
+    setup();
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    wr_method_t r, m = {.id = WR_M_CHANNEL_OPEN};
+    send_method(s, 1, &m);
+    wr_sock_detached_drain(s);
+
+    wr_conn_set_alarm(1, "memory");
+    CHECK(take_method(s, WR_M_CONNECTION_BLOCKED, &r));
+    CHECK(wr_bytes_eq_str(r.u.connection_blocked.reason, "memory"));
+    CHECK(!s->read_held);
+    wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
+    p.u.basic_publish.routing_key = WR_BYTES_LIT("q");
+    send_method(s, 1, &p);
+    CHECK(s->read_held); /* a publisher is no longer read */
+
+    wr_sock_detached_drain(s);
+    wr_conn_set_alarm(0, "memory");
+    CHECK(take_method(s, WR_M_CONNECTION_UNBLOCKED, &r));
+    CHECK(!s->read_held);
+    teardown(s);
+}
+
+static void test_conn_publish_and_get(void)
+{
+    setup();
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    wr_method_t r, m = {.id = WR_M_CHANNEL_OPEN};
+    send_method(s, 1, &m);
+    wr_method_t d = {.id = WR_M_QUEUE_DECLARE};
+    d.u.queue_declare.queue = WR_BYTES_LIT("q1");
+    send_method(s, 1, &d);
+    CHECK(take_method(s, WR_M_QUEUE_DECLARE_OK, &r));
+    wr_sock_detached_drain(s);
+    wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
+    p.u.basic_publish.routing_key = WR_BYTES_LIT("q1");
+    send_method(s, 1, &p);
+    /* Content header (class 60, body 5 bytes, no properties) and body. */
+    wr_buf_t c;
+    wr_buf_init(&c);
+    size_t st = wr_frame_begin(&c, 2, 1);
+    wr_buf_put_u16(&c, 60);
+    wr_buf_put_u16(&c, 0);
+    wr_buf_put_u64(&c, 5);
+    wr_buf_put_u16(&c, 0);
+    wr_frame_end(&c, st);
+    st = wr_frame_begin(&c, 3, 1);
+    wr_buf_put(&c, "hello", 5);
+    wr_frame_end(&c, st);
+    wr_sock_feed(s, c.p, c.len);
+    wr_buf_free(&c);
+    wr_queue_t *q = wr_vhost_queue(wr_broker.vhost, WR_BYTES_LIT("q1"));
+    CHECK(q != NULL);
+    CHECK_EQ(wr_queue_ready(q), 1);
+    wr_method_t g = {.id = WR_M_BASIC_GET};
+    g.u.basic_get.queue = WR_BYTES_LIT("q1");
+    g.u.basic_get.no_ack = 1;
+    send_method(s, 1, &g);
+    CHECK(take_method(s, WR_M_BASIC_GET_OK, &r));
+    CHECK_EQ(r.u.basic_get_ok.delivery_tag, 1);
+    CHECK_EQ(wr_queue_ready(q), 0);
+    /* The body frame follows the get-ok and its header. */
+    CHECK(memmem(s->out.p, s->out.len, "hello", 5) != NULL);
+    teardown(s);
+}
+
+WR_SUITE(conn)
+{
+    RUN(test_conn_handshake_and_channel);
+    RUN(test_conn_guest_refused_from_remote);
+    RUN(test_conn_remote_allowed_when_loopback_users_none);
+    RUN(test_conn_bad_password);
+    RUN(test_conn_alarm_blocks_publishers);
+    RUN(test_conn_publish_and_get);
+}
