@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -34,6 +35,8 @@ static int shutting_down;
 static void before_sleep(void)
 {
     wr_queue_run_pending();
+    if (wr_broker.vhost->store)
+        wr_store_flush(wr_broker.vhost->store);
     wr_conn_flush_confirms();
     wr_conn_check_memory();
     wr_sock_flush_all();
@@ -55,6 +58,7 @@ static void on_tick(uv_timer_t *t)
 {
     (void)t;
     wr_conn_tick();
+    wr_persist_tick(wr_broker.vhost, wr_broker.cfg->disk_free_limit);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -171,10 +175,16 @@ int main(int argc, char **argv)
     }
 
     wr_loop = uv_default_loop();
+    int r;
     wr_broker.cfg = &cfg;
     wr_broker.vhost = wr_vhost_new(cfg.default_vhost);
+    r = wr_persist_open(wr_broker.vhost, cfg.data_dir, err, sizeof err);
+    if (r != 0) {
+        wr_error("cannot open the message store: %s", err);
+        return 1;
+    }
 
-    int r = wr_listen(wr_loop, cfg.listen_host, cfg.listen_port, &wr_conn_handler, wr_conn_accept,
+    r = wr_listen(wr_loop, cfg.listen_host, cfg.listen_port, &wr_conn_handler, wr_conn_accept,
                       &listener);
     if (r != 0) {
         wr_error("cannot listen on %s:%u: %s", cfg.listen_host, cfg.listen_port, uv_strerror(r));
@@ -200,6 +210,8 @@ int main(int argc, char **argv)
      * state (which closes queue timers), then every remaining handle; one
      * more loop run lets the close callbacks free their memory. */
     wr_conn_close_all_now();
+    wr_queue_run_pending();
+    wr_persist_close(wr_broker.vhost);
     wr_vhost_free(wr_broker.vhost);
     uv_walk(wr_loop, close_walk, NULL);
     uv_run(wr_loop, UV_RUN_DEFAULT);

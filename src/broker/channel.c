@@ -20,6 +20,7 @@
 #include "broker/args.h"
 #include "broker/conn.h"
 #include "broker/headers.h"
+#include "broker/persist.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "proto/frame.h"
@@ -28,6 +29,7 @@
 #define MAX_MESSAGE_SIZE (128u * 1024 * 1024)
 
 static wr_channel_t *confirm_dirty;
+static void unlink_store_waiting(wr_channel_t *ch);
 
 static const char *vhname(const wr_channel_t *ch)
 {
@@ -111,6 +113,9 @@ void wr_channel_free(wr_channel_t *ch)
             }
         }
     }
+    if (ch->store_waiting)
+        unlink_store_waiting(ch);
+    free(ch->pc);
     wr_map_free(&ch->consumers);
     free(ch->ua);
     free(ch->txops);
@@ -343,7 +348,7 @@ static void consumer_deliver(wr_consumer_t *base, wr_qent_t *e)
     send_with_content(ch, WR_M_BASIC_DELIVER, args, n, e->msg);
     if (base->no_ack) {
         ua_skip(ch);
-        wr_msg_unref(e->msg);
+        wr_queue_taken(base->queue, e);
         return;
     }
     wr_unacked_t u = {base->queue, cc, *e, wr_now_ms()};
@@ -450,6 +455,93 @@ static void send_return(wr_channel_t *ch, const wr_msg_t *m, uint16_t code, cons
 }
 
 /* Routes m (consuming the caller's reference) and answers the publisher. */
+/* ---- confirms that wait for the store ---- */
+
+static wr_channel_t *store_waiting; /* channels with pending confirms */
+static uint64_t failed_gen;         /* every generation <= this failed */
+
+static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack)
+{
+    if (ch->pc_count == ch->pc_cap) {
+        size_t ncap = ch->pc_cap ? ch->pc_cap * 2 : 64;
+        wr_pending_confirm_t *n = wr_xmalloc(ncap * sizeof *n);
+        for (size_t i = 0; i < ch->pc_count; i++)
+            n[i] = ch->pc[(ch->pc_head + i) & (ch->pc_cap - 1)];
+        free(ch->pc);
+        ch->pc = n;
+        ch->pc_cap = ncap;
+        ch->pc_head = 0;
+    }
+    wr_pending_confirm_t *e = &ch->pc[(ch->pc_head + ch->pc_count) & (ch->pc_cap - 1)];
+    e->seq = seq;
+    e->gen = gen;
+    e->nack = (uint8_t)nack;
+    ch->pc_count++;
+    if (!ch->store_waiting) {
+        ch->store_waiting = 1;
+        ch->store_next = store_waiting;
+        store_waiting = ch;
+    }
+}
+
+/* Answers the pending confirms at the front that are decided: synced
+ * (ack), failed or refused (nack); stops at the first still waiting. */
+static void pending_advance(wr_channel_t *ch, uint64_t synced)
+{
+    while (ch->pc_count) {
+        wr_pending_confirm_t *e = &ch->pc[ch->pc_head];
+        if (e->nack || (e->gen && e->gen <= failed_gen))
+            confirm_nack(ch, e->seq);
+        else if (e->gen == 0 || e->gen <= synced)
+            confirm_mark(ch, e->seq);
+        else
+            break;
+        ch->pc_head = (ch->pc_head + 1) & (ch->pc_cap - 1);
+        ch->pc_count--;
+    }
+}
+
+static void unlink_store_waiting(wr_channel_t *ch)
+{
+    for (wr_channel_t **pp = &store_waiting; *pp; pp = &(*pp)->store_next) {
+        if (*pp == ch) {
+            *pp = ch->store_next;
+            break;
+        }
+    }
+    ch->store_waiting = 0;
+}
+
+void wr_channel_store_synced(uint64_t gen, int err)
+{
+    if (err && gen > failed_gen)
+        failed_gen = gen;
+    wr_store_t *st = wr_broker.vhost ? wr_broker.vhost->store : NULL;
+    uint64_t synced = st ? wr_store_synced_gen(st) : gen;
+    for (wr_channel_t *ch = store_waiting, *next; ch; ch = next) {
+        next = ch->store_next;
+        pending_advance(ch, synced);
+        if (ch->pc_count == 0)
+            unlink_store_waiting(ch);
+    }
+}
+
+static void confirm_publish(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack)
+{
+    if (ch->pc_count == 0 && gen == 0) {
+        if (nack)
+            confirm_nack(ch, seq);
+        else
+            confirm_mark(ch, seq);
+        return;
+    }
+    pending_push(ch, seq, gen, nack);
+    wr_store_t *st = ch->conn->vhost->store;
+    pending_advance(ch, st ? wr_store_synced_gen(st) : 0);
+}
+
+/* Routes m (consuming the caller's reference), stores it if it is
+ * persistent and reached durable queues, and answers the publisher. */
 static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory, uint64_t seq)
 {
     static wr_route_t r; /* reused: routing allocates nothing per message */
@@ -461,8 +553,8 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
         if (wr_props_decode(props.p, props.n, &pr) == 0)
             headers = pr.headers;
     }
-    wr_route(ch->conn->vhost, x, wr_msg_routing_key(m), headers, &r);
-    int rejected = 0;
+    wr_vhost_t *vh = ch->conn->vhost;
+    wr_route(vh, x, wr_msg_routing_key(m), headers, &r);
     size_t n = r.n;
     wr_queue_t *one[1];
     wr_queue_t **qs = r.q;
@@ -473,19 +565,24 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
         qs = wr_xmalloc(n * sizeof *qs);
         memcpy(qs, r.q, n * sizeof *qs);
     }
-    for (size_t i = 0; i < n; i++)
-        if (wr_queue_push(qs[i], m) == WR_ERANGE)
-            rejected = 1;
+
+    uint64_t gen = 0;
+    int rejected = 0;
+    int err = wr_queues_push(vh, qs, n, m, &gen, &rejected);
     if (n > 1)
         free(qs);
+    if (err != 0) {
+        /* The store takes no writes (disk full or failing): the message
+         * is not accepted anywhere. */
+        if (seq)
+            confirm_publish(ch, seq, 0, 1);
+        wr_msg_unref(m);
+        return;
+    }
     if (n == 0 && mandatory)
         send_return(ch, m, WR_AMQP_NO_ROUTE, "NO_ROUTE");
-    if (seq) {
-        if (rejected)
-            confirm_nack(ch, seq);
-        else
-            confirm_mark(ch, seq);
-    }
+    if (seq)
+        confirm_publish(ch, seq, gen, rejected);
     wr_msg_unref(m);
 }
 
@@ -732,8 +829,9 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
                 return;
             }
         } else {
-            wr_exchange_declare(vh, a->exchange, (wr_extype_t)type, a->durable, a->auto_delete,
-                                a->internal, a->arguments);
+            wr_persist_exchange_declared(wr_exchange_declare(vh, a->exchange, (wr_extype_t)type,
+                                                             a->durable, a->auto_delete,
+                                                             a->internal, a->arguments));
         }
     }
     if (!a->no_wait) {
@@ -906,6 +1004,7 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
     } else {
         q = wr_queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
                          a->exclusive ? ch->conn : NULL, a->arguments, &args);
+        wr_persist_queue_declared(q);
     }
     q->last_used = wr_now_ms();
     remember_queue(ch, name);
@@ -1122,10 +1221,10 @@ static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
     send_with_content(ch, WR_M_BASIC_GET_OK, args, n, e.msg);
     if (a->no_ack) {
         ua_skip(ch);
-        wr_msg_unref(e.msg);
+        wr_queue_taken(q, &e);
         return;
     }
-    wr_queue_out(q);
+    wr_queue_out(q, &e);
     wr_unacked_t u = {q, NULL, e, wr_now_ms()};
     ua_push(ch, &u);
     ch->n_unacked++;

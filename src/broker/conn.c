@@ -19,7 +19,7 @@ wr_broker_t wr_broker;
 static wr_conn_t *all_conns;
 static size_t n_conns;
 
-static int alarm_on;
+static int alarm_on; /* any alarm in force */
 static char alarm_reason[64];
 
 static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
@@ -629,25 +629,35 @@ void wr_conn_hold_publisher(wr_conn_t *c)
     }
 }
 
-void wr_conn_set_alarm(int on, const char *reason)
+void wr_conn_set_alarm(int source, int on)
 {
-    if (on == alarm_on)
+    int before = wr_broker.alarms;
+    wr_broker.alarms = on ? before | source : before & ~source;
+    if (wr_broker.alarms == before)
         return;
-    alarm_on = on;
-    snprintf(alarm_reason, sizeof alarm_reason, "%s", reason);
+    const char *what = source == WR_ALARM_DISK ? "disk" : "memory";
     if (on)
-        wr_warn("%s alarm set: blocking publishers", reason);
+        wr_warn("%s alarm set: blocking publishers", what);
     else
-        wr_info("%s alarm cleared: unblocking publishers", reason);
+        wr_info("%s alarm cleared", what);
+    /* RabbitMQ's reasons: "low on memory", "low on disk", or both. */
+    snprintf(alarm_reason, sizeof alarm_reason, "%s",
+             wr_broker.alarms == (WR_ALARM_MEMORY | WR_ALARM_DISK) ? "low on memory & disk"
+             : wr_broker.alarms & WR_ALARM_DISK                    ? "low on disk"
+                                                                   : "low on memory");
+    int now_on = wr_broker.alarms != 0;
+    if (now_on == alarm_on)
+        return;
+    alarm_on = now_on;
     for (wr_conn_t *c = all_conns; c; c = c->next) {
         if (c->state != WR_CONN_OPEN)
             continue;
-        if (on && c->cap_blocked && !c->blocked_sent) {
+        if (alarm_on && c->cap_blocked && !c->blocked_sent) {
             wr_method_t b = {.id = WR_M_CONNECTION_BLOCKED};
             b.u.connection_blocked.reason = wr_bytes_of(alarm_reason);
             wr_conn_send_method(c, 0, &b);
             c->blocked_sent = 1;
-        } else if (!on) {
+        } else if (!alarm_on) {
             if (c->blocked_sent) {
                 wr_method_t u = {.id = WR_M_CONNECTION_UNBLOCKED};
                 wr_conn_send_method(c, 0, &u);
@@ -669,10 +679,11 @@ void wr_conn_check_memory(void)
         limit = cfg->mem_high_watermark_bytes
                     ? cfg->mem_high_watermark_bytes
                     : (uint64_t)((double)uv_get_total_memory() * cfg->mem_high_watermark_relative);
-    if (!alarm_on && wr_msg_mem_bytes > limit)
-        wr_conn_set_alarm(1, "memory");
-    else if (alarm_on && wr_msg_mem_bytes < limit - limit / 10)
-        wr_conn_set_alarm(0, "memory");
+    int mem = wr_broker.alarms & WR_ALARM_MEMORY;
+    if (!mem && wr_msg_mem_bytes > limit)
+        wr_conn_set_alarm(WR_ALARM_MEMORY, 1);
+    else if (mem && wr_msg_mem_bytes < limit - limit / 10)
+        wr_conn_set_alarm(WR_ALARM_MEMORY, 0);
 }
 
 void wr_conn_close_all_now(void)

@@ -60,6 +60,13 @@ typedef struct wr_txop {
     uint64_t tag;
 } wr_txop_t;
 
+/* A publisher confirm waiting for the store (or behind one that is). */
+typedef struct wr_pending_confirm {
+    uint64_t seq;
+    uint64_t gen; /* store generation to wait for; 0 = none */
+    uint8_t nack;
+} wr_pending_confirm_t;
+
 enum { WR_CH_OPEN = 1, WR_CH_CLOSING };
 enum { WR_CONTENT_NONE, WR_CONTENT_HEADER, WR_CONTENT_BODY };
 
@@ -106,6 +113,12 @@ struct wr_channel {
 
     wr_channel_t *next, *prev;  /* in conn->channel_list */
     wr_channel_t *confirm_next; /* in the list of channels with confirms to send */
+
+    /* Confirms waiting for the store, in publish order. */
+    wr_pending_confirm_t *pc;
+    size_t pc_head, pc_count, pc_cap;
+    uint8_t store_waiting;
+    wr_channel_t *store_next;
 };
 
 enum {
@@ -158,7 +171,9 @@ void wr_conn_shutdown_all(const char *reason);
 /* Resource alarms (memory now, disk with the store): while any is on,
  * clients that support it get connection.blocked, and a connection that
  * publishes stops being read until the alarm clears, as in RabbitMQ. */
-void wr_conn_set_alarm(int on, const char *reason);
+#define WR_ALARM_MEMORY 1
+#define WR_ALARM_DISK 2
+void wr_conn_set_alarm(int source, int on);
 int wr_conn_alarm_active(void);
 /* Raises or clears the memory alarm from the message memory in use;
  * called once per loop pass. */
@@ -174,6 +189,7 @@ size_t wr_conn_count(void);
 /* Broker-wide state the protocol layer uses; set up by wr_broker_init. */
 typedef struct wr_broker {
     wr_config_t *cfg;
+    int alarms; /* WR_ALARM_* bits in force */
     wr_vhost_t *vhost; /* the default (and for now only) vhost */
 } wr_broker_t;
 extern wr_broker_t wr_broker;
@@ -201,6 +217,9 @@ void wr_channel_free(wr_channel_t *ch);
 void wr_channel_method(wr_channel_t *ch, wr_method_t *m);
 void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload);
 void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
+/* The store reports generations up to gen synced (err == 0) or failed:
+ * answer the confirms that waited for them. */
+void wr_channel_store_synced(uint64_t gen, int err);
 /* Sends pending publisher confirms. */
 void wr_channel_flush_confirms(wr_channel_t *ch);
 /* Closes the channel with 406 if its oldest unacked delivery is older

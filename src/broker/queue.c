@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "broker/persist.h"
 #include "broker/vhost.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -468,14 +469,16 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     /* Routing uses the dead-letter key only; CC of the original is not
      * applied again (the new headers keep it, so route with none). */
     wr_route(q->vhost, x, rk, (wr_bytes_t){NULL, 0}, &r);
+    size_t k = 0;
     for (size_t i = 0; i < r.n; i++) {
-        wr_queue_t *t = r.q[i];
-        if (is_cycle(t, xd.v.bytes, reason)) {
-            wr_debug("dead-letter cycle: dropping message for queue '%s'", t->name);
-            continue;
-        }
-        wr_queue_push(t, d);
+        if (is_cycle(r.q[i], xd.v.bytes, reason))
+            wr_debug("dead-letter cycle: dropping message for queue '%s'", r.q[i]->name);
+        else
+            r.q[k++] = r.q[i];
     }
+    uint64_t gen;
+    int rejected;
+    wr_queues_push(q->vhost, r.q, k, d, &gen, &rejected);
     free(r.q);
     wr_msg_unref(d);
     wr_buf_free(&hdr);
@@ -508,16 +511,80 @@ static void arm_ttl(wr_queue_t *q)
     uv_timer_start(q->ttl_timer, ttl_timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
 }
 
+/* ---- leaving the queue ---- */
+
+/* Queues keep this many ready entries of a stored message in memory; past
+ * that, entries keep only the message's location, so memory does not grow
+ * with the backlog (the body is in the page cache or on disk). */
+#define PAGE_AFTER 1024
+
+static wr_store_t *store_of(const wr_queue_t *q)
+{
+    return q->vhost->store;
+}
+
+/* The entry left the queue for good: tell the store (an ack record, or
+ * just a dropped reference once the queue itself is deleted) and drop the
+ * entry's message reference. */
+static void entry_gone(wr_queue_t *q, wr_qent_t *e)
+{
+    if (e->loc.seg && store_of(q)) {
+        if (q->deleted || q->store_id == 0)
+            wr_store_release(store_of(q), e->loc);
+        else
+            wr_store_ack(store_of(q), q->store_id, e->loc);
+    }
+    if (e->msg)
+        wr_msg_unref(e->msg);
+    e->msg = NULL;
+}
+
+int wr_queue_load(wr_queue_t *q, wr_qent_t *e)
+{
+    if (e->msg)
+        return 0;
+    wr_store_t *st = store_of(q);
+    if (st == NULL || e->loc.seg == 0)
+        return WR_ENOTFOUND;
+    static wr_buf_t scratch;
+    wr_store_msg_t sm;
+    int r = wr_store_read(st, e->loc, &scratch, &sm);
+    if (r != 0)
+        return r;
+    wr_msg_t *m = wr_msg_new(sm.exchange, sm.routing_key, sm.props, sm.body.n);
+    wr_msg_append_body(m, sm.body.p, sm.body.n);
+    m->persistent = sm.flags & 1;
+    wr_basic_props_t pr;
+    if (wr_props_decode(sm.props.p, sm.props.n, &pr) == 0) {
+        if (pr.flags & WR_PROP_PRIORITY)
+            m->priority = pr.priority;
+    }
+    e->msg = m;
+    if (scratch.cap > (1u << 20))
+        wr_buf_free(&scratch);
+    return 0;
+}
+
+/* The entry leaves by dead-lettering (or is dropped if there is no DLX). */
+static void entry_dead(wr_queue_t *q, wr_qent_t *e, const char *reason)
+{
+    if (q->args.dlx && wr_queue_load(q, e) == 0) {
+        wr_msg_ref(e->msg);
+        dead_letter(q, e->msg, reason);
+    }
+    entry_gone(q, e);
+}
+
 void wr_queue_expire(wr_queue_t *q)
 {
     int64_t now = wr_now_ms();
     int from_heap;
-    wr_qent_t *e;
-    while ((e = peek(q, &from_heap)) && e->expires_at && e->expires_at <= now) {
-        wr_msg_t *m = e->msg;
-        q->ready_bytes -= wr_msg_size(m);
+    wr_qent_t *p;
+    while ((p = peek(q, &from_heap)) && p->expires_at && p->expires_at <= now) {
+        wr_qent_t e = *p;
+        q->ready_bytes -= e.size;
         remove_front(q, from_heap);
-        dead_letter(q, m, "expired");
+        entry_dead(q, &e, "expired");
     }
     arm_ttl(q);
 }
@@ -527,11 +594,10 @@ void wr_queue_expire(wr_queue_t *q)
 static void drop_head(wr_queue_t *q)
 {
     int from_heap;
-    wr_qent_t *e = peek(q, &from_heap);
-    wr_msg_t *m = e->msg;
-    q->ready_bytes -= wr_msg_size(m);
+    wr_qent_t e = *peek(q, &from_heap);
+    q->ready_bytes -= e.size;
     remove_front(q, from_heap);
-    dead_letter(q, m, "maxlen");
+    entry_dead(q, &e, "maxlen");
 }
 
 static int over_limit(const wr_queue_t *q, size_t extra_n, uint64_t extra_bytes)
@@ -545,21 +611,79 @@ static int over_limit(const wr_queue_t *q, size_t extra_n, uint64_t extra_bytes)
 static wr_consumer_t *pick(wr_queue_t *q);
 static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e);
 
-int wr_queue_push(wr_queue_t *q, wr_msg_t *m)
+int wr_queue_would_reject(const wr_queue_t *q, const wr_msg_t *m)
 {
-    if (q->deleted)
+    return q->args.overflow != WR_OVERFLOW_DROP_HEAD && over_limit(q, 1, wr_msg_size(m));
+}
+
+int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint64_t *gen,
+                   int *rejected)
+{
+    *gen = 0;
+    *rejected = 0;
+    wr_loc_t loc0 = {0, 0};
+    wr_loc_t *locs = NULL;
+    if (vh->store && m->persistent) {
+        /* Written once for all durable queues (records of up to 255). */
+        uint32_t ids[255];
+        size_t idx[255];
+        uint8_t k = 0;
+        for (size_t i = 0; i <= n; i++) {
+            if (i < n && qs[i]->store_id && !wr_queue_would_reject(qs[i], m)) {
+                ids[k] = qs[i]->store_id;
+                idx[k++] = i;
+            }
+            if (k == 255 || (i == n && k > 0)) {
+                wr_loc_t loc;
+                int err = wr_store_append(vh->store, ids, k, 1, wr_msg_exchange(m),
+                                          wr_msg_routing_key(m), wr_msg_props(m),
+                                          (wr_bytes_t){m->body, m->body_len}, &loc);
+                if (err) {
+                    free(locs);
+                    return err;
+                }
+                if (n == 1) {
+                    loc0 = loc;
+                } else {
+                    if (locs == NULL)
+                        locs = wr_xcalloc(n, sizeof *locs);
+                    for (uint8_t j = 0; j < k; j++)
+                        locs[idx[j]] = loc;
+                }
+                k = 0;
+                *gen = wr_store_gen(vh->store);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        wr_loc_t loc = n == 1 ? loc0 : locs ? locs[i] : (wr_loc_t){0, 0};
+        if (wr_queue_push(qs[i], m, loc) == WR_ERANGE)
+            *rejected = 1;
+    }
+    free(locs);
+    return 0;
+}
+
+int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
+{
+    if (q->deleted) {
+        if (loc.seg && store_of(q))
+            wr_store_release(store_of(q), loc);
         return 0;
+    }
     int64_t ttl = q->args.message_ttl;
     if (m->ttl >= 0 && (ttl < 0 || m->ttl < ttl))
         ttl = m->ttl;
-    if (q->args.overflow != WR_OVERFLOW_DROP_HEAD && over_limit(q, 1, wr_msg_size(m))) {
+    if (wr_queue_would_reject(q, m)) {
         if (q->args.overflow == WR_OVERFLOW_REJECT_PUBLISH_DLX) {
             wr_msg_ref(m);
             dead_letter(q, m, "maxlen");
         }
+        if (loc.seg && store_of(q))
+            wr_store_ack(store_of(q), q->store_id, loc);
         return WR_ERANGE;
     }
-    wr_qent_t e = {m, q->next_seq++, 0, 0, 0};
+    wr_qent_t e = {m, q->next_seq++, 0, loc, 0, (uint32_t)wr_msg_size(m)};
     wr_msg_ref(m);
     if (ttl == 0) {
         /* TTL 0: delivered only if a consumer can take it right now, else
@@ -568,13 +692,17 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m)
         if (c)
             deliver_to(q, c, &e);
         else
-            dead_letter(q, m, "expired");
+            entry_dead(q, &e, "expired");
         return 0;
     }
     if (ttl > 0)
         e.expires_at = wr_now_ms() + ttl;
+    if (loc.seg && q->ring_count >= PAGE_AFTER) {
+        wr_msg_unref(m);
+        e.msg = NULL;
+    }
     ring_push(q, &e);
-    q->ready_bytes += wr_msg_size(m);
+    q->ready_bytes += e.size;
     while (over_limit(q, 0, 0) && wr_queue_ready(q) > 0)
         drop_head(q);
     if (e.expires_at && (q->ttl_timer == NULL || !uv_is_active((uv_handle_t *)q->ttl_timer)))
@@ -582,6 +710,17 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m)
     if (q->n_consumers)
         wr_queue_kick(q);
     return 0;
+}
+
+void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint32_t size, int redelivered)
+{
+    wr_qent_t e = {NULL, q->next_seq++, 0, loc, redelivered ? 1u : 0u, size};
+    if (q->args.message_ttl >= 0)
+        e.expires_at = wr_now_ms() + q->args.message_ttl;
+    ring_push(q, &e);
+    q->ready_bytes += size;
+    if (e.expires_at)
+        arm_ttl(q);
 }
 
 int wr_queue_pop(wr_queue_t *q, wr_qent_t *out)
@@ -594,29 +733,43 @@ int wr_queue_pop(wr_queue_t *q, wr_qent_t *out)
             return 0;
         *out = *e;
         remove_front(q, from_heap);
-        q->ready_bytes -= wr_msg_size(out->msg);
+        q->ready_bytes -= out->size;
         if (out->expires_at) {
             if (now == 0)
                 now = wr_now_ms();
             if (out->expires_at <= now) {
-                dead_letter(q, out->msg, "expired");
+                entry_dead(q, out, "expired");
                 continue;
             }
+        }
+        int r = wr_queue_load(q, out);
+        if (r != 0) {
+            wr_error("queue '%s': message at %u:%u cannot be read (%s), dropped", q->name,
+                     out->loc.seg, out->loc.off, wr_strerror(r));
+            entry_gone(q, out);
+            continue;
         }
         return 1;
     }
 }
 
-void wr_queue_out(wr_queue_t *q)
+void wr_queue_out(wr_queue_t *q, const wr_qent_t *e)
 {
     q->unacked++;
     q->refs++;
+    if (e->loc.seg && e->deliveries == 0 && q->store_id && store_of(q))
+        wr_store_delivered(store_of(q), q->store_id, e->loc);
+}
+
+void wr_queue_taken(wr_queue_t *q, wr_qent_t *e)
+{
+    entry_gone(q, e);
 }
 
 void wr_queue_settle(wr_queue_t *q, wr_qent_t *e)
 {
     q->unacked--;
-    wr_msg_unref(e->msg);
+    entry_gone(q, e);
     wr_queue_unref(q);
 }
 
@@ -624,11 +777,11 @@ void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
 {
     q->unacked--;
     if (q->deleted) {
-        wr_msg_unref(e->msg);
+        entry_gone(q, e);
     } else {
         e->deliveries++;
         heap_push(q, e);
-        q->ready_bytes += wr_msg_size(e->msg);
+        q->ready_bytes += e->size;
         if (q->n_consumers)
             wr_queue_kick(q);
         if (e->expires_at)
@@ -641,9 +794,9 @@ void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
 {
     q->unacked--;
     if (q->deleted)
-        wr_msg_unref(e->msg);
+        entry_gone(q, e);
     else
-        dead_letter(q, e->msg, "rejected");
+        entry_dead(q, e, "rejected");
     wr_queue_unref(q);
 }
 
@@ -672,7 +825,7 @@ static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e)
 {
     q->rr = c->qnext;
     if (!c->no_ack)
-        wr_queue_out(q);
+        wr_queue_out(q, e);
     c->ops->deliver(c, e);
 }
 
@@ -771,13 +924,12 @@ int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
 uint32_t wr_queue_purge(wr_queue_t *q)
 {
     uint32_t n = 0;
-    wr_qent_t e;
     int from_heap;
     wr_qent_t *p;
     while ((p = peek(q, &from_heap))) {
-        e = *p;
+        wr_qent_t e = *p;
         remove_front(q, from_heap);
-        wr_msg_unref(e.msg);
+        entry_gone(q, &e);
         n++;
     }
     q->ready_bytes = 0;
@@ -789,6 +941,7 @@ uint32_t wr_queue_delete(wr_queue_t *q)
 {
     if (q->deleted)
         return 0;
+    wr_persist_queue_deleted(q);
     q->deleted = 1;
     while (q->consumers) {
         wr_consumer_t *c = q->consumers;

@@ -30,18 +30,23 @@
 #include "broker/message.h"
 #include "core/buf.h"
 #include "core/loop.h"
+#include "store/store.h"
 
 typedef struct wr_vhost wr_vhost_t;
 typedef struct wr_queue wr_queue_t;
 typedef struct wr_consumer wr_consumer_t;
 typedef struct wr_binding wr_binding_t;
 
+/* A queue entry: 40 bytes per queued message.  msg is NULL while the
+ * message is paged out (only on disk, at loc); it is read back when the
+ * entry is delivered. */
 typedef struct wr_qent {
-    wr_msg_t *msg;       /* one reference owned by the entry */
+    wr_msg_t *msg;       /* one reference owned by the entry, or NULL */
     uint64_t seq;        /* position in the queue */
     int64_t expires_at;  /* loop time in ms, or 0 for never */
+    wr_loc_t loc;        /* in the store, or seg 0 if not stored */
     uint32_t deliveries; /* times delivered before: redelivered if > 0 */
-    uint32_t unused_;
+    uint32_t size;       /* body size, for x-max-length-bytes */
 } wr_qent_t;
 
 typedef struct wr_consumer_ops {
@@ -95,6 +100,7 @@ struct wr_queue {
     uint8_t had_consumer; /* auto-delete only after a first consumer */
     uint8_t pending;      /* on the broker's list of queues to dispatch */
     uint8_t dispatching;
+    uint32_t store_id; /* durable queues: the store's id, else 0 */
     void *owner;       /* exclusive: the owning connection */
     wr_buf_t args_raw; /* arguments table content, as declared */
     wr_queue_args_t args;
@@ -138,9 +144,26 @@ static inline size_t wr_queue_ready(const wr_queue_t *q)
     return q->ring_count + q->heap_count;
 }
 
-/* Enqueues a message (takes a new reference).  Returns 0, or WR_ERANGE if
- * the queue refused it because of x-overflow reject-publish(-dlx). */
-int wr_queue_push(wr_queue_t *q, wr_msg_t *m);
+/* Would the queue refuse one more message of this size (x-overflow
+ * reject-publish(-dlx) with the limit reached)? */
+int wr_queue_would_reject(const wr_queue_t *q, const wr_msg_t *m);
+/* Enqueues a message (takes a new reference) stored at loc (seg 0 if not
+ * stored for this queue).  Returns 0, or WR_ERANGE if the queue refused it
+ * because of x-overflow reject-publish(-dlx). */
+int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc);
+/* Pushes m to the n routed queues: if m is persistent, it is first written
+ * to the store once for all durable ones, and *gen is the store generation
+ * the publisher's confirm must wait for (0 if none).  *rejected is set if
+ * a queue refused it (x-overflow).  Returns 0, or the store's error (then
+ * nothing was enqueued). */
+int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint64_t *gen,
+                   int *rejected);
+/* Appends a recovered message (on disk only) at the tail. */
+void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint32_t size, int redelivered);
+/* Makes sure e->msg is in memory (reading it from the store if it was
+ * paged out).  Returns 0, or an error if the store cannot produce it (the
+ * entry is then dropped by the caller). */
+int wr_queue_load(wr_queue_t *q, wr_qent_t *e);
 
 /* Pops the next ready message (skipping expired ones) into *e; 1 if one
  * was taken, 0 if the queue has none.  The entry's reference passes to the
@@ -148,7 +171,10 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m);
  * account for q->unacked), or call wr_queue_taken_noack. */
 int wr_queue_pop(wr_queue_t *q, wr_qent_t *e);
 /* The popped entry is out unacknowledged: q->unacked++, q->refs++. */
-void wr_queue_out(wr_queue_t *q);
+void wr_queue_out(wr_queue_t *q, const wr_qent_t *e);
+/* A delivery without ack (no-ack consumer, basic.get no-ack) took the
+ * popped entry: it is gone from the queue for good. */
+void wr_queue_taken(wr_queue_t *q, wr_qent_t *e);
 /* An outstanding delivery was acked. Consumes e's message reference. */
 void wr_queue_settle(wr_queue_t *q, wr_qent_t *e);
 /* An outstanding delivery comes back to its original position. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "broker/headers.h"
+#include "broker/persist.h"
 #include "core/err.h"
 #include "proto/table.h"
 
@@ -100,6 +101,7 @@ wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t 
 void wr_exchange_delete(wr_exchange_t *x)
 {
     x->deleting = 1;
+    wr_persist_exchange_deleted(x);
     while (x->bindings)
         wr_binding_remove(x->bindings);
     while (x->dest_bindings)
@@ -165,12 +167,14 @@ int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t ke
     } else if (src->type == WR_EX_TOPIC) {
         wr_topic_add(src->topic, key, b);
     }
+    wr_persist_binding(b, 1);
     return 0;
 }
 
 void wr_binding_remove(wr_binding_t *b)
 {
     wr_exchange_t *src = b->source;
+    wr_persist_binding(b, 0);
     if (src->type == WR_EX_DIRECT) {
         wr_binding_t *head = wr_map_get(&src->by_key, bkey(b));
         if (head == b) {

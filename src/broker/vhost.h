@@ -65,6 +65,8 @@ struct wr_exchange {
 
 struct wr_vhost {
     char *name;
+    wr_store_t *store;  /* durable state, or NULL (no persistence) */
+    uint8_t recovering; /* rebuilding from the store: write nothing back */
     wr_map_t exchanges;
     wr_map_t queues;
     uint64_t route_epoch;

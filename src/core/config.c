@@ -145,6 +145,7 @@ void wr_config_init(wr_config_t *c)
     c->consumer_timeout_ms = 1800000;
     c->mem_high_watermark_relative = 0.4;
     c->mem_high_watermark_bytes = 0;
+    c->disk_free_limit = 50000000; /* RabbitMQ's default: 50 MB */
     loopback_add(c, "guest");
     c->log_level = WR_LOG_INFO;
     c->data_dir = xstrdup(wr_config_default_data_dir());
@@ -440,6 +441,12 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
             return bad_value(err, errlen, key, value, "a fraction of RAM, above 0 and at most 1");
         c->mem_high_watermark_relative = f;
         c->mem_high_watermark_bytes = 0;
+        return 0;
+    }
+    if (strcmp(key, "disk_free_limit.absolute") == 0) {
+        if (parse_bytesize(value, &n) < 0)
+            return bad_value(err, errlen, key, value, "a size in bytes (suffixes KB, MB, GB)");
+        c->disk_free_limit = n;
         return 0;
     }
     if (strcmp(key, "vm_memory_high_watermark.absolute") == 0) {

@@ -45,6 +45,9 @@ typedef struct wr_config {
      * exceed the absolute limit if set, else this fraction of RAM. */
     double mem_high_watermark_relative;
     uint64_t mem_high_watermark_bytes;
+    /* Disk alarm: publishers are blocked while the data directory's file
+     * system has less free space than this. */
+    uint64_t disk_free_limit;
 } wr_config_t;
 
 /* Fills c with the defaults (RabbitMQ's, except listening on 127.0.0.1

@@ -20,13 +20,13 @@ import tempfile
 import shutil
 import time
 import urllib.parse
-import uuid
 from pathlib import Path
 
 import pika
 import pytest
 
 import rawamqp
+from helpers import uid
 
 REPO = Path(__file__).resolve().parents[2]
 EXTERNAL_URL = os.environ.get("AMQP_URL")
@@ -40,11 +40,6 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def uid(prefix="t"):
-    """A unique name for a queue or exchange, so tests never share state."""
-    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
 
 
 class Broker:

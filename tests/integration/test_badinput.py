@@ -15,7 +15,7 @@ import pytest
 import rawamqp
 from rawamqp import (FRAME_BODY, FRAME_HEADER, FRAME_METHOD, body_frame, frame,
                      header_frame, method_frame, method_payload, shortstr)
-from conftest import uid
+from helpers import uid
 
 
 @pytest.fixture

@@ -13,17 +13,7 @@ import pytest
 
 import rawamqp
 from rawamqp import Typed, expect_connection_close
-from conftest import uid
-from test_exchange import channel_error, connection_error, drain
-from test_queue import queue_exists, wait_until
-
-
-def pump(conn, until, timeout=5.0):
-    """Process pika events until until() is true or timeout; returns until()."""
-    deadline = time.monotonic() + timeout
-    while not until() and time.monotonic() < deadline:
-        conn.process_data_events(time_limit=0.05)
-    return until()
+from helpers import channel_error, get_all, pump, raw_queue, uid, wait_until
 
 
 def new_queue(ch, n=0, prefix="m"):
@@ -31,20 +21,6 @@ def new_queue(ch, n=0, prefix="m"):
     for i in range(1, n + 1):
         ch.basic_publish("", q, ("%s%d" % (prefix, i)).encode())
     return q
-
-
-def get_all(ch, q, auto_ack=False):
-    out = []
-    while True:
-        m, p, body = ch.basic_get(q, auto_ack=auto_ack)
-        if m is None:
-            return out
-        out.append((m, body.decode()))
-
-
-def raw_queue(c, ch=1):
-    return c.rpc(ch, "queue.declare", 0, "", False, False, True, True, False,
-                 {}).args[0]
 
 
 # ---------------------------------------------------------------------------

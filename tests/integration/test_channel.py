@@ -10,7 +10,7 @@ import pytest
 
 import rawamqp
 from rawamqp import expect_connection_close
-from conftest import uid
+from helpers import uid
 
 
 def test_open_and_close_channels_with_pika(conn):

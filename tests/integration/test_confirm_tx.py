@@ -8,10 +8,8 @@ import pika.exceptions
 import pytest
 
 import rawamqp
-from conftest import uid, Broker
-from test_exchange import channel_error
-from test_basic import get_all, pump, raw_queue
-from test_queue import wait_until
+from conftest import Broker
+from helpers import channel_error, get_all, raw_queue, uid, wait_until
 
 
 def read_acks(c, upto, channel=1, timeout=10):

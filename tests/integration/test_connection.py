@@ -10,7 +10,7 @@ import pika.exceptions
 import pytest
 
 import rawamqp
-from rawamqp import PROTOCOL_HEADER, RawConnection, expect_connection_close
+from rawamqp import PROTOCOL_HEADER, expect_connection_close
 
 
 # ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pika.exceptions
 import pytest
 
 import rawamqp
-from conftest import uid
+from helpers import uid
 
 
 def _declare(c, ch, name="", exclusive=True, auto_delete=True, args=None):

@@ -6,41 +6,11 @@ import pytest
 
 import rawamqp
 from rawamqp import Typed, expect_connection_close
-from conftest import uid
-
-
-def drain(ch, q, limit=100):
-    """All bodies currently in q (auto-ack), as a list of str."""
-    out = []
-    for _ in range(limit):
-        m, p, body = ch.basic_get(q, auto_ack=True)
-        if m is None:
-            break
-        out.append(body.decode())
-    return out
+from helpers import channel_error, connection_error, drain, uid
 
 
 def make_queue(ch, name=None):
     return ch.queue_declare(name or "", exclusive=True).method.queue
-
-
-def channel_error(ch, fn, code, text=None):
-    """Run fn (which must fail on the channel), assert code and text."""
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
-        fn()
-    assert ei.value.reply_code == code, ei.value
-    if text is not None:
-        assert ei.value.reply_text == text, ei.value
-    return ei.value
-
-
-def connection_error(fn, code, text_prefix=None):
-    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as ei:
-        fn()
-    assert ei.value.reply_code == code, ei.value
-    if text_prefix is not None:
-        assert ei.value.reply_text.startswith(text_prefix), ei.value
-    return ei.value
 
 
 # ---------------------------------------------------------------------------

@@ -1,36 +1,10 @@
 """Queue declare/bind/purge/delete semantics, argument validation and
 exclusive / auto-delete lifetimes."""
 
-import time
-
-import pika
-import pika.exceptions
 import pytest
 
-import rawamqp
 from rawamqp import Typed
-from conftest import uid
-from test_exchange import channel_error, drain
-
-
-def wait_until(pred, timeout=5.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(interval)
-    return pred()
-
-
-def queue_exists(connect, q):
-    ch = connect().channel()
-    try:
-        ch.queue_declare(q, passive=True)
-        ch.close()
-        return True
-    except pika.exceptions.ChannelClosedByBroker as e:
-        assert e.reply_code == 404
-        return False
+from helpers import channel_error, drain, queue_exists, uid, wait_until
 
 
 # ---------------------------------------------------------------------------

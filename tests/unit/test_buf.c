@@ -50,3 +50,20 @@ WR_SUITE(buf)
     RUN(test_buf_grows);
     RUN(test_strerror);
 }
+
+#include "core/crc32c.h"
+
+static void test_crc32c_known_values(void)
+{
+    /* The standard check value of CRC-32C. */
+    CHECK_EQ(wr_crc32c(0, "123456789", 9), 0xE3069283u);
+    CHECK_EQ(wr_crc32c(0, "", 0), 0);
+    /* Incremental equals one-shot. */
+    uint32_t c = wr_crc32c(0, "12345", 5);
+    CHECK_EQ(wr_crc32c(c, "6789", 4), 0xE3069283u);
+}
+
+WR_SUITE(crc32c)
+{
+    RUN(test_crc32c_known_values);
+}

@@ -173,9 +173,9 @@ static void test_conn_alarm_blocks_publishers(void)
     send_method(s, 1, &m);
     wr_sock_detached_drain(s);
 
-    wr_conn_set_alarm(1, "memory");
+    wr_conn_set_alarm(WR_ALARM_MEMORY, 1);
     CHECK(take_method(s, WR_M_CONNECTION_BLOCKED, &r));
-    CHECK(wr_bytes_eq_str(r.u.connection_blocked.reason, "memory"));
+    CHECK(wr_bytes_eq_str(r.u.connection_blocked.reason, "low on memory"));
     CHECK(!s->read_held);
     wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
     p.u.basic_publish.routing_key = WR_BYTES_LIT("q");
@@ -183,7 +183,7 @@ static void test_conn_alarm_blocks_publishers(void)
     CHECK(s->read_held); /* a publisher is no longer read */
 
     wr_sock_detached_drain(s);
-    wr_conn_set_alarm(0, "memory");
+    wr_conn_set_alarm(WR_ALARM_MEMORY, 0);
     CHECK(take_method(s, WR_M_CONNECTION_UNBLOCKED, &r));
     CHECK(!s->read_held);
     teardown(s);
