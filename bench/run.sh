@@ -168,7 +168,7 @@ echo "bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); warre
 awk '$1 > 0.5 { print "bench: warning: the machine is already busy (load " $1 "); numbers will be low" }' \
     /proc/loadavg >&2
 
-declare -A MEDIAN
+declare -A MEDIAN P99
 for broker in $BROKERS; do
     case $broker in
     warren) start_warren ;;
@@ -176,6 +176,7 @@ for broker in $BROKERS; do
     *) die "unknown broker $broker" ;;
     esac
     rates=()
+    p99s=()
     for run in $(seq 1 "$RUNS"); do
         cpu0=$(broker_cpu_s)
         t0=$(date +%s.%N)
@@ -195,15 +196,25 @@ for broker in $BROKERS; do
         bcpu=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
             'BEGIN { printf "%.0f", 100 * (b - a) / (e - s) }')
         rates+=("$rate")
+        p99=$(sed -n 's/.* p99_us=\([0-9.]*\).*/\1/p' <<<"$line")
+        [ -z "$p99" ] || p99s+=("$p99")
         printf '%-8s run %d: %s broker_cpu_pct=%s\n' "$broker" "$run" "$line" "$bcpu"
     done
     stop_broker
     [ ${#rates[@]} -gt 0 ] || die "every $broker run failed"
     MEDIAN[$broker]=$(printf '%s\n' "${rates[@]}" | median)
     printf '%-8s median: %.0f msg/s (runs: %s)\n' "$broker" "${MEDIAN[$broker]}" "${rates[*]}"
+    if [ ${#p99s[@]} -gt 0 ]; then
+        P99[$broker]=$(printf '%s\n' "${p99s[@]}" | median)
+        printf '%-8s median p99 latency: %s us (runs: %s)\n' "$broker" "${P99[$broker]}" "${p99s[*]}"
+    fi
 done
 
 if [ -n "${MEDIAN[warren]:-}" ] && [ -n "${MEDIAN[rabbitmq]:-}" ]; then
-    awk -v w="${MEDIAN[warren]}" -v r="${MEDIAN[rabbitmq]}" 'BEGIN {
-        printf "RESULT warren=%.0f msg/s rabbitmq=%.0f msg/s ratio=%.2f\n", w, r, (r > 0 ? w / r : 0) }'
+    awk -v w="${MEDIAN[warren]}" -v r="${MEDIAN[rabbitmq]}" -v wl="${P99[warren]:-}" \
+        -v rl="${P99[rabbitmq]:-}" 'BEGIN {
+        printf "RESULT warren=%.0f msg/s rabbitmq=%.0f msg/s ratio=%.2f", w, r, (r > 0 ? w / r : 0)
+        if (wl != "" && rl != "")
+            printf " warren_p99_us=%s rabbitmq_p99_us=%s", wl, rl
+        printf "\n" }'
 fi

@@ -2,6 +2,7 @@
 # seedcheck.sh WARREN_BIN - runs ../shared/seedcheck (the seed scenarios,
 # with the Go clients the seeds use) against a warren started on a free
 # port with a temporary data directory: the default scenarios, then
+# restart-publish / restart-verify across a clean stop and a kill -9, and
 # ack-timeout against a broker with consumer_timeout = 3000.
 set -euo pipefail
 bin=${1:?usage: seedcheck.sh WARREN_BIN}
@@ -23,7 +24,7 @@ free_port() {
 }
 
 start() {
-    port=$(free_port)
+    [ -n "${port:-}" ] || port=$(free_port)
     mkdir -p "$work/data"
     "$bin" --listen "127.0.0.1:$port" --data-dir "$work/data" --set log.console.level=warning \
         "$@" 2>>"$work/warren.log" &
@@ -43,6 +44,16 @@ stop() {
 start
 AMQP_URL="amqp://guest:guest@127.0.0.1:$port/" "$work/seedcheck"
 stop
+
+# Durability: publish, restart (clean stop, then kill -9), verify.
+for how in TERM KILL; do
+    start
+    AMQP_URL="amqp://guest:guest@127.0.0.1:$port/" "$work/seedcheck" restart-publish
+    kill -s "$how" "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+    start
+    AMQP_URL="amqp://guest:guest@127.0.0.1:$port/" "$work/seedcheck" restart-verify
+    stop
+done
 
 start --set consumer_timeout=3000
 AMQP_URL="amqp://guest:guest@127.0.0.1:$port/" "$work/seedcheck" ack-timeout

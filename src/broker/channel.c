@@ -626,8 +626,11 @@ static void publish_complete(wr_channel_t *ch)
 void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
 {
     if (ch->content != WR_CONTENT_HEADER) {
-        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, 0,
-                      "expected method frame, got non method frame instead");
+        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME,
+                      ch->content == WR_CONTENT_BODY ? WR_M_BASIC_PUBLISH : 0,
+                      ch->content == WR_CONTENT_BODY
+                          ? "expected content body, got non content body frame instead"
+                          : "expected method frame, got non method frame instead");
         return;
     }
     if (payload.n < 14) {
@@ -638,7 +641,8 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
     uint16_t class_id = wr_get_u16(payload.p);
     if (class_id != WR_CLASS_BASIC) {
         wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, WR_M_BASIC_PUBLISH,
-                      "expected content header for class 60, got one for class %u", class_id);
+                      "expected content header for class 60, got one for class %u instead",
+                      class_id);
         return;
     }
     uint64_t body_len = wr_get_u64(payload.p + 4);
@@ -694,17 +698,18 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
 void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload)
 {
     if (ch->content != WR_CONTENT_BODY) {
-        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, 0,
-                      ch->content == WR_CONTENT_HEADER
-                          ? "expected content header for class 60, got non content header frame "
+        int hdr = ch->content == WR_CONTENT_HEADER;
+        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, hdr ? WR_M_BASIC_PUBLISH : 0,
+                      hdr ? "expected content header for class 60, got non content header frame "
                             "instead"
                           : "expected method frame, got non method frame instead");
         return;
     }
     wr_msg_t *m = ch->assembling;
     if (payload.n > m->body_len - m->body_have) {
-        wr_conn_error(ch->conn, WR_AMQP_FRAME_ERROR, WR_M_BASIC_PUBLISH,
-                      "content body exceeds the size announced in its header");
+        /* RabbitMQ notices the overrun at the next frame and says so. */
+        wr_conn_error(ch->conn, WR_AMQP_UNEXPECTED_FRAME, WR_M_BASIC_PUBLISH,
+                      "expected content body, got non content body frame instead");
         return;
     }
     if (wr_msg_append_body(m, payload.p, payload.n))
@@ -1412,8 +1417,6 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
         }
         return;
     }
-    case WR_M_CHANNEL_FLOW_OK:
-        return;
     case WR_M_CONFIRM_SELECT:
         if (ch->tx) {
             wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, m->id,
@@ -1461,8 +1464,7 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
         return;
     default:
         /* A known method the client may not send (e.g. basic.deliver). */
-        wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "method %s not allowed here",
-                      wr_method_name(m->id));
+        wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "unimplemented method");
         return;
     }
 }

@@ -142,7 +142,7 @@ static void send_start(wr_conn_t *c)
     m.u.connection_start.version_major = 0;
     m.u.connection_start.version_minor = 9;
     m.u.connection_start.server_properties = (wr_bytes_t){props.p + 4, props.len - 4};
-    m.u.connection_start.mechanisms = WR_BYTES_LIT("PLAIN AMQPLAIN");
+    m.u.connection_start.mechanisms = WR_BYTES_LIT("AMQPLAIN PLAIN");
     m.u.connection_start.locales = WR_BYTES_LIT("en_US");
     wr_conn_send_method(c, 0, &m);
     wr_buf_free(&props);
@@ -304,6 +304,11 @@ static void connection_method(wr_conn_t *c, wr_method_t *m)
     if (m->id == WR_M_CONNECTION_BLOCKED || m->id == WR_M_CONNECTION_UNBLOCKED) {
         return; /* a client may not block us; ignore as RabbitMQ does */
     }
+    if (c->state == WR_CONN_OPEN) {
+        wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m->id,
+                      "unexpected method in connection state running");
+        return;
+    }
     if (m->id != expect) {
         wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "unexpected method %s on channel 0",
                       wr_method_name(m->id));
@@ -361,9 +366,12 @@ static void channel_frame_method(wr_conn_t *c, uint16_t chid, wr_method_t *m)
         return; /* everything else is dropped while closing */
     }
     if (ch->content != WR_CONTENT_NONE) {
-        wr_conn_error(c, WR_AMQP_UNEXPECTED_FRAME, m->id,
-                      "expected content header for class 60, got non content header frame "
-                      "instead");
+        /* The ids are those of the unfinished publish, as RabbitMQ's. */
+        wr_conn_error(c, WR_AMQP_UNEXPECTED_FRAME, WR_M_BASIC_PUBLISH,
+                      ch->content == WR_CONTENT_HEADER
+                          ? "expected content header for class 60, got non content header "
+                            "frame instead"
+                          : "expected content body, got non content body frame instead");
         return;
     }
     if (m->id == WR_M_CHANNEL_OPEN) {
@@ -376,15 +384,18 @@ static void channel_frame_method(wr_conn_t *c, uint16_t chid, wr_method_t *m)
 static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
 {
     if (f->type == 8) {
-        if (f->channel != 0)
-            wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "heartbeat frame on channel %u", f->channel);
+        if (f->payload.n != 0)
+            wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "type 8, heartbeat frame with a payload");
+        else if (f->channel != 0)
+            wr_conn_error(c, WR_AMQP_UNEXPECTED_FRAME, 0, "type 8, heartbeat on channel %u",
+                          f->channel);
         return;
     }
     if (f->type == 1) {
         wr_method_t m;
         int r = wr_method_decode(f->payload.p, f->payload.n, &m);
         if (r == WR_ENOTFOUND) {
-            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id, "unknown method %u.%u", m.id >> 16,
+            wr_conn_error(c, WR_AMQP_NOT_IMPLEMENTED, m.id, "unknown method %u.%u", m.id >> 16,
                           m.id & 0xffff);
             return;
         }
@@ -426,8 +437,8 @@ static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
         return;
     wr_channel_t *ch = f->channel ? get_channel(c, f->channel) : NULL;
     if (ch == NULL || c->state != WR_CONN_OPEN) {
-        wr_conn_error(c, f->channel ? WR_AMQP_CHANNEL_ERROR : WR_AMQP_UNEXPECTED_FRAME, 0,
-                      "content frame on channel %u, which is not open", f->channel);
+        wr_conn_error(c, WR_AMQP_UNEXPECTED_FRAME, 0,
+                      "expected method frame, got non method frame instead");
         return;
     }
     if (ch->state == WR_CH_CLOSING)
@@ -467,7 +478,11 @@ static void on_read(wr_sock_t *s)
     while (off < n && c->state != WR_CONN_DEAD) {
         wr_frame_t f;
         uint32_t fmax = c->state >= WR_CONN_OPEN_WAIT ? c->frame_max : WR_AMQP_FRAME_MIN_SIZE;
-        long r = wr_frame_parse(p + off, n - off, fmax, &f);
+        /* Like RabbitMQ, accept payloads up to frame_max itself (8 octets
+         * of slack), for clients that forget the frame overhead. */
+        long r = wr_frame_parse(
+            p + off, n - off,
+            fmax > UINT32_MAX - WR_FRAME_OVERHEAD ? fmax : fmax + WR_FRAME_OVERHEAD, &f);
         if (r == 0)
             break;
         if (r < 0) {

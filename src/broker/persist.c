@@ -24,8 +24,8 @@ static void rec_exchange(void *ctx, wr_bytes_t name, uint8_t type, uint8_t flags
     if (type > WR_EX_HEADERS || wr_vhost_exchange(r->vh, name))
         return;
     wr_exchange_declare(r->vh, name, (wr_extype_t)type, (flags & WR_STORE_XF_DURABLE) != 0,
-                        (flags & WR_STORE_XF_AUTO_DELETE) != 0,
-                        (flags & WR_STORE_XF_INTERNAL) != 0, args);
+                        (flags & WR_STORE_XF_AUTO_DELETE) != 0, (flags & WR_STORE_XF_INTERNAL) != 0,
+                        args);
 }
 
 static void rec_queue(void *ctx, uint32_t id, wr_bytes_t name, uint8_t flags, wr_bytes_t args)
@@ -53,8 +53,8 @@ static void rec_queue(void *ctx, uint32_t id, wr_bytes_t name, uint8_t flags, wr
     }
 }
 
-static void rec_binding(void *ctx, wr_bytes_t source, uint8_t kind, wr_bytes_t dest,
-                        wr_bytes_t key, wr_bytes_t args)
+static void rec_binding(void *ctx, wr_bytes_t source, uint8_t kind, wr_bytes_t dest, wr_bytes_t key,
+                        wr_bytes_t args)
 {
     recovery_t *r = ctx;
     wr_exchange_t *src = wr_vhost_exchange(r->vh, source);
@@ -71,8 +71,7 @@ static void rec_binding(void *ctx, wr_bytes_t source, uint8_t kind, wr_bytes_t d
     }
 }
 
-static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint32_t size,
-                        int redelivered)
+static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint32_t size, int redelivered)
 {
     recovery_t *r = ctx;
     uint32_t k = queue_id;
@@ -98,8 +97,8 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, char *err, size_t errl
     wr_store_recovery_t rec = {&r, rec_exchange, rec_queue, rec_binding, rec_message};
     vh->recovering = 1;
     wr_store_t *st;
-    int rc = wr_store_open(&st, data_dir, wr_io_posix(), wr_loop, &rec, on_synced, NULL, err,
-                           errlen);
+    int rc =
+        wr_store_open(&st, data_dir, wr_io_posix(), wr_loop, &rec, on_synced, NULL, err, errlen);
     vh->recovering = 0;
     wr_map_free(&r.by_id);
     if (rc != 0) {

@@ -635,9 +635,9 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint6
             }
             if (k == 255 || (i == n && k > 0)) {
                 wr_loc_t loc;
-                int err = wr_store_append(vh->store, ids, k, 1, wr_msg_exchange(m),
-                                          wr_msg_routing_key(m), wr_msg_props(m),
-                                          (wr_bytes_t){m->body, m->body_len}, &loc);
+                int err =
+                    wr_store_append(vh->store, ids, k, 1, wr_msg_exchange(m), wr_msg_routing_key(m),
+                                    wr_msg_props(m), (wr_bytes_t){m->body, m->body_len}, &loc);
                 if (err) {
                     free(locs);
                     return err;

@@ -19,8 +19,12 @@
 
 #include "core/buf.h"
 
-/* Tables or arrays nested deeper than this are refused as malformed. */
-#define WR_TABLE_MAX_DEPTH 100
+/* Tables or arrays nested deeper than this are refused as malformed.
+ * RabbitMQ accepts any depth that fits a frame (about 18,000 levels in a
+ * 131072-octet frame); so does warren up to this bound, which keeps the
+ * recursive validation's stack use (a few MB at most) safe even with
+ * larger configured frame sizes. */
+#define WR_TABLE_MAX_DEPTH 20000
 
 typedef struct wr_field {
     uint8_t type; /* the wire type octet, e.g. 'S' */

@@ -94,6 +94,7 @@ struct wr_store {
     seg_t **segs; /* segs[i]->no == base_no + i, or NULL once deleted */
     size_t nsegs;
     uint32_t base_no;
+    uint64_t seg_max; /* SEG_MAX, or smaller in tests */
     seg_t *cur;
     wr_buf_t seg_buf; /* appended to cur, not yet written */
     seg_t *ack_list;
@@ -552,7 +553,7 @@ void wr_store_flush(wr_store_t *st)
         st->written_gen = st->gen;
         st->gen++;
     }
-    if (st->cur && st->cur->size >= SEG_MAX) {
+    if (st->cur && st->cur->size >= st->seg_max) {
         int r = seg_new(st, st->cur->no + 1);
         if (r < 0)
             fail(st, r, "creation of a message segment");
@@ -1166,7 +1167,8 @@ static int recover_segments(wr_store_t *st, const wr_store_recovery_t *rec, int 
     int r = st->io->list(st->io, st->msgdir, list_cb, &l);
     if (r < 0)
         return r;
-    qsort(l.nos, l.n, sizeof *l.nos, cmp_u32);
+    if (l.n)
+        qsort(l.nos, l.n, sizeof *l.nos, cmp_u32);
     wr_buf_t b;
     wr_buf_init(&b);
     uint32_t last = 0;
@@ -1294,6 +1296,7 @@ int wr_store_open(wr_store_t **out, const char *dir, wr_io_t *io, uv_loop_t *loo
     st->meta_fd = -1;
     st->next_qid = 1;
     st->gen = 1;
+    st->seg_max = SEG_MAX;
     wr_buf_init(&st->meta_buf);
     wr_buf_init(&st->seg_buf);
     wr_map_init(&st->mqueues);
@@ -1452,6 +1455,11 @@ int wr_store_recover_io(wr_store_t *st, uint64_t min_free)
     }
     wr_info("message store: disk usable again, writing to msgs/%08" PRIu32 ".seg", st->cur->no);
     return 0;
+}
+
+void wr_store_set_segment_size(wr_store_t *st, uint64_t bytes)
+{
+    st->seg_max = bytes ? bytes : SEG_MAX;
 }
 
 void wr_store_get_stats(const wr_store_t *st, wr_store_stats_t *out)

@@ -129,5 +129,9 @@ int wr_store_failed(const wr_store_t *st);
 int wr_store_recover_io(wr_store_t *st, uint64_t min_free);
 int64_t wr_store_free_space(wr_store_t *st);
 void wr_store_get_stats(const wr_store_t *st, wr_store_stats_t *out);
+/* For tests: seal the current segment once it reaches bytes (0 restores
+ * the default, 64 MiB), so that a test rolls many segments with little
+ * data.  Takes effect at the next flush. */
+void wr_store_set_segment_size(wr_store_t *st, uint64_t bytes);
 
 #endif
