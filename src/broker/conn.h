@@ -172,7 +172,7 @@ void wr_conn_shutdown_all(const char *reason);
  * clients that support it get connection.blocked, and a connection that
  * publishes stops being read until the alarm clears, as in RabbitMQ. */
 #define WR_ALARM_MEMORY 1
-#define WR_ALARM_DISK 2
+#define WR_ALARM_DISK   2
 void wr_conn_set_alarm(int source, int on);
 int wr_conn_alarm_active(void);
 /* Raises or clears the memory alarm from the message memory in use;
@@ -189,7 +189,7 @@ size_t wr_conn_count(void);
 /* Broker-wide state the protocol layer uses; set up by wr_broker_init. */
 typedef struct wr_broker {
     wr_config_t *cfg;
-    int alarms; /* WR_ALARM_* bits in force */
+    int alarms;        /* WR_ALARM_* bits in force */
     wr_vhost_t *vhost; /* the default (and for now only) vhost */
 } wr_broker_t;
 extern wr_broker_t wr_broker;

@@ -33,12 +33,12 @@ typedef struct wr_loc {
 } wr_loc_t;
 
 /* Metadata kinds and flags as stored. */
-#define WR_STORE_QF_DURABLE 1
-#define WR_STORE_QF_EXCLUSIVE 2
+#define WR_STORE_QF_DURABLE     1
+#define WR_STORE_QF_EXCLUSIVE   2
 #define WR_STORE_QF_AUTO_DELETE 4
-#define WR_STORE_XF_DURABLE 1
+#define WR_STORE_XF_DURABLE     1
 #define WR_STORE_XF_AUTO_DELETE 2
-#define WR_STORE_XF_INTERNAL 4
+#define WR_STORE_XF_INTERNAL    4
 
 typedef struct wr_store_recovery {
     void *ctx;
@@ -99,8 +99,8 @@ void wr_store_bind(wr_store_t *st, int add, wr_bytes_t source, uint8_t kind, wr_
  * one live reference per queue.  Returns 0, or a negative error when the
  * store has failed and takes no writes (the disk alarm is on). */
 int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t flags,
-                    wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props,
-                    wr_bytes_t body, wr_loc_t *loc);
+                    wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props, wr_bytes_t body,
+                    wr_loc_t *loc);
 /* The message left the queue for good (ack, reject, expiry, ...): writes
  * an ack record and drops one reference. */
 void wr_store_ack(wr_store_t *st, uint32_t qid, wr_loc_t loc);

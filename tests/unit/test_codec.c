@@ -464,14 +464,16 @@ static void test_bad_tables_in_arguments(void)
     static const uint8_t head[] = {0, 50, 0, 10, 0, 0, 1, 'q', 0};
     wr_buf_put(&b, head, sizeof head);
     size_t off = wr_table_begin(&b);
-    for (int i = 0; i < 150; i++) {
+    /* One level deeper than warren accepts. */
+    enum { LEVELS = WR_TABLE_MAX_DEPTH };
+    for (int i = 0; i < LEVELS; i++) {
         wr_table_put_key(&b, WR_BYTES_LIT("a"));
         wr_buf_put_u8(&b, 'F');
         wr_table_begin(&b);
     }
     /* Patch the nested lengths from the inside out. */
     size_t pos = b.len;
-    for (int i = 149; i >= 0; i--) {
+    for (int i = LEVELS - 1; i >= 0; i--) {
         size_t lenpos = off + 4 + (size_t)i * 7 + 3;
         wr_set_u32(b.p + lenpos, (uint32_t)(pos - lenpos - 4));
     }

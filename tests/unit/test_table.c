@@ -4,6 +4,8 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include <stdlib.h>
+
 #include "proto/table.h"
 #include "test.h"
 
@@ -399,7 +401,7 @@ static void test_table_malformed(void)
  * ([[[...]]]), the outermost content being what is returned. */
 static wr_bytes_t build_nested(wr_buf_t *b, int depth, int arrays)
 {
-    size_t offs[1100];
+    size_t *offs = malloc((size_t)depth * sizeof *offs);
     for (int i = 0; i < depth - 1; i++) {
         if (!arrays)
             wr_table_put_key(b, WR_BYTES_LIT("a"));
@@ -408,6 +410,7 @@ static wr_bytes_t build_nested(wr_buf_t *b, int depth, int arrays)
     }
     for (int i = depth - 2; i >= 0; i--)
         wr_table_end(b, offs[i]);
+    free(offs);
     wr_bytes_t t = {b->p, b->len};
     return t;
 }
@@ -417,7 +420,8 @@ static void test_table_deep_nesting(void)
     wr_buf_t b;
     wr_buf_init(&b);
     wr_bytes_t t = build_nested(&b, 1000, 0);
-    CHECK_EQ(wr_table_validate(t, WR_TABLE_MAX_DEPTH), WR_EDEPTH);
+    /* RabbitMQ accepts 1000 levels, and so does warren. */
+    CHECK_EQ(wr_table_validate(t, WR_TABLE_MAX_DEPTH), 0);
     /* Even a generous limit is honoured without running out of stack. */
     CHECK_EQ(wr_table_validate(t, 999), WR_EDEPTH);
     CHECK_EQ(wr_table_validate(t, 1000), 0);
@@ -425,7 +429,8 @@ static void test_table_deep_nesting(void)
 
     wr_buf_init(&b);
     t = build_nested(&b, 1000, 1);
-    CHECK_EQ(wr_array_validate(t, WR_TABLE_MAX_DEPTH), WR_EDEPTH);
+    CHECK_EQ(wr_array_validate(t, WR_TABLE_MAX_DEPTH), 0);
+    CHECK_EQ(wr_array_validate(t, 999), WR_EDEPTH);
     wr_buf_free(&b);
 
     /* Exactly at the limit passes; one more level fails. */

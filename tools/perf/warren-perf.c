@@ -81,9 +81,9 @@
 /* ---- options ------------------------------------------------------------ */
 
 typedef struct options {
-    char *user, *pass, *host, *port, *vhost;
+    const char *user, *pass, *host, *port, *vhost;
     int producers, consumers;
-    char *queue;
+    const char *queue;
     int durable, persistent, latency, auto_ack;
     size_t size;
     uint32_t confirm;   /* max unconfirmed per producer; 0 = no confirms */
@@ -118,10 +118,9 @@ typedef struct worker {
     _Atomic uint64_t unconfirmed; /* producer: published, not yet confirmed */
     _Atomic uint64_t lat_sum_ns;  /* consumer: for the progress lines' mean */
     _Atomic uint64_t lat_count;
-    _Atomic int64_t first_ns; /* time of the first message sent or received */
-    _Atomic int64_t last_ns;  /* time of the last one */
-    double cpu_s;             /* CPU time the thread used, set as it exits */
-    hist_t *hist;             /* consumer with --latency; owned */
+    _Atomic int64_t last_ns; /* time of the last message sent or received */
+    double cpu_s;            /* CPU time the thread used, set as it exits */
+    hist_t *hist;            /* consumer with --latency; owned */
 } worker_t;
 
 /* CPU time (user and system) of the calling thread so far, in seconds. */
@@ -773,7 +772,6 @@ static void *producer_main(void *arg)
     }
 
     p.t0 = now_ns();
-    atomic_store(&w->first_ns, p.t0);
     int readable = 0;
     unsigned iter = 0;
     for (;;) {
@@ -1000,8 +998,6 @@ static void *consumer_main(void *arg)
             if (consumer_input(&q, now) < 0)
                 goto done;
             if (q.received != before) {
-                if (before == 0)
-                    atomic_store(&w->first_ns, now);
                 atomic_store_explicit(&w->count, q.received, memory_order_relaxed);
                 atomic_store_explicit(&w->last_ns, now, memory_order_relaxed);
                 atomic_store_explicit(&w->lat_sum_ns, q.lat_sum, memory_order_relaxed);
