@@ -576,6 +576,10 @@ static void tick_conn(wr_conn_t *c, int64_t now)
     if (c->state < WR_CONN_OPEN_WAIT || c->state == WR_CONN_DEAD || c->heartbeat == 0)
         goto timeouts;
     int64_t hb = (int64_t)c->heartbeat * 1000;
+    /* A connection we stopped reading (blocked publisher, back-pressure)
+     * is not silent by its own doing: as RabbitMQ, do not time it out. */
+    if (c->sock->read_held || c->sock->read_paused)
+        c->last_recv = now;
     if (now - c->last_recv > 2 * hb) {
         wr_warn("connection %s: missed heartbeats from client, timeout: %us", c->sock->peer,
                 c->heartbeat);

@@ -64,6 +64,14 @@ typedef struct seg {
     uint8_t on_ack_list;
     wr_buf_t acks;  /* pending (qid, off) pairs */
     wr_buf_t deliv; /* pending (qid, off) pairs */
+    /* Ack-file records written but not known synced: since the last sync
+     * started (unsynced), and covered by the sync in flight (syncing).
+     * When a sync or write fails they move to redo and are written again,
+     * because after a failed fdatasync the kernel may have dropped them
+     * (invariant 5) and no later sync would bring them back. */
+    wr_buf_t unsynced;
+    wr_buf_t syncing;
+    wr_buf_t redo;
     struct seg *ack_next;
 } seg_t;
 
@@ -103,6 +111,7 @@ struct wr_store {
     uint64_t gen;
     uint64_t written_gen;
     uint64_t synced_gen;
+    uint64_t failed_gen; /* every generation up to it was reported failed */
     uint64_t sync_target;
     int syncing;
     int sync_err;
@@ -110,6 +119,11 @@ struct wr_store {
     uv_work_t work;
     int *sync_fds;
     size_t n_sync_fds, cap_sync_fds;
+    /* Segments whose .seg was unlinked but whose .ack is kept until that
+     * unlink is durable (see seg_free); the first dead_acks_synced of them
+     * are covered by the directory sync in flight. */
+    uint32_t *dead_acks;
+    size_t n_dead_acks, cap_dead_acks, dead_acks_synced;
     int failed;
 
     wr_store_stats_t stats;
@@ -295,16 +309,27 @@ static void seg_free(wr_store_t *st, seg_t *s, int unlink_files)
     if (s->ack_fd >= 0)
         st->io->close(st->io, s->ack_fd);
     if (unlink_files) {
+        /* Only the .seg goes now.  Were both unlinked at once, a crash
+         * could make the .ack's removal durable and not the .seg's, and
+         * every acked message of the segment would come back; so the .ack
+         * waits for a directory sync that covers the .seg's removal
+         * (sync_done).  A .ack whose .seg is gone is harmless meanwhile,
+         * and recovery removes any that a crash leaves behind. */
         char *p = seg_path(st, s->no, "seg");
         st->io->unlink(st->io, p);
         free(p);
-        p = seg_path(st, s->no, "ack");
-        st->io->unlink(st->io, p);
-        free(p);
+        if (st->n_dead_acks == st->cap_dead_acks) {
+            st->cap_dead_acks = st->cap_dead_acks ? st->cap_dead_acks * 2 : 8;
+            st->dead_acks = wr_xrealloc(st->dead_acks, st->cap_dead_acks * sizeof *st->dead_acks);
+        }
+        st->dead_acks[st->n_dead_acks++] = s->no;
         st->dir_dirty = 1;
     }
     wr_buf_free(&s->acks);
     wr_buf_free(&s->deliv);
+    wr_buf_free(&s->unsynced);
+    wr_buf_free(&s->syncing);
+    wr_buf_free(&s->redo);
     st->segs[s->no - st->base_no] = NULL;
     free(s);
     /* Trim leading holes so lookups stay an index. */
@@ -320,12 +345,14 @@ static void seg_free(wr_store_t *st, seg_t *s, int unlink_files)
     }
 }
 
-/* Deletes s if nothing refers to it any more. */
-static void seg_maybe_delete(wr_store_t *st, seg_t *s)
+/* Deletes s if nothing refers to it any more; returns 1 if it did (which
+ * moves the other entries of st->segs). */
+static int seg_maybe_delete(wr_store_t *st, seg_t *s)
 {
     if (s->live || !s->sealed || s->in_sync || s->on_ack_list || s == st->cur)
-        return;
+        return 0;
     seg_free(st, s, 1);
+    return 1;
 }
 
 static int seg_new(wr_store_t *st, uint32_t no)
@@ -369,9 +396,23 @@ static void fail(wr_store_t *st, int err, const char *what)
     st->seg_buf.len = 0;
     if (st->cur)
         st->cur->sealed = 1;
+    for (size_t i = 0; i < st->nsegs; i++) {
+        seg_t *s = st->segs[i];
+        if (s == NULL || s->syncing.len + s->unsynced.len == 0)
+            continue;
+        wr_buf_put(&s->redo, s->syncing.p, s->syncing.len);
+        wr_buf_put(&s->redo, s->unsynced.p, s->unsynced.len);
+        s->syncing.len = s->unsynced.len = 0;
+        if (!s->on_ack_list) {
+            s->on_ack_list = 1;
+            s->ack_next = st->ack_list;
+            st->ack_list = s;
+        }
+    }
     uint64_t upto = st->gen;
     st->gen++;
     st->written_gen = upto;
+    st->failed_gen = upto;
     if (st->synced)
         st->synced(st->synced_ctx, upto, err);
 }
@@ -407,19 +448,41 @@ static void sync_done(uv_work_t *w, int status)
     (void)status;
     st->syncing = 0;
     st->stats.syncs++;
-    for (size_t i = 0; i < st->nsegs; i++)
-        if (st->segs[i])
+    for (size_t i = 0; i < st->nsegs; i++) {
+        if (st->segs[i]) {
             st->segs[i]->in_sync = 0;
+            if (st->sync_err == 0)
+                st->segs[i]->syncing.len = 0;
+        }
+    }
     if (st->sync_err) {
         fail(st, st->sync_err, "fdatasync");
-    } else if (st->sync_target > st->synced_gen) {
+    } else if (st->sync_target > st->synced_gen && st->sync_target > st->failed_gen) {
+        /* A write can fail while this sync runs; fail() then reported
+         * every generation up to failed_gen as failed, and they stay so
+         * even if their records did reach the disk. */
         st->synced_gen = st->sync_target;
         if (st->synced)
             st->synced(st->synced_ctx, st->synced_gen, 0);
     }
+    if (st->sync_err == 0 && st->dead_acks_synced) {
+        /* The .seg unlinks before this sync are durable: their .ack files
+         * can go (see seg_free). */
+        for (size_t i = 0; i < st->dead_acks_synced; i++) {
+            char *p = seg_path(st, st->dead_acks[i], "ack");
+            st->io->unlink(st->io, p);
+            free(p);
+        }
+        st->n_dead_acks -= st->dead_acks_synced;
+        memmove(st->dead_acks, st->dead_acks + st->dead_acks_synced,
+                st->n_dead_acks * sizeof *st->dead_acks);
+        st->dir_dirty = 1;
+    }
+    st->dead_acks_synced = 0;
+    /* A deletion moves the entries of st->segs: start over after one. */
     for (size_t i = 0; i < st->nsegs; i++)
-        if (st->segs[i])
-            seg_maybe_delete(st, st->segs[i]);
+        if (st->segs[i] && seg_maybe_delete(st, st->segs[i]))
+            i = (size_t)-1;
     start_sync(st);
 }
 
@@ -438,14 +501,18 @@ static void start_sync(wr_store_t *st)
             continue;
         if (s->dirty)
             add_sync_fd(st, s->fd);
-        if (s->ack_dirty)
+        if (s->ack_dirty) {
             add_sync_fd(st, s->ack_fd);
+            wr_buf_put(&s->syncing, s->unsynced.p, s->unsynced.len);
+            s->unsynced.len = 0;
+        }
         if (s->dirty || s->ack_dirty)
             s->in_sync = 1;
         s->dirty = s->ack_dirty = 0;
     }
     st->sync_dir = st->dir_dirty;
     st->dir_dirty = 0;
+    st->dead_acks_synced = st->sync_dir ? st->n_dead_acks : 0;
     st->sync_target = st->written_gen;
     st->syncing = 1;
     st->work.data = st;
@@ -458,6 +525,7 @@ static void start_sync(wr_store_t *st)
 static int write_acks(wr_store_t *st, seg_t *s, wr_buf_t *tmp)
 {
     tmp->len = 0;
+    wr_buf_put(tmp, s->redo.p, s->redo.len);
     size_t mark;
     static const struct {
         uint8_t type;
@@ -471,7 +539,6 @@ static int write_acks(wr_store_t *st, seg_t *s, wr_buf_t *tmp)
         wr_buf_put_u32(tmp, (uint32_t)(pairs->len / 8));
         wr_buf_put(tmp, pairs->p, pairs->len);
         end_rec(tmp, mark);
-        pairs->len = 0;
     }
     if (tmp->len == 0)
         return 0;
@@ -486,6 +553,12 @@ static int write_acks(wr_store_t *st, seg_t *s, wr_buf_t *tmp)
     ssize_t r = st->io->pwrite(st->io, s->ack_fd, tmp->p, tmp->len, s->ack_size);
     if (r < 0)
         return (int)r;
+    /* Only now are the pairs written: after a failure they stay buffered,
+     * to be written (over any partial write) once the disk recovers. */
+    s->acks.len = 0;
+    s->deliv.len = 0;
+    s->redo.len = 0;
+    wr_buf_put(&s->unsynced, tmp->p, tmp->len);
     s->ack_size += tmp->len;
     s->ack_dirty = 1;
     return 0;
@@ -500,8 +573,10 @@ void wr_store_flush(wr_store_t *st)
         /* Keep acks buffered; they are written after recovery. */
         return;
     }
-    if (st->meta_records > 1000 && st->meta_records > 2 * (st->mqueues.count + st->mexch.count +
-                                                            st->mbind.count)) {
+    /* Compaction replaces meta_fd, which a sync in flight may be using on
+     * the worker thread: only when none is. */
+    if (!st->syncing && st->meta_records > 1000 &&
+        st->meta_records > 2 * (st->mqueues.count + st->mexch.count + st->mbind.count)) {
         int r = compact_meta(st);
         if (r < 0) {
             fail(st, r, "metadata compaction");
@@ -541,6 +616,9 @@ void wr_store_flush(wr_store_t *st)
         s->on_ack_list = 0;
         int r = write_acks(st, s, &tmp);
         if (r < 0) {
+            s->on_ack_list = 1;
+            s->ack_next = st->ack_list;
+            st->ack_list = s;
             wr_buf_free(&tmp);
             fail(st, r, "write of an ack file");
             return;
@@ -802,6 +880,12 @@ static int compact_meta(wr_store_t *st)
     wr_buf_init(&b);
     size_t mark, i = 0;
     wr_map_slot_t *sl;
+    /* A queue id counter record keeps ids unique after compaction: the
+     * delete of the highest id handed out.  It goes first, because that id
+     * may be a live queue, which the QUEUE record below then recreates. */
+    put_rec_header(&b, R_QUEUE_DELETE, &mark);
+    wr_buf_put_u32(&b, st->next_qid ? st->next_qid - 1 : 0);
+    end_rec(&b, mark);
     while (wr_map_next(&st->mexch, &i, &sl)) {
         wr_buf_t *rec = sl->value;
         put_rec_header(&b, R_EXCHANGE, &mark);
@@ -829,11 +913,6 @@ static int compact_meta(wr_store_t *st)
         wr_buf_put(&b, rec->p, rec->len);
         end_rec(&b, mark);
     }
-    /* A queue id counter record keeps ids unique after compaction. */
-    put_rec_header(&b, R_QUEUE_DELETE, &mark);
-    wr_buf_put_u32(&b, st->next_qid ? st->next_qid - 1 : 0);
-    end_rec(&b, mark);
-
     char *tmp = path_join(st->dir, "meta.log.new");
     char *final = path_join(st->dir, "meta.log");
     int r = st->io->open(st->io, tmp, 1);
@@ -880,14 +959,19 @@ int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t fl
     for (uint8_t i = 0; i < nq; i++, p += 4)
         wr_set_u32(p, qids[i]);
     *p++ = flags;
+    /* Empty views may be (NULL, 0) (the default exchange, no properties),
+     * and memcpy from NULL is undefined even for 0 bytes. */
     *p++ = (uint8_t)exchange.n;
-    memcpy(p, exchange.p, exchange.n);
+    if (exchange.n)
+        memcpy(p, exchange.p, exchange.n);
     p += exchange.n;
     *p++ = (uint8_t)routing_key.n;
-    memcpy(p, routing_key.p, routing_key.n);
+    if (routing_key.n)
+        memcpy(p, routing_key.p, routing_key.n);
     p += routing_key.n;
     wr_set_u32(p, (uint32_t)props.n);
-    memcpy(p + 4, props.p, props.n);
+    if (props.n)
+        memcpy(p + 4, props.p, props.n);
     p += 4 + props.n;
     wr_set_u32(p, (uint32_t)body.n);
     if (body.n)
@@ -1008,25 +1092,37 @@ int wr_store_read(wr_store_t *st, wr_loc_t loc, wr_buf_t *scratch, wr_store_msg_
 /* ---- recovery ---- */
 
 typedef struct listing {
-    uint32_t *nos;
+    uint32_t *nos; /* segment files */
     size_t n, cap;
+    uint32_t *acks; /* ack files */
+    size_t na, capa;
 } listing_t;
+
+static void list_add(uint32_t **v, size_t *n, size_t *cap, uint32_t no)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = wr_xrealloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = no;
+}
 
 static void list_cb(void *ctx, const char *name)
 {
     listing_t *l = ctx;
     size_t len = strlen(name);
-    if (len != 12 || strcmp(name + 8, ".seg") != 0)
+    int is_seg = len == 12 && strcmp(name + 8, ".seg") == 0;
+    int is_ack = len == 12 && strcmp(name + 8, ".ack") == 0;
+    if (!is_seg && !is_ack)
         return;
     char *end;
     unsigned long v = strtoul(name, &end, 10);
     if (end != name + 8 || v == 0 || v > UINT32_MAX)
         return;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 16;
-        l->nos = wr_xrealloc(l->nos, l->cap * sizeof *l->nos);
-    }
-    l->nos[l->n++] = (uint32_t)v;
+    if (is_seg)
+        list_add(&l->nos, &l->n, &l->cap, (uint32_t)v);
+    else
+        list_add(&l->acks, &l->na, &l->capa, (uint32_t)v);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -1146,6 +1242,12 @@ static void msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
     wr_loc_t loc = {sc->seg->no, off};
     for (uint8_t i = 0; i < nq; i++) {
         uint32_t qid = wr_get_u32((const uint8_t *)qids + 4 * i);
+        /* The id counter must pass every id a record names, not only those
+         * meta.log declares: a crash can keep a message whose queue's
+         * declaration was lost, and a new queue given that id would
+         * inherit it at the next recovery. */
+        if (qid >= st->next_qid)
+            st->next_qid = qid + 1;
         mqueue_t *q = mqueue_get(st, qid);
         if (q == NULL || loc_before(loc, q->purged))
             continue;
@@ -1169,6 +1271,20 @@ static int recover_segments(wr_store_t *st, const wr_store_recovery_t *rec, int 
         return r;
     if (l.n)
         qsort(l.nos, l.n, sizeof *l.nos, cmp_u32);
+    /* An ack file without its segment is left by a crash between the two
+     * unlinks of a deleted segment (or after a lost creation).  It must go
+     * before a new segment takes its number, or its acks would apply to
+     * the new segment's messages. */
+    for (size_t i = 0; i < l.na; i++) {
+        if (l.n && bsearch(&l.acks[i], l.nos, l.n, sizeof *l.nos, cmp_u32))
+            continue;
+        char *p = seg_path(st, l.acks[i], "ack");
+        r = st->io->unlink(st->io, p);
+        free(p);
+        if (r < 0)
+            break;
+        st->dir_dirty = 1;
+    }
     wr_buf_t b;
     wr_buf_init(&b);
     uint32_t last = 0;
@@ -1219,12 +1335,22 @@ static int recover_segments(wr_store_t *st, const wr_store_recovery_t *rec, int 
     }
     wr_buf_free(&b);
     free(l.nos);
+    free(l.acks);
     if (r < 0)
         return r;
     /* Drop segments nobody needs; new messages go to a fresh segment. */
     for (size_t i = 0; i < st->nsegs; i++)
         if (st->segs[i] && st->segs[i]->live == 0)
             seg_free(st, st->segs[i], 1), i = (size_t)-1;
+    /* What was recovered may have been read from the page cache only (a
+     * crash of the process, or writes whose fdatasync failed): the sync at
+     * the end of wr_store_open makes it durable. */
+    for (size_t i = 0; i < st->nsegs; i++) {
+        if (st->segs[i]) {
+            st->segs[i]->dirty = 1;
+            st->segs[i]->ack_dirty = st->segs[i]->ack_fd >= 0;
+        }
+    }
     return seg_new(st, last + 1);
 }
 
@@ -1316,7 +1442,6 @@ int wr_store_open(wr_store_t **out, const char *dir, wr_io_t *io, uv_loop_t *loo
     if (clean) {
         io->close(io, mfd);
         io->unlink(io, marker);
-        io->sync_dir(io, dir);
     }
     free(marker);
 
@@ -1326,6 +1451,16 @@ int wr_store_open(wr_store_t **out, const char *dir, wr_io_t *io, uv_loop_t *loo
     if (st->meta_fd < 0) {
         r = st->meta_fd;
         snprintf(err, errlen, "cannot open %s/meta.log: %s", dir, strerror(-r));
+        goto fail;
+    }
+    /* The entries of msgs/ and meta.log (new on a first start) must be
+     * durable before anything is confirmed: the syncs of the commit path
+     * cover the files and msgs/ itself, never dir.  This also makes the
+     * removal of clean-shutdown durable, so a crash from now on is seen as
+     * one. */
+    r = io->sync_dir(io, dir);
+    if (r < 0) {
+        snprintf(err, errlen, "cannot sync %s: %s", dir, strerror(-r));
         goto fail;
     }
     wr_buf_t b;
@@ -1350,10 +1485,25 @@ int wr_store_open(wr_store_t **out, const char *dir, wr_io_t *io, uv_loop_t *loo
                  r <= -1000 ? wr_strerror(r) : strerror(-r));
         goto fail;
     }
-    /* Make the recovered state (truncations, the new segment) durable
-     * before anything new is confirmed. */
+    /* Make the recovered state (what was read, the truncations, the new
+     * segment) durable before open returns: a message handed to the
+     * broker as recovered must not vanish in the next crash.  Inline, as
+     * the reads were, and without a report: nobody waits for generation 1. */
     st->dir_dirty = 1;
+    st->meta_dirty = 1;
     st->written_gen = st->gen++;
+    wr_store_synced_cb synced_cb = st->synced;
+    st->synced = NULL;
+    st->loop = NULL;
+    start_sync(st);
+    st->loop = loop;
+    st->synced = synced_cb;
+    if (st->failed) {
+        r = st->failed;
+        snprintf(err, errlen, "cannot sync the recovered store in %s: %s", dir,
+                 r <= -1000 ? wr_strerror(r) : strerror(-r));
+        goto fail;
+    }
     st->stats.recovery_ms = (double)(uv_hrtime() - t0) / 1e6;
     *out = st;
     return 0;
@@ -1371,12 +1521,13 @@ static void close_all(wr_store_t *st)
 
 void wr_store_close(wr_store_t *st, int clean)
 {
+    /* A sync in flight uses st and its files on the worker thread: let it
+     * finish, failed store or not, then run the last one inline. */
+    uv_loop_t *loop = st->loop;
+    while (st->syncing && loop)
+        uv_run(loop, UV_RUN_ONCE);
+    st->loop = NULL;
     if (st->cur && !st->failed) {
-        /* Let a sync in flight finish, then run the last one inline. */
-        uv_loop_t *loop = st->loop;
-        while (st->syncing && loop)
-            uv_run(loop, UV_RUN_ONCE);
-        st->loop = NULL;
         wr_store_flush(st);
         if (!st->failed && clean) {
             char *marker = path_join(st->dir, "clean-shutdown");
@@ -1412,6 +1563,7 @@ void wr_store_close(wr_store_t *st, int clean)
     wr_buf_free(&st->seg_buf);
     free(st->segs);
     free(st->sync_fds);
+    free(st->dead_acks);
     free(st->dir);
     free(st->msgdir);
     free(st);
@@ -1426,6 +1578,10 @@ int wr_store_recover_io(wr_store_t *st, uint64_t min_free)
 {
     if (!st->failed)
         return 0;
+    /* The compaction below replaces meta_fd, which the sync in flight may
+     * be using; that sync ends soon, and the caller retries. */
+    if (st->syncing)
+        return -EBUSY;
     int64_t free_b = wr_store_free_space(st);
     if (free_b >= 0 && (uint64_t)free_b < min_free)
         return WR_ENOSPC;

@@ -80,16 +80,32 @@ class Broker:
         return ""
 
     def stop(self):
+        """Stops warren with SIGTERM and checks it exited cleanly: exit
+        status 0 and no sanitizer report on stderr (the suite also runs
+        against an ASan+UBSan build)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
+        rc = self.proc.poll()
+        if rc is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(STOP_TIMEOUT)
+                rc = self.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(STOP_TIMEOUT)
+                rc = "killed after %ss" % STOP_TIMEOUT
         self.proc = None
+        err = self.stderr()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            assert marker not in err, "warren reported a sanitizer error:\n" + err
+        assert rc == 0, "warren exited with %s:\n%s" % (rc, err[-4000:])
+
+    def kill(self):
+        """SIGKILL, as a crash would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(STOP_TIMEOUT)
+            self.proc = None
 
 
 def warren_bin():

@@ -245,8 +245,15 @@ static void crash_file(const mnode_t *n, int mode, uint64_t *rs, wr_buf_t *out)
             uint64_t x = rnd(rs) % 20;
             pick = x < 9 ? NEW : x < 18 ? OLD : GARBAGE;
         }
-        for (size_t i = a; i < b; i++)
-            out->p[i] = pick == NEW ? at(c, i) : pick == OLD ? at(s, i) : (uint8_t)rnd(rs);
+        for (size_t i = a; i < b; i++) {
+            /* Writes are powersafe (as SQLite assumes of modern disks):
+             * garbage lands only on bytes changed since the last sync,
+             * never on synced bytes that share a sector with them. */
+            int changed = i >= lo || c->p[i] != s->p[i];
+            out->p[i] = pick == NEW                ? at(c, i)
+                        : pick == OLD || !changed ? at(s, i)
+                                                   : (uint8_t)rnd(rs);
+        }
     }
 }
 

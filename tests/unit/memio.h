@@ -13,7 +13,9 @@
  * memio_crash() is the power cut: it computes the state the disk is left
  * in, in which every write and directory change since the last sync may
  * have been lost, kept, torn or garbled (chosen by a seeded PRNG and a
- * mode), makes that the new current and synced state, and takes the file
+ * mode; only bytes changed since the last sync are ever garbled: writes
+ * are "powersafe", as SQLite assumes of modern disks), makes that the new
+ * current and synced state, and takes the file
  * system "down": every operation but close fails with -EIO until
  * memio_restart(), so the crashed store instance can be freed without
  * touching the new state.  memio_crash_after() arms the same crash to
