@@ -33,6 +33,9 @@ echo "== integration tests (sanitizer build)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 WARREN_BIN="$root/build-asan/warren" \
     /usr/bin/python3 -m pytest -q -x tests/integration
 
+echo "== crash test"
+WARREN_BIN="$root/build/warren" /usr/bin/python3 tests/crash/crash_test.py
+
 if [ -d ../shared/seedcheck ]; then
     echo "== seed scenarios (../shared/seedcheck)"
     tests/seedcheck.sh "$root/build/warren"

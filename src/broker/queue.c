@@ -186,6 +186,8 @@ wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclu
     return q;
 }
 
+static void ring_free(wr_queue_t *q);
+
 static void timer_closed(uv_handle_t *h)
 {
     free(h);
@@ -195,7 +197,7 @@ void wr_queue_unref(wr_queue_t *q)
 {
     if (--q->refs > 0)
         return;
-    free(q->ring);
+    ring_free(q);
     free(q->heap);
     wr_buf_free(&q->args_raw);
     wr_queue_args_free(&q->args);
@@ -205,38 +207,74 @@ void wr_queue_unref(wr_queue_t *q)
 
 /* ---- ready storage: ring + heap ---- */
 
+/* The ring is a chain of fixed blocks rather than one array that doubles:
+ * a backlog of millions then costs its 40 bytes per entry and no more (no
+ * half-empty doubled array, no copy on growth), and a drained queue gives
+ * its blocks back. */
+static wr_qblock_t *block_new(wr_queue_t *q)
+{
+    wr_qblock_t *b = q->spare;
+    if (b)
+        q->spare = NULL;
+    else
+        b = wr_xmalloc(sizeof *b);
+    b->next = NULL;
+    return b;
+}
+
 static void ring_push(wr_queue_t *q, const wr_qent_t *e)
 {
-    if (q->ring_count == q->ring_cap) {
-        size_t ncap = q->ring_cap ? q->ring_cap * 2 : 16;
-        wr_qent_t *n = wr_xmalloc(ncap * sizeof *n);
-        for (size_t i = 0; i < q->ring_count; i++)
-            n[i] = q->ring[(q->ring_head + i) & (q->ring_cap - 1)];
-        free(q->ring);
-        q->ring = n;
-        q->ring_cap = ncap;
-        q->ring_head = 0;
+    if (q->tail_blk == NULL) {
+        q->head_blk = q->tail_blk = block_new(q);
+        q->head_i = q->tail_i = 0;
+    } else if (q->tail_i == WR_QBLOCK) {
+        wr_qblock_t *b = block_new(q);
+        q->tail_blk->next = b;
+        q->tail_blk = b;
+        q->tail_i = 0;
     }
-    q->ring[(q->ring_head + q->ring_count) & (q->ring_cap - 1)] = *e;
+    q->tail_blk->e[q->tail_i++] = *e;
     q->ring_count++;
 }
 
 static wr_qent_t *ring_front(wr_queue_t *q)
 {
-    return q->ring_count ? &q->ring[q->ring_head] : NULL;
+    return q->ring_count ? &q->head_blk->e[q->head_i] : NULL;
 }
 
 static void ring_pop(wr_queue_t *q)
 {
-    q->ring_head = (q->ring_head + 1) & (q->ring_cap - 1);
     q->ring_count--;
-    /* A drained big ring gives its memory back. */
-    if (q->ring_count == 0 && q->ring_cap > 1024) {
-        free(q->ring);
-        q->ring = NULL;
-        q->ring_cap = 0;
-        q->ring_head = 0;
+    if (q->ring_count == 0) {
+        /* Empty: keep one block for the next message, free the rest. */
+        while (q->head_blk != q->tail_blk) {
+            wr_qblock_t *b = q->head_blk;
+            q->head_blk = b->next;
+            free(b);
+        }
+        q->head_i = q->tail_i = 0;
+        return;
     }
+    if (++q->head_i == WR_QBLOCK) {
+        wr_qblock_t *b = q->head_blk;
+        q->head_blk = b->next;
+        q->head_i = 0;
+        if (q->spare == NULL)
+            q->spare = b;
+        else
+            free(b);
+    }
+}
+
+static void ring_free(wr_queue_t *q)
+{
+    while (q->head_blk) {
+        wr_qblock_t *b = q->head_blk;
+        q->head_blk = b->next;
+        free(b);
+    }
+    free(q->spare);
+    q->tail_blk = q->spare = NULL;
 }
 
 static void heap_push(wr_queue_t *q, const wr_qent_t *e)

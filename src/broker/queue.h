@@ -2,8 +2,8 @@
  * queue.h - a message queue: ready messages in FIFO order, consumers, and
  * the accounting of deliveries that are out (unacknowledged).
  *
- * Ready messages live in a ring buffer of small entries (wr_qent_t: a
- * message pointer and a few counters), so a backlog costs one entry per
+ * Ready messages live in a ring of small entries (wr_qent_t: a message
+ * pointer, its location on disk and a few counters), so a backlog costs one entry per
  * message plus the shared message.  Every entry gets a sequence number when
  * it is first enqueued.  Entries that come back (a nack or reject with
  * requeue, a channel that closed with deliveries out) go into a min-heap
@@ -48,6 +48,13 @@ typedef struct wr_qent {
     uint32_t deliveries; /* times delivered before: redelivered if > 0 */
     uint32_t size;       /* body size, for x-max-length-bytes */
 } wr_qent_t;
+
+/* A block of the ready ring (see queue.c). */
+#define WR_QBLOCK 1024
+typedef struct wr_qblock {
+    struct wr_qblock *next;
+    wr_qent_t e[WR_QBLOCK];
+} wr_qblock_t;
 
 typedef struct wr_consumer_ops {
     /* May the consumer take one more message now? */
@@ -106,8 +113,9 @@ struct wr_queue {
     wr_queue_args_t args;
 
     /* Ready messages: ring (fresh) + heap (returned), see above. */
-    wr_qent_t *ring;
-    size_t ring_head, ring_count, ring_cap;
+    wr_qblock_t *head_blk, *tail_blk, *spare;
+    uint32_t head_i, tail_i;
+    size_t ring_count;
     wr_qent_t *heap;
     size_t heap_count, heap_cap;
     uint64_t next_seq;

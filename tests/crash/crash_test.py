@@ -670,7 +670,10 @@ class Verifier:
         chans = []
         for qi, q in enumerate(QUEUES):
             ch = conn.channel()
-            got, _ = drain(conn, ch, q)
+            got, n = drain(conn, ch, q)
+            if len(got) != n:
+                model.violate("%s: %s: queue.declare counted %d ready messages, a consumer "
+                              "received %d" % (when, q, n, len(got)))
             chans.append((ch, got))
             self.check_queue(qi, got, prev_run, clean, when, out)
         out["markers"] = self.check_markers(conn, prev_run, when)

@@ -665,7 +665,8 @@ static int m_list(wr_io_t *io, const char *dir, void (*fn)(void *ctx, const char
     }
     pthread_mutex_unlock(&m->mu);
     /* Sorted, so that runs are reproducible; fn runs unlocked. */
-    qsort(names, n, sizeof *names, by_str);
+    if (n)
+        qsort(names, n, sizeof *names, by_str);
     for (size_t k = 0; k < n; k++) {
         fn(ctx, names[k]);
         free(names[k]);
