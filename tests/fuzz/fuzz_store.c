@@ -106,8 +106,7 @@ static void on_binding(void *ctx, wr_bytes_t src, uint8_t kind, wr_bytes_t dst, 
     touch(args);
 }
 
-static void on_message(void *ctx, uint32_t qid, wr_loc_t loc, uint32_t body_size,
-                       int redelivered)
+static void on_message(void *ctx, uint32_t qid, wr_loc_t loc, uint32_t body_size, int redelivered)
 {
     fctx_t *c = ctx;
     if (c->n == MAXM) {

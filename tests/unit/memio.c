@@ -250,9 +250,9 @@ static void crash_file(const mnode_t *n, int mode, uint64_t *rs, wr_buf_t *out)
              * garbage lands only on bytes changed since the last sync,
              * never on synced bytes that share a sector with them. */
             int changed = i >= lo || c->p[i] != s->p[i];
-            out->p[i] = pick == NEW                ? at(c, i)
+            out->p[i] = pick == NEW               ? at(c, i)
                         : pick == OLD || !changed ? at(s, i)
-                                                   : (uint8_t)rnd(rs);
+                                                  : (uint8_t)rnd(rs);
         }
     }
 }
@@ -281,10 +281,9 @@ static void do_crash(memio_t *m, uint64_t seed, int mode)
     for (mnode_t *n = m->nodes; n; n = n->next) {
         if (n->is_dir)
             continue;
-        int fm = n->forced ? n->forced
-                 : mode == MEMIO_CRASH_MIXED
-                     ? 1 + (int)(rnd(&rs) % (MEMIO_CRASH_NMODES - 1))
-                     : mode;
+        int fm = n->forced                   ? n->forced
+                 : mode == MEMIO_CRASH_MIXED ? 1 + (int)(rnd(&rs) % (MEMIO_CRASH_NMODES - 1))
+                                             : mode;
         n->forced = 0;
         crash_file(n, fm, &rs, &img);
         n->cur.len = 0;

@@ -182,8 +182,7 @@ static void on_binding(void *ctx, wr_bytes_t src, uint8_t kind, wr_bytes_t dst, 
     wr_buf_free(&b);
 }
 
-static void on_message(void *ctx, uint32_t qid, wr_loc_t loc, uint32_t body_size,
-                       int redelivered)
+static void on_message(void *ctx, uint32_t qid, wr_loc_t loc, uint32_t body_size, int redelivered)
 {
     rec_t *r = ctx;
     if (r->nm == r->capm) {
@@ -381,8 +380,8 @@ static int append_id(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint64_t 
     gmsg_t g;
     gmsg_init(&g);
     gmsg_make(&g, id);
-    int r = wr_store_append(st, qids, nq, g.flags, B(&g.ex), B(&g.rk), B(&g.props), B(&g.body),
-                            loc);
+    int r =
+        wr_store_append(st, qids, nq, g.flags, B(&g.ex), B(&g.rk), B(&g.props), B(&g.body), loc);
     gmsg_free(&g);
     return r;
 }
@@ -501,10 +500,10 @@ static void test_store_roundtrip(void)
     fx_t f;
     fx_init(&f);
     CHECK_EQ(fx_open(&f), 0);
-    uint32_t q1 = wr_store_queue_add(f.st, WR_BYTES_LIT("q1"), WR_STORE_QF_DURABLE,
-                                     (wr_bytes_t){NULL, 0});
-    uint32_t q2 = wr_store_queue_add(f.st, WR_BYTES_LIT("q2"), WR_STORE_QF_DURABLE,
-                                     WR_BYTES_LIT("\x01x"));
+    uint32_t q1 =
+        wr_store_queue_add(f.st, WR_BYTES_LIT("q1"), WR_STORE_QF_DURABLE, (wr_bytes_t){NULL, 0});
+    uint32_t q2 =
+        wr_store_queue_add(f.st, WR_BYTES_LIT("q2"), WR_STORE_QF_DURABLE, WR_BYTES_LIT("\x01x"));
     CHECK(q1 != q2);
     static uint8_t big[100000];
     for (size_t i = 0; i < sizeof big; i++)
@@ -517,7 +516,12 @@ static void test_store_roundtrip(void)
         wr_bytes_t ex, rk, props, body;
     } m[4] = {
         {{q1}, 1, 1, {NULL, 0}, WR_BYTES_LIT("k"), {NULL, 0}, {NULL, 0}},
-        {{q1, q2}, 2, 0, WR_BYTES_LIT("amq.topic"), {rk255, 255}, WR_BYTES_LIT("\x80\x00\x00"),
+        {{q1, q2},
+         2,
+         0,
+         WR_BYTES_LIT("amq.topic"),
+         {rk255, 255},
+         WR_BYTES_LIT("\x80\x00\x00"),
          WR_BYTES_LIT("hello")},
         {{q2}, 1, 1, WR_BYTES_LIT("x"), {NULL, 0}, WR_BYTES_LIT("\x00\x00"), {big, sizeof big}},
         {{q1}, 1, 1, WR_BYTES_LIT("x"), WR_BYTES_LIT("k4"), {NULL, 0}, {big, 4080}},
@@ -993,8 +997,8 @@ static void test_store_synced_callback(void)
             gmsg_t gm;
             gmsg_init(&gm);
             gmsg_make(&gm, id);
-            uint64_t len = 9 + 1 + 4 + 1 + 1 + gm.ex.len + 1 + gm.rk.len + 4 + gm.props.len + 4 +
-                           gm.body.len;
+            uint64_t len =
+                9 + 1 + 4 + 1 + 1 + gm.ex.len + 1 + gm.rk.len + 4 + gm.props.len + 4 + gm.body.len;
             gmsg_free(&gm);
             if (npend < 64)
                 pend[npend++] = (pending_t){g, loc, loc.off + len};
@@ -2089,9 +2093,8 @@ static void test_store_crash(void)
            "%u after them, %u inside recovery, %u clean closes; %u disk faults injected, %u "
            "failed generations; %u messages verified (%u unconfirmed or released ones came "
            "back), %u corrupt records skipped\n",
-           cs.rounds, seed, cs.crashes_mid_op, cs.crashes_end, cs.recovery_crashes,
-           cs.clean_closes, cs.faults, cs.failures_seen, cs.verified_msgs, cs.ghosts,
-           cs.corrupt_skipped);
+           cs.rounds, seed, cs.crashes_mid_op, cs.crashes_end, cs.recovery_crashes, cs.clean_closes,
+           cs.faults, cs.failures_seen, cs.verified_msgs, cs.ghosts, cs.corrupt_skipped);
     model_free(&md);
     sync_reset(&c.prev);
     fx_free(&f);
@@ -2099,42 +2102,43 @@ static void test_store_crash(void)
 
 /* ---- the seed corpus of tests/fuzz/fuzz_store.c ---- */
 
-static void put_part(wr_buf_t *out, memio_t *m, const char *path)
+static void put_part(wr_buf_t *out, memio_t *m, const char *path, int drop)
 {
     wr_buf_t b;
     wr_buf_init(&b);
-    memio_read(m, path, &b);
+    if (!drop)
+        memio_read(m, path, &b);
     wr_buf_put_u32(out, (uint32_t)b.len);
     wr_buf_put(out, b.p, b.len);
     wr_buf_free(&b);
 }
 
-/* Serialises the store in f as one fuzz input: the header byte says which
- * files exist, then meta.log and up to two segments with their ack files,
- * each as a u32 length and bytes (see tests/fuzz/fuzz_store.c). */
-static void snapshot(fx_t *f, wr_buf_t *out, int clean)
+/* Serialises the store in f as one fuzz input (the format is described in
+ * tests/fuzz/fuzz_store.c): meta.log and the first two segments with
+ * their ack files; drop_seg leaves out the first segment but not its ack
+ * file. */
+static void snapshot(fx_t *f, wr_buf_t *out, int clean, int drop_seg)
 {
-    uint32_t segs[2] = {0, 0};
+    uint32_t segs[2] = {1, 2};
     int n = 0;
     char path[64];
-    for (uint32_t no = 1; no < 10000 && n < 2; no++) {
+    for (uint32_t no = 1; no < 250 && n < 2; no++) {
         snprintf(path, sizeof path, MDIR "/%08" PRIu32 ".seg", no);
         if (memio_size(f->m, path) >= 0)
             segs[n++] = no;
     }
-    uint8_t flags = (uint8_t)(clean ? 1 : 0);
-    if (n == 2)
-        flags |= 2;
+    if (n < 2)
+        segs[1] = segs[0] + 1;
     out->len = 0;
-    wr_buf_put_u8(out, flags);
-    wr_buf_put_u8(out, (uint8_t)(segs[0] ? segs[0] - 1 : 0));
-    wr_buf_put_u8(out, (uint8_t)(n == 2 ? segs[1] - segs[0] - 1 : 0));
-    put_part(out, f->m, SDIR "/meta.log");
+    wr_buf_put_u8(out, (uint8_t)(clean ? 1 : 0));
+    wr_buf_put_u8(out, (uint8_t)(segs[0] - 1));
+    wr_buf_put_u8(out, (uint8_t)(segs[1] - segs[0] - 1));
+    put_part(out, f->m, SDIR "/meta.log", 0);
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, MDIR "/%08" PRIu32 ".seg", segs[i]);
-        put_part(out, f->m, path);
+        put_part(out, f->m, path, drop_seg && i == 0);
         snprintf(path, sizeof path, MDIR "/%08" PRIu32 ".ack", segs[i]);
-        put_part(out, f->m, path);
+        put_part(out, f->m, path, 0);
     }
 }
 
@@ -2147,25 +2151,44 @@ static void write_seed(const char *dir, const char *name, const wr_buf_t *b)
     FILE *fp = fopen(path, "wb");
     if (fp == NULL) {
         perror(path);
+        wr_test_failed_flag = 1;
         return;
     }
     fwrite(b->p, 1, b->len, fp);
     fclose(fp);
 }
 
-/* Builds real store files with small workloads and, when
- * WARREN_STORE_CORPUS_DIR is set, writes them as fuzz seeds. */
+/* A short message, so that seeds stay small for the fuzzer. */
+static int append_small(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint64_t id,
+                        wr_loc_t *loc)
+{
+    char body[32], rk[16];
+    int nb = snprintf(body, sizeof body, "body of message %" PRIu64, id);
+    int nr = snprintf(rk, sizeof rk, "rk.%" PRIu64, id);
+    return wr_store_append(st, qids, nq, (uint8_t)(id & 1),
+                           id % 2 ? WR_BYTES_LIT("ex") : (wr_bytes_t){0},
+                           (wr_bytes_t){(const uint8_t *)rk, (size_t)nr},
+                           id % 3 ? WR_BYTES_LIT("\x90\x00\x02") : (wr_bytes_t){0},
+                           (wr_bytes_t){(const uint8_t *)body, (size_t)nb}, loc);
+}
+
+/* Builds real store files with small workloads, each left in a different
+ * state, and, when WARREN_STORE_CORPUS_DIR is set, writes them as the
+ * fuzz target's seeds. */
 static void test_store_fuzz_seeds(void)
 {
+    static const char *names[] = {"seed-clean",     "seed-crash-torn",  "seed-two-segments",
+                                  "seed-corrupt",   "seed-compacted",   "seed-orphan-ack",
+                                  "seed-deletions", "seed-crash-garble"};
     const char *dir = getenv("WARREN_STORE_CORPUS_DIR");
     wr_buf_t out;
     wr_buf_init(&out);
-    for (int kind = 0; kind < 6; kind++) {
+    for (int kind = 0; kind < 8; kind++) {
         fx_t f;
         fx_init(&f);
         CHECK_EQ(fx_open(&f), 0);
-        if (kind == 2 || kind == 3)
-            wr_store_set_segment_size(f.st, 3000);
+        if (kind == 2)
+            wr_store_set_segment_size(f.st, 300);
         wr_bytes_t none = {NULL, 0};
         wr_store_exchange_add(f.st, WR_BYTES_LIT("ex"), 1, 1, WR_BYTES_LIT("\x00\x00\x00\x00"));
         uint32_t q[3];
@@ -2173,56 +2196,60 @@ static void test_store_fuzz_seeds(void)
             q[i] = wr_store_queue_add(f.st, i ? WR_BYTES_LIT("q") : WR_BYTES_LIT("first"),
                                       (uint8_t)(1 + i), i == 1 ? WR_BYTES_LIT("xyz") : none);
         wr_store_bind(f.st, 1, WR_BYTES_LIT("ex"), 0, WR_BYTES_LIT("q"), WR_BYTES_LIT("#"), none);
-        wr_store_bind(f.st, 1, WR_BYTES_LIT("ex"), 1, WR_BYTES_LIT("ex2"), WR_BYTES_LIT("a"),
-                      none);
+        wr_store_bind(f.st, 1, WR_BYTES_LIT("ex"), 1, WR_BYTES_LIT("ex2"), WR_BYTES_LIT("a"), none);
         if (kind == 4)
             for (int i = 0; i < 1100; i++)
-                wr_store_queue_delete(f.st,
-                                      wr_store_queue_add(f.st, WR_BYTES_LIT("t"), 1, none));
+                wr_store_queue_delete(f.st, wr_store_queue_add(f.st, WR_BYTES_LIT("t"), 1, none));
+        /* Small messages, some for one queue and some for all three. */
+        static const uint64_t ids[12] = {3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 33, 36};
         wr_loc_t loc[12];
         for (int i = 0; i < 12; i++) {
-            uint64_t id = (uint64_t)i * 3 + 1; /* ids that keep bodies small */
-            CHECK_EQ(append_id(f.st, q + i % 3, (uint8_t)(1 + (i % 2) * (2 - i % 3)), id,
-                               &loc[i]),
-                     0);
+            uint8_t nq = i % 2 ? 3 : 1;
+            CHECK_EQ(append_small(f.st, nq == 3 ? q : q + i % 3, nq, ids[i], &loc[i]), 0);
             if (i % 4 == 3)
                 wr_store_flush(f.st);
         }
         wr_store_flush(f.st);
         for (int i = 0; i < 12; i += 3)
-            wr_store_ack(f.st, q[i % 3], loc[i]);
+            wr_store_ack(f.st, i % 2 ? q[1] : q[i % 3], loc[i]);
         wr_store_delivered(f.st, q[1], loc[1]);
         wr_store_delivered(f.st, q[2], loc[5]);
         wr_store_flush(f.st);
-        static const char *names[] = {"seed-clean",  "seed-crash-torn", "seed-two-segs",
-                                      "seed-garble", "seed-compacted",  "seed-orphan-ack"};
-        int clean = kind == 0 || kind == 2 || kind == 4;
-        if (kind == 1) {
-            for (int i = 12; i < 15; i++)
-                append_id(f.st, q, 1, (uint64_t)i * 3 + 1, &loc[0]);
-            wr_store_ack(f.st, q[1], loc[1]);
-            memio_crash_after(f.m, 2, 99, MEMIO_CRASH_TORN);
+        if (kind == 6) {
+            wr_store_queue_delete(f.st, q[2]);
+            for (int i = 0; i < 12; i++)
+                if (i % 2 || i % 3 == 2)
+                    wr_store_release(f.st, loc[i]);
+            wr_store_bind(f.st, 0, WR_BYTES_LIT("ex"), 0, WR_BYTES_LIT("q"), WR_BYTES_LIT("#"),
+                          none);
+            wr_store_exchange_delete(f.st, WR_BYTES_LIT("ex"));
             wr_store_flush(f.st);
-            f.sync.ignore = 1;
         }
-        if (kind == 3)
-            memio_crash(f.m, 5, MEMIO_CRASH_GARBLE);
-        if (kind == 1 || kind == 3) {
+        int clean = kind == 0 || kind == 2 || kind == 4 || kind == 6;
+        if (kind == 1 || kind == 7) {
+            /* Cut the power inside a flush: at the ack write (torn) or at
+             * the first fsync (unsynced records garbled). */
+            for (int i = 12; i < 15; i++)
+                append_small(f.st, q, 1, ids[i - 12] + 100, &loc[0]);
+            wr_store_ack(f.st, q[1], loc[1]);
+            memio_crash_after(f.m, kind == 1 ? 2 : 3, 99,
+                              kind == 1 ? MEMIO_CRASH_TORN : MEMIO_CRASH_GARBLE);
+            wr_store_flush(f.st);
+            CHECK(memio_is_down(f.m));
+            f.sync.ignore = 1;
             fx_close(&f, 0);
             memio_restart(f.m);
         } else {
             fx_close(&f, clean);
         }
-        snapshot(&f, &out, clean);
+        snapshot(&f, &out, clean, kind == 5);
         if (kind == 3) {
-            /* Garble one record in the middle of the first segment. */
+            /* Flip a byte inside the first segment's second record. */
             size_t meta = wr_get_u32(out.p + 3);
-            size_t at = 3 + 4 + meta + 4 + 40;
-            if (at + 4 < out.len)
-                out.p[at] ^= 0x5a;
+            size_t at = 3 + 4 + meta + 4 + (size_t)loc[1].off + 12;
+            CHECK(at < out.len);
+            out.p[at] ^= 0x5a;
         }
-        if (kind == 5)
-            out.p[0] = (uint8_t)(out.p[0] & ~2); /* segment 1's ack file alone */
         CHECK(out.len > 20);
         write_seed(dir, names[kind], &out);
         fx_free(&f);
