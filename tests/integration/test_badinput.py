@@ -520,3 +520,30 @@ def test_peer_that_stops_reading_does_not_stall_broker(broker, connect):
     assert sent[0] > 0
     ch = connect().channel()
     ch.queue_delete(q)
+
+
+def test_output_to_a_non_reading_consumer_is_bounded(broker, connect):
+    """Deliveries to a consumer that does not read stop at the congestion
+    watermark (about 1 MiB queued per connection): the rest stays in the
+    queue instead of piling up in the broker's output buffer."""
+    if broker.external:
+        pytest.skip("checks warren's watermark")
+    q = uid("bounded")
+    setup = connect().channel()
+    setup.queue_declare(q, auto_delete=False)
+    stuck = broker.raw()
+    stuck.handshake()
+    stuck.open_channel(1)
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.rpc(1, "basic.consume", 0, q, "", False, True, False, False, {})
+    ch = connect().channel()
+    ch.confirm_delivery()
+    body = b"z" * 65536
+    for _ in range(200):  # 12.5 MiB
+        ch.basic_publish("", q, body)
+    ready = ch.queue_declare(q, passive=True).method.message_count
+    # Kernel socket buffers take a few MiB, the broker's watermark ~1 MiB.
+    assert ready >= 200 - 100, "only %d of 200 messages still queued" % ready
+    print("queued after 200 publishes to a stuck consumer:", ready)
+    stuck.close()
+    ch.queue_delete(q)
