@@ -41,6 +41,7 @@ enum {
     R_MSG = 1,
     R_ACKS = 2,
     R_DELIVERED = 3,
+    R_DELIVERED_UPTO = 4,
     R_QUEUE = 10,
     R_QUEUE_DELETE = 11,
     R_QUEUE_PURGE = 12,
@@ -62,6 +63,9 @@ typedef struct seg {
     uint8_t dirty;     /* written since the last sync started */
     uint8_t ack_dirty; /* ack file written since the last sync started */
     uint8_t on_ack_list;
+    /* Pending DELIVERED_UPTO: after a crash, every message before this
+     * offset may have been delivered (0 = none pending). */
+    uint32_t deliv_upto;
     wr_buf_t acks;  /* pending (qid, off) pairs */
     wr_buf_t deliv; /* pending (qid, off) pairs */
     /* Ack-file records written but not known synced: since the last sync
@@ -77,7 +81,7 @@ typedef struct seg {
 
 /* A live queue as the metadata knows it. */
 typedef struct mqueue {
-    wr_buf_t rec; /* QUEUE record body */
+    wr_buf_t rec;    /* QUEUE record body */
     wr_loc_t purged; /* messages before this are gone */
 } mqueue_t;
 
@@ -94,9 +98,9 @@ struct wr_store {
     wr_buf_t meta_buf;
     uint8_t meta_dirty;
     uint64_t meta_records;
-    wr_map_t mqueues;   /* 4-byte id -> mqueue_t */
-    wr_map_t mexch;     /* name -> wr_buf_t record body */
-    wr_map_t mbind;     /* record body -> wr_buf_t record body */
+    wr_map_t mqueues; /* 4-byte id -> mqueue_t */
+    wr_map_t mexch;   /* name -> wr_buf_t record body */
+    wr_map_t mbind;   /* record body -> wr_buf_t record body */
     uint32_t next_qid;
 
     seg_t **segs; /* segs[i]->no == base_no + i, or NULL once deleted */
@@ -540,6 +544,11 @@ static int write_acks(wr_store_t *st, seg_t *s, wr_buf_t *tmp)
         wr_buf_put(tmp, pairs->p, pairs->len);
         end_rec(tmp, mark);
     }
+    if (s->deliv_upto) {
+        put_rec_header(tmp, R_DELIVERED_UPTO, &mark);
+        wr_buf_put_u32(tmp, s->deliv_upto);
+        end_rec(tmp, mark);
+    }
     if (tmp->len == 0)
         return 0;
     if (s->ack_fd < 0) {
@@ -557,6 +566,7 @@ static int write_acks(wr_store_t *st, seg_t *s, wr_buf_t *tmp)
      * to be written (over any partial write) once the disk recovers. */
     s->acks.len = 0;
     s->deliv.len = 0;
+    s->deliv_upto = 0;
     s->redo.len = 0;
     wr_buf_put(&s->unsynced, tmp->p, tmp->len);
     s->ack_size += tmp->len;
@@ -596,8 +606,8 @@ void wr_store_flush(wr_store_t *st)
         wrote = 1;
     }
     if (st->seg_buf.len) {
-        ssize_t r = st->io->pwrite(st->io, st->cur->fd, st->seg_buf.p, st->seg_buf.len,
-                                   st->cur->size);
+        ssize_t r =
+            st->io->pwrite(st->io, st->cur->fd, st->seg_buf.p, st->seg_buf.len, st->cur->size);
         if (r < 0) {
             fail(st, (int)r, "write of a message segment");
             return;
@@ -945,8 +955,8 @@ static int compact_meta(wr_store_t *st)
 /* ---- messages ---- */
 
 int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t flags,
-                    wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props,
-                    wr_bytes_t body, wr_loc_t *loc)
+                    wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props, wr_bytes_t body,
+                    wr_loc_t *loc)
 {
     if (st->failed)
         return st->failed;
@@ -1149,10 +1159,9 @@ static int read_all(wr_store_t *st, int fd, wr_buf_t *b)
  * A torn tail is cut (the file truncated at its start); a corrupt record
  * followed by valid ones is reported and skipped.  Returns the number of
  * bytes of valid records up to the end, i.e. the new file size. */
-static size_t scan(wr_store_t *st, const char *what, const wr_buf_t *b,
-                   void (*fn)(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body,
-                              uint32_t off),
-                   void *ctx)
+static size_t
+scan(wr_store_t *st, const char *what, const wr_buf_t *b,
+     void (*fn)(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uint32_t off), void *ctx)
 {
     size_t off = 0;
     while (off < b->len) {
@@ -1175,11 +1184,11 @@ static size_t scan(wr_store_t *st, const char *what, const wr_buf_t *b,
         }
         if (next + REC_HDR > b->len) {
             if (r == 0)
-                wr_warn("message store: %s: torn record at offset %zu (%zu bytes), cut off",
-                        what, off, b->len - off);
+                wr_warn("message store: %s: torn record at offset %zu (%zu bytes), cut off", what,
+                        off, b->len - off);
             else
-                wr_warn("message store: %s: corrupt tail at offset %zu (%zu bytes), cut off",
-                        what, off, b->len - off);
+                wr_warn("message store: %s: corrupt tail at offset %zu (%zu bytes), cut off", what,
+                        off, b->len - off);
             return off;
         }
         wr_error("message store: %s: corrupt record at offset %zu, skipped %zu bytes", what, off,
@@ -1203,6 +1212,7 @@ static void meta_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, ui
 typedef struct seg_scan {
     u64set_t acked;
     u64set_t delivered;
+    uint32_t delivered_upto; /* messages before this offset: maybe delivered */
     int clean;
     seg_t *seg;
     const wr_store_recovery_t *rec;
@@ -1214,6 +1224,12 @@ static void ack_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
     (void)off;
     seg_scan_t *sc = ctx;
     rd_t r = {body.p, body.p + body.n, 0};
+    if (type == R_DELIVERED_UPTO) {
+        uint32_t upto = rd_u32(&r);
+        if (!r.bad && upto > sc->delivered_upto)
+            sc->delivered_upto = upto;
+        return;
+    }
     uint32_t n = rd_u32(&r);
     if (r.bad || (size_t)(r.end - r.p) / 8 < n)
         return;
@@ -1259,7 +1275,8 @@ static void msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
         st->stats.recovered_messages++;
         if (sc->rec && sc->rec->message)
             sc->rec->message(sc->rec->ctx, qid, loc, (uint32_t)m.body.n,
-                             !sc->clean || set_has(&sc->delivered, key));
+                             !sc->clean || off < sc->delivered_upto ||
+                                 set_has(&sc->delivered, key));
     }
 }
 
@@ -1305,7 +1322,7 @@ static int recover_segments(wr_store_t *st, const wr_store_recovery_t *rec, int 
             break;
         }
         seg_insert(st, s);
-        seg_scan_t sc = {{0}, {0}, clean, s, rec};
+        seg_scan_t sc = {{0}, {0}, 0, clean, s, rec};
         char what[64];
         p = seg_path(st, s->no, "ack");
         int afd = st->io->open(st->io, p, 0);
@@ -1329,6 +1346,16 @@ static int recover_segments(wr_store_t *st, const wr_store_recovery_t *rec, int 
             if (good < b.len)
                 st->io->truncate(st->io, s->fd, good);
             s->size = good;
+        }
+        /* After a crash every recovered message may have been delivered:
+         * say so on disk, or a later clean restart would forget it. */
+        if (!clean && s->live && s->size > 0) {
+            s->deliv_upto = (uint32_t)s->size;
+            if (!s->on_ack_list) {
+                s->on_ack_list = 1;
+                s->ack_next = st->ack_list;
+                st->ack_list = s;
+            }
         }
         free(sc.acked.v);
         free(sc.delivered.v);
@@ -1391,8 +1418,8 @@ static void replay_meta_cb(wr_store_t *st, const wr_store_recovery_t *rec)
     size_t nb = st->mbind.count, k = 0;
     wr_buf_t **binds = wr_xmalloc((nb + 1) * sizeof *binds);
     while (wr_map_next(&st->mbind, &i, &sl))
-        binds[k++] = buf_copy((wr_bytes_t){((wr_buf_t *)sl->value)->p,
-                                           ((wr_buf_t *)sl->value)->len});
+        binds[k++] =
+            buf_copy((wr_bytes_t){((wr_buf_t *)sl->value)->p, ((wr_buf_t *)sl->value)->len});
     for (k = 0; k < nb; k++) {
         rd_t r = {binds[k]->p, binds[k]->p + binds[k]->len, 0};
         wr_bytes_t src = rd_short(&r);
@@ -1435,6 +1462,17 @@ int wr_store_open(wr_store_t **out, const char *dir, wr_io_t *io, uv_loop_t *loo
     if (r < 0) {
         snprintf(err, errlen, "cannot create %s: %s", st->msgdir, strerror(-r));
         goto fail;
+    }
+    /* dir may have just been created: its entry must be durable too, or a
+     * crash could take the whole store with it.  Best effort, as the
+     * parent is not ours (it may not even be readable). */
+    {
+        const char *slash = strrchr(dir, '/');
+        char *parent = slash == NULL  ? wr_xstrndup(".", 1)
+                       : slash == dir ? wr_xstrndup("/", 1)
+                                      : wr_xstrndup(dir, (size_t)(slash - dir));
+        io->sync_dir(io, parent);
+        free(parent);
     }
     char *marker = path_join(dir, "clean-shutdown");
     int mfd = io->open(io, marker, 0);

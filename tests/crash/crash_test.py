@@ -16,10 +16,13 @@ One data directory serves the whole run.  Each round is one broker run:
      leave the rest, so an unconsumed backlog survives several kills;
   3. load: several producers publish persistent messages with confirms to
      two durable queues while consumers ack, nack and reject;
-  4. at a random moment, SIGKILL the broker (or, in the clean rounds, stop
-     the clients in an orderly way and send SIGTERM).
+  4. at a random moment (mostly 0.3-2 s into the load, sometimes sooner),
+     SIGKILL the broker; in the middle round (and every 25th of a long run)
+     stop the clients in an orderly way and send SIGTERM instead.
 
-After the last round the broker is started once more, verified and stopped.
+Now and then a restart is itself killed within 50 ms (often during
+recovery) before the restart that is verified.  After the last round the
+broker is started once more, verified and stopped.
 
 The model.  For every message the test knows its queue, producer and
 sequence number, and tracks:
@@ -43,8 +46,10 @@ must come back redelivered=true, one published after the consumers had gone
 (so never delivered) with redelivered=false.  After a kill -9 every recovered
 message may be redelivered=true (documented), so that case is not checked.
 
-Bodies are self-checking: magic, queue index, producer, sequence, length,
-content derived from (producer, sequence) and a CRC-32 of it all.
+Bodies are self-checking: magic, target (one queue, or both through a durable
+fanout, which the store keeps as one record listing both queues), producer,
+sequence, length, content derived from (producer, sequence) and a CRC-32 of
+it all.
 
 Environment:
   WARREN_BIN           the binary (default <repo>/build/warren)
@@ -87,18 +92,20 @@ KEEP = os.environ.get("WARREN_CRASH_KEEP", "") not in ("", "0")
 
 QUEUES = ["crash-q0", "crash-q1"]
 MARKERS = "crash-markers"
+FANOUT = "crash-fanout"     # durable, bound to both queues
+BOTH = len(QUEUES)          # publish target: the fanout, one record for both queues
 PIKA_PRODUCERS = 3          # producers 0..2 use pika, one message at a time
 RAW_PRODUCER = 3            # producer 3 pipelines up to WINDOW publishes
 WINDOW = 64
 VERIFY_CID = 0xFFFF         # the marker sender id of the verify step
-BACKLOG_CAP = 1500          # per queue, after the verify step's acks
+BACKLOG_CAP = 1500          # a longer backlog is acked down to about half of this
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 JOIN_TIMEOUT = 15.0
 PER_KIND = 5                # violations of one kind printed per round
 
 MAGIC = b"WCR1"
-HDR = struct.Struct(">4sBBIH")  # magic, queue index, producer, seq, length
+HDR = struct.Struct(">4sBBIH")  # magic, target, producer, seq, length
 MARKER = struct.Struct(">4sHII")  # magic, consumer id, run, marker seq
 MARKER_MAGIC = b"WCM1"
 
@@ -112,10 +119,30 @@ def content_of(producer, seq):
     return rng.randbytes(rng.randrange(2001))
 
 
-def make_body(qi, producer, seq):
+def make_body(target, producer, seq):
     content = content_of(producer, seq)
-    head = HDR.pack(MAGIC, qi, producer, seq, len(content)) + content
+    head = HDR.pack(MAGIC, target, producer, seq, len(content)) + content
     return head + struct.pack(">I", zlib.crc32(head))
+
+
+def queues_of(target):
+    """The queue indexes a publish to target (a queue index or BOTH) reaches."""
+    return range(len(QUEUES)) if target == BOTH else (target,)
+
+
+def route_of(target):
+    """(exchange, routing key) of a publish to target."""
+    return (FANOUT, "") if target == BOTH else ("", QUEUES[target])
+
+
+def pick_target(rng):
+    """Mostly one queue through the default exchange; one in five to both
+    through the fanout (one store record listing both queues)."""
+    return BOTH if rng.random() < 0.2 else rng.randrange(len(QUEUES))
+
+
+def target_name(target):
+    return FANOUT if target == BOTH else QUEUES[target]
 
 
 def message_id(producer, seq):
@@ -136,8 +163,9 @@ def check_body(body, props, qi):
         return key, "length %d does not match header length %d" % (len(body), n)
     if body[HDR.size:-4] != content_of(producer, seq):
         return key, "content differs from what producer %d wrote for seq %d" % key
-    if bqi != qi:
-        return key, "published to %s but found in %s" % (QUEUES[bqi], QUEUES[qi])
+    if qi not in queues_of(bqi):
+        return key, "published to %s but found in %s" % (
+            target_name(bqi) if bqi <= BOTH else "target %d" % bqi, QUEUES[qi])
     if props is not None:
         if props.delivery_mode != 2:
             return key, "delivery_mode %r, published 2" % props.delivery_mode
@@ -185,27 +213,42 @@ class Broker:
         self.proc = None
         self.port = None
         self.log_offset = 0
+        self.scan_pos = 0   # how far errors_since_scan() has looked
 
     def start(self, wait=True):
+        """Starts warren; with wait, until it listens.  Returns the number of
+        starts that failed because another process took the free port
+        first (each of them recovered the store, then exited)."""
+        for attempt in range(3):
+            if not self._start(wait):
+                return attempt
+            self.proc.wait(STOP_TIMEOUT)
+            self.proc = None
+        raise HarnessError("warren found its port taken three times:\n%s" % self.log_tail())
+
+    def _start(self, wait):
+        """Returns True if the port was taken (warren has exited)."""
         self.port = free_port()
         with open(self.log_path, "ab") as f:
             f.write(b"---- start on port %d\n" % self.port)
-            self.log_offset = f.tell()
+            self.log_offset = self.scan_pos = f.tell()
             # Info level, for the "recovered ..." line with the recovery time.
             self.proc = subprocess.Popen(
                 [WARREN_BIN, "--listen", "127.0.0.1:%d" % self.port, "--data-dir",
                  self.data_dir, "--set", "log.console.level=info"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f)
         if not wait:
-            return
+            return False
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log_since_start():
+                    return True
                 raise HarnessError("warren exited with %s before listening:\n%s"
                                    % (self.proc.returncode, self.log_tail()))
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
+                return False
             except OSError:
                 if time.monotonic() > deadline:
                     self.kill()
@@ -217,6 +260,14 @@ class Broker:
         with open(self.log_path, "rb") as f:
             f.seek(self.log_offset)
             return f.read().decode("utf-8", "replace")
+
+    def errors_since_scan(self):
+        """Error lines this broker logged since the last call (or start)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.scan_pos)
+            text = f.read()
+        self.scan_pos += len(text)
+        return store_warnings(text.decode("utf-8", "replace"))[1]
 
     def log_tail(self, n=3000):
         with open(self.log_path, "rb") as f:
@@ -275,10 +326,11 @@ class Model:
     def __init__(self):
         self.lock = threading.Lock()
         self.msgs = [dict() for _ in QUEUES]     # key -> Msg: may be present
-        # Per producer, indexed by seq: nonzero (see gone_why) once the
-        # message is known gone and must never appear again.  An array, not
-        # a dict: nearly every message ends up here.
-        self.gone = [array.array("I") for _ in range(RAW_PRODUCER + 1)]
+        # Per queue and producer, indexed by seq: nonzero (see gone_why)
+        # once the message is known gone from that queue and must never
+        # appear there again.  Arrays, not dicts: nearly every message ends
+        # up here.
+        self.gone = [[array.array("I") for _ in range(RAW_PRODUCER + 1)] for _ in QUEUES]
         self.next_seq = [1] * (RAW_PRODUCER + 1)
         self.violations = []
         self.run = 0
@@ -294,12 +346,12 @@ class Model:
         self.stats = dict(confirmed=0, inflight=0, nacked=0, acked=0, durable=0,
                           delivered=0, requeued=0)
 
-    def gone_code(self, key):
-        arr = self.gone[key[0]] if key[0] < len(self.gone) else ()
+    def gone_code(self, qi, key):
+        arr = self.gone[qi][key[0]] if key[0] <= RAW_PRODUCER else ()
         return arr[key[1]] if key[1] < len(arr) else 0
 
-    def set_gone(self, key, code):
-        arr = self.gone[key[0]]
+    def set_gone(self, qi, key, code):
+        arr = self.gone[qi][key[0]]
         if key[1] >= len(arr):
             arr.extend(array.array("I", [0]) * (key[1] + 1 - len(arr)))
         arr[key[1]] = code
@@ -309,29 +361,32 @@ class Model:
             self.violations.append(text)
 
     # -- producers --
-    def publishing(self, qi, producer):
+    def publishing(self, target, producer):
         with self.lock:
             seq = self.next_seq[producer]
             self.next_seq[producer] += 1
-            m = Msg(self.run)
-            m.undelivered = self.no_consumers
-            self.msgs[qi][(producer, seq)] = m
+            for qi in queues_of(target):
+                m = Msg(self.run)
+                m.undelivered = self.no_consumers
+                self.msgs[qi][(producer, seq)] = m
             self.stats["inflight"] += 1
             return seq
 
-    def confirmed(self, qi, key):
+    def confirmed(self, target, key):
         with self.lock:
-            m = self.msgs[qi].get(key)
-            if m is not None and not m.confirmed:
-                m.confirmed = True
+            for qi in queues_of(target):
+                m = self.msgs[qi].get(key)
+                if m is not None:
+                    m.confirmed = True
             self.stats["confirmed"] += 1
             self.stats["inflight"] -= 1
 
-    def nacked(self, qi, key):
+    def nacked(self, target, key):
         with self.lock:
-            m = self.msgs[qi].get(key)
-            if m is not None:
-                m.nacked = True
+            for qi in queues_of(target):
+                m = self.msgs[qi].get(key)
+                if m is not None:
+                    m.nacked = True
             self.stats["nacked"] += 1
             self.stats["inflight"] -= 1
 
@@ -340,7 +395,7 @@ class Model:
         """A client received key from queue qi; returns a violation or None."""
         with self.lock:
             self.stats["delivered"] += 1
-            why = self.gone_code(key)
+            why = self.gone_code(qi, key)
             if why:
                 return "%s: %s producer %d seq %d delivered, but %s" % (
                     who, QUEUES[qi], key[0], key[1], gone_why(why))
@@ -458,16 +513,17 @@ class Load:
             ch = conn.channel()
             ch.confirm_delivery()
             while not self.stop_producers.is_set() and time.monotonic() < self.deadline:
-                qi = rng.randrange(len(QUEUES))
-                seq = self.model.publishing(qi, producer)
+                target = pick_target(rng)
+                seq = self.model.publishing(target, producer)
                 props = pika.BasicProperties(delivery_mode=2,
                                              message_id=message_id(producer, seq))
+                exchange, rkey = route_of(target)
                 try:
-                    ch.basic_publish("", QUEUES[qi], make_body(qi, producer, seq), props)
+                    ch.basic_publish(exchange, rkey, make_body(target, producer, seq), props)
                 except pika.exceptions.NackError:
-                    self.model.nacked(qi, (producer, seq))
+                    self.model.nacked(target, (producer, seq))
                     continue
-                self.model.confirmed(qi, (producer, seq))
+                self.model.confirmed(target, (producer, seq))
                 if rng.random() < 0.02:
                     time.sleep(rng.uniform(0, 0.01))
             conn.close()
@@ -478,7 +534,7 @@ class Load:
         """Pipelines publishes (up to WINDOW unconfirmed), so a kill finds
         many in flight and confirms arrive as multiple acks."""
         who = "producer %d (pipelined)" % producer
-        out = {}  # delivery tag -> (qi, key)
+        out = {}  # delivery tag -> (target, key)
         try:
             c = rawamqp.RawConnection("127.0.0.1", self.broker.port, timeout=5.0)
             c.handshake()
@@ -490,15 +546,16 @@ class Load:
                 stopping = self.stop_producers.is_set()
                 if not stopping and len(out) < WINDOW:
                     for _ in range(rng.randint(1, WINDOW - len(out))):
-                        qi = rng.randrange(len(QUEUES))
-                        seq = self.model.publishing(qi, producer)
+                        target = pick_target(rng)
+                        seq = self.model.publishing(target, producer)
                         mid = message_id(producer, seq).encode()
                         # delivery-mode (0x1000) and message-id (0x0080)
                         props = bytes([2, len(mid)]) + mid
-                        c.publish(1, "", QUEUES[qi], make_body(qi, producer, seq),
+                        exchange, rkey = route_of(target)
+                        c.publish(1, exchange, rkey, make_body(target, producer, seq),
                                   flags=0x1080, props=props)
                         tag += 1
-                        out[tag] = (qi, (producer, seq))
+                        out[tag] = (target, (producer, seq))
                 if stopping and not out:
                     break
                 f = c.read_method(timeout=5.0)
@@ -647,12 +704,31 @@ class Verifier:
         self.model = model
         self.rng = rng
 
-    def run(self, prev_run, clean, first):
+    def run(self, prev_run, clean, first, check_redelivered):
         """Checks the state left by prev_run, then acks part of the backlog.
         Returns a dict of counts for the round line."""
         model = self.model
         out = dict(present=0, redelivered=0, verify_acked=0, markers=0)
         conn = self.broker.connect()
+        ch = conn.channel()
+        if first:
+            ch.exchange_declare(FANOUT, "fanout", durable=True)
+            for q in QUEUES:
+                ch.queue_declare(q, durable=True)
+                ch.queue_bind(q, FANOUT)
+        else:
+            # The binding is checked by the fanout's messages: each must
+            # reach both queues.
+            try:
+                ch.exchange_declare(FANOUT, "fanout", durable=True, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                model.violate("durable exchange %s missing after restart: %s" % (FANOUT, e))
+                ch = conn.channel()
+                ch.exchange_declare(FANOUT, "fanout", durable=True)
+                for q in QUEUES:
+                    ch.queue_declare(q, durable=True)
+                    ch.queue_bind(q, FANOUT)
+        ch.close()
         for q in QUEUES + [MARKERS]:
             ch = conn.channel()
             if first:
@@ -677,7 +753,7 @@ class Verifier:
                 model.violate("%s: %s: queue.declare counted %d ready messages, a consumer "
                               "received %d" % (when, q, n, len(got)))
             chans.append((ch, got))
-            self.check_queue(qi, got, prev_run, clean, when, out)
+            self.check_queue(qi, got, prev_run, clean, when, out, check_redelivered)
         out["markers"] = self.check_markers(conn, prev_run, when)
 
         # Ack part of the backlog; the rest stays (requeued when the
@@ -701,8 +777,8 @@ class Verifier:
                     acked.append(i)
             keys = []
             for i in acked:
-                key, bad = check_body(got[i][2], None, qi)
-                if not bad:
+                key, _ = check_body(got[i][2], None, qi)
+                if key is not None:
                     keys.append(key)
             model.ack_sent(qi, keys)
             durable.extend((qi, k) for k in keys)
@@ -717,7 +793,7 @@ class Verifier:
         conn.close()  # requeues the unacked rest
         return out
 
-    def check_queue(self, qi, got, prev_run, clean, when, out):
+    def check_queue(self, qi, got, prev_run, clean, when, out, check_redelivered):
         model = self.model
         q = QUEUES[qi]
         seen = {}
@@ -745,7 +821,7 @@ class Verifier:
                 out["present"] += 1
                 if method.redelivered:
                     out["redelivered"] += 1
-                why = model.gone_code(key)
+                why = model.gone_code(qi, key)
                 if why:
                     model.violations.append("%s present, but %s" % (tag, gone_why(why)))
                     continue
@@ -759,11 +835,12 @@ class Verifier:
                 elif clean and m.ack == 1:
                     model.violations.append("%s present, but it was acked before the orderly "
                                             "shutdown (acked message returned)" % tag)
-                if clean and m.last_run == prev_run and not method.redelivered:
+                if check_redelivered and m.last_run == prev_run and not method.redelivered:
                     model.violations.append("%s (published in run %d): redelivered=false, but "
                                             "%s received it in run %d before the clean "
                                             "shutdown" % (tag, m.pub_run, m.last_by, prev_run))
-                if clean and m.undelivered and m.last_run != prev_run and method.redelivered:
+                if (check_redelivered and m.undelivered and m.last_run != prev_run
+                        and method.redelivered):
                     model.violations.append("%s: redelivered=true, but it was published after "
                                             "the consumers had gone and never delivered"
                                             % tag)
@@ -788,7 +865,7 @@ class Verifier:
             for key in list(msgs):
                 if key not in seen:
                     m = msgs.pop(key)
-                    model.set_gone(key, run_now * 2 + (1 if m.ack == 2 else 0))
+                    model.set_gone(qi, key, run_now * 2 + (1 if m.ack == 2 else 0))
             for key in seen:
                 m = msgs.get(key)
                 if m is None:
@@ -867,7 +944,8 @@ def report(bad):
 
 def store_warnings(log):
     torn = len(re.findall(r"torn record|corrupt tail", log))
-    errors = [ln for ln in log.splitlines() if "[error]" in ln]
+    errors = [ln for ln in log.splitlines()
+              if "[error]" in ln or "Sanitizer" in ln or "runtime error:" in ln]
     return torn, errors
 
 
@@ -889,7 +967,8 @@ def main():
     passed = failed = 0
     t_start = time.monotonic()
     try:
-        prev_clean = False
+        # What the round line reports about the run that just ended.
+        prev_clean, prev_at, prev_stats, round_start = False, 0.0, {}, 0
         for rnd in range(1, ROUNDS + 2):
             # Start the run: recover, verify what the previous run left.
             model.run = rnd
@@ -905,14 +984,18 @@ def main():
                 broker.start(wait=False)
                 time.sleep(rng.uniform(0.0, 0.05))
                 broker.kill()
-            broker.start()
+            # A start that lost its port to another process has recovered
+            # the store and consumed the clean-shutdown mark: the redelivered
+            # flags are then those of a crash.
+            lost_port = broker.start()
             rec = broker.recovery()
             verifier = Verifier(broker, model, rng)
-            v = verifier.run(rnd - 1, prev_clean, first=(rnd == 1))
+            v = verifier.run(rnd - 1, prev_clean, first=(rnd == 1),
+                             check_redelivered=prev_clean and not lost_port)
             log = broker.log_since_start()
             if rnd > 1:
-                torn, errors = store_warnings(log)
-                for ln in errors:
+                torn, _ = store_warnings(log)
+                for ln in broker.errors_since_scan():
                     model.violate("broker logged an error after restart: %s" % ln)
                 if rec is None:
                     model.violate("no 'recovered ...' line in the broker log after restart")
@@ -942,8 +1025,10 @@ def main():
                     passed += 1
             if rnd == ROUNDS + 1:
                 rc = broker.terminate()
-                if rc != 0:
-                    print("final stop: warren exited with %s" % rc)
+                errors = broker.errors_since_scan()
+                if rc != 0 or errors:
+                    print("final stop: warren exited with %s%s" % (
+                        rc, "".join("\n    " + ln for ln in errors)))
                     failed += 1
                 break
 
@@ -973,11 +1058,15 @@ def main():
                 rc = broker.terminate()
                 if rc != 0:
                     model.violate("SIGTERM: warren exited with %s" % rc)
+                for ln in broker.errors_since_scan():
+                    model.violate("broker logged an error before the orderly stop: %s" % ln)
                 if not os.path.exists(os.path.join(data_dir, "clean-shutdown")):
                     model.violate("no clean-shutdown marker after an orderly stop")
             else:
                 model.killed = True
                 broker.kill()
+                for ln in broker.errors_since_scan():
+                    model.violate("broker logged an error under load: %s" % ln)
                 load.stop_consumers.set()
                 load.stop_producers.set()
                 load.join(load.consumer_threads + load.producer_threads)

@@ -6,6 +6,7 @@
  * Input format (so that mutations keep the files apart):
  *
  *   u8  flags        bit 0: clean-shutdown exists
+ *                    bit 1: fix the CRC of every record whose length fits
  *   u8  a            segment A is number a + 1
  *   u8  gap          segment B is number a + 2 + gap
  *   5 x (u32 length, bytes)   meta.log, A.seg, A.ack, B.seg, B.ack
@@ -13,7 +14,11 @@
  * Lengths are big-endian and clamped to what is left; a part that is
  * missing or empty means no such file (meta.log is always created).  The
  * files go into memio (tests/unit/memio.c), durably, and the store is
- * opened on them with loop == NULL.
+ * opened on them with loop == NULL.  With bit 1 set, the harness walks
+ * each file's records by their length fields and writes the right CRC32C
+ * into each: libFuzzer could never forge a checksum, and without this
+ * its mutations would only exercise the corrupt-record paths, not
+ * well-formed records with strange contents.
  *
  * Then, beyond "no crash, no leak" (ASan/LSan/UBSan):
  * - every message recovery reports reads back (wr_store_read, in the
@@ -35,6 +40,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/crc32c.h"
 #include "core/log.h"
 #include "memio.h"
 #include "store/store.h"
@@ -136,10 +142,32 @@ static wr_bytes_t part(const uint8_t **p, size_t *left)
     return b;
 }
 
-static void put(memio_t *m, const char *path, wr_bytes_t b)
+/* Writes the right CRC into every record of a file whose length fits. */
+static void fix_crcs(uint8_t *p, size_t n)
 {
-    if (b.n && memio_write_durable(m, path, b.p, b.n) != 0)
+    size_t off = 0;
+    while (n - off >= 9) {
+        uint32_t len = wr_get_u32(p + off);
+        if (len == 0 || len > n - off - 9)
+            break;
+        wr_set_u32(p + off + 4, wr_crc32c(0, p + off + 8, (size_t)len + 1));
+        off += 9 + (size_t)len;
+    }
+}
+
+static void put(memio_t *m, const char *path, wr_bytes_t b, int fix)
+{
+    if (b.n == 0)
+        return;
+    uint8_t *copy = malloc(b.n);
+    if (copy == NULL)
+        die("out of memory");
+    memcpy(copy, b.p, b.n);
+    if (fix)
+        fix_crcs(copy, b.n);
+    if (memio_write_durable(m, path, copy, b.n) != 0)
         die("memio setup");
+    free(copy);
 }
 
 static int open_store(memio_t *m, fctx_t *c, wr_store_t **st)
@@ -188,20 +216,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wr_bytes_t seg_b = part(&p, &left), ack_b = part(&p, &left);
 
     memio_t *m = memio_new();
+    int fix = (flags & 2) != 0;
     if (memio_mkdir_durable(m, SDIR) != 0 || memio_mkdir_durable(m, MDIR) != 0 ||
-        memio_write_durable(m, SDIR "/meta.log", meta.p, meta.n) != 0)
+        memio_write_durable(m, SDIR "/meta.log", NULL, 0) != 0)
         die("memio setup");
+    put(m, SDIR "/meta.log", meta, fix);
     if (flags & 1)
-        put(m, SDIR "/clean-shutdown", (wr_bytes_t){(const uint8_t *)"", 1});
+        put(m, SDIR "/clean-shutdown", (wr_bytes_t){(const uint8_t *)"", 1}, 0);
     char path[64];
     snprintf(path, sizeof path, MDIR "/%08u.seg", a);
-    put(m, path, seg_a);
+    put(m, path, seg_a, fix);
     snprintf(path, sizeof path, MDIR "/%08u.ack", a);
-    put(m, path, ack_a);
+    put(m, path, ack_a, fix);
     snprintf(path, sizeof path, MDIR "/%08u.seg", b);
-    put(m, path, seg_b);
+    put(m, path, seg_b, fix);
     snprintf(path, sizeof path, MDIR "/%08u.ack", b);
-    put(m, path, ack_b);
+    put(m, path, ack_b, fix);
 
     wr_buf_init(&c1.scratch);
     wr_buf_init(&c2.scratch);

@@ -72,8 +72,14 @@
  * use (and so its disturbance of the broker on a small machine) low.  Each
  * message is still stamped when it is encoded, right before the write. */
 #define PACE_NS 100000LL
+/* With --pmessages a producer waits for all its confirms and a run waits
+ * for its consumers as long as they make progress; this much silence ends
+ * the wait. */
+#define CONFIRM_STALL_NS (60 * NS_PER_SEC)
 /* How long a producer waits for connection.close-ok at the end. */
 #define PRODUCER_CLOSE_NS (10 * NS_PER_SEC)
+/* --await-messages polls the queue this often. */
+#define AWAIT_POLL_NS (10 * 1000000LL)
 /* Threads wake at least this often to notice the stop flags. */
 #define IDLE_POLL_MS 100
 #define CHANNEL      1
@@ -90,7 +96,12 @@ typedef struct options {
     uint32_t multi_ack; /* ack every N deliveries; 1 = each, not multiple */
     uint16_t prefetch;  /* basic.qos prefetch_count; 0 = unlimited */
     double rate;        /* messages per second over all producers; 0 = no limit */
-    double duration;    /* seconds; 0 = until SIGINT */
+    double duration;    /* seconds; 0 = until SIGINT (or until the message counts) */
+    uint64_t pmessages; /* each producer publishes this many, then stops; 0 = no limit */
+    uint64_t cmessages; /* each consumer receives this many, then stops; 0 = no limit */
+    int predeclared;    /* use the queue as it is: passive declare only */
+    int await;          /* --await-messages given: poll the queue, no load */
+    uint64_t await_n;   /* ... until it holds at least this many messages */
 } options_t;
 
 static options_t opt;
@@ -119,6 +130,8 @@ typedef struct worker {
     _Atomic uint64_t lat_sum_ns;  /* consumer: for the progress lines' mean */
     _Atomic uint64_t lat_count;
     _Atomic int64_t last_ns; /* time of the last message sent or received */
+    _Atomic int64_t last_confirm_ns; /* producer: time of the last confirm */
+    _Atomic int finished;    /* reached --pmessages / --cmessages (and its confirms) */
     double cpu_s;            /* CPU time the thread used, set as it exits */
     hist_t *hist;            /* consumer with --latency; owned */
 } worker_t;
@@ -175,9 +188,13 @@ static void put_method(wr_buf_t *b, uint16_t channel, const wr_method_t *m)
     wr_frame_end(b, start);
 }
 
+/* --await-messages retries failed connections silently until its timeout. */
+static int quiet;
+
 static void fail(conn_t *c, const char *what)
 {
-    say("%s: %s", c->name, what);
+    if (!quiet)
+        say("%s: %s", c->name, what);
     atomic_store(&fatal_error, 1);
 }
 
@@ -544,15 +561,23 @@ static void conn_close(conn_t *c, int64_t timeout_ns)
 }
 
 /* Non-durable auto-delete by default, so that nothing outlives the run;
- * --durable makes a durable queue that stays. */
-static int declare_queue(conn_t *c)
+ * --durable makes a durable queue that stays.  With --predeclared the
+ * queue is only looked up (a passive declare, which fails with 404 if it
+ * does not exist) and used as it is.  *count, if not NULL, receives the
+ * queue's message count (ready messages) from queue.declare-ok. */
+static int declare_queue(conn_t *c, uint32_t *count)
 {
     wr_method_t m = {.id = WR_M_QUEUE_DECLARE}, r;
     m.u.queue_declare.queue = wr_bytes_of(opt.queue);
+    m.u.queue_declare.passive = (uint8_t)(opt.predeclared != 0);
     m.u.queue_declare.durable = (uint8_t)(opt.durable != 0);
     m.u.queue_declare.auto_delete = (uint8_t)(opt.durable == 0);
     m.u.queue_declare.arguments = WR_BYTES_LIT("");
-    return conn_rpc(c, &m, WR_M_QUEUE_DECLARE_OK, &r);
+    if (conn_rpc(c, &m, WR_M_QUEUE_DECLARE_OK, &r) < 0)
+        return -1;
+    if (count)
+        *count = r.u.queue_declare_ok.message_count;
+    return 0;
 }
 
 /* ---- producer ----------------------------------------------------------- */
@@ -646,6 +671,7 @@ static int producer_input(producer_t *p)
     ssize_t n = conn_read(&p->c);
     if (n <= 0)
         return (int)n;
+    uint64_t answered = p->confirmed + p->nacked;
     wr_frame_t f;
     int rc;
     while ((rc = conn_next_frame(&p->c, &f)) == 1) {
@@ -682,6 +708,8 @@ static int producer_input(producer_t *p)
         }
     }
     worker_t *w = p->w;
+    if (p->confirmed + p->nacked != answered)
+        atomic_store_explicit(&w->last_confirm_ns, now_ns(), memory_order_relaxed);
     atomic_store_explicit(&w->confirmed, p->confirmed, memory_order_relaxed);
     atomic_store_explicit(&w->nacked, p->nacked, memory_order_relaxed);
     atomic_store_explicit(&w->returned, p->returned, memory_order_relaxed);
@@ -719,6 +747,8 @@ static uint64_t producer_budget(producer_t *p, int64_t now, int64_t *wait_ns)
         if (room < n)
             n = room;
     }
+    if (opt.pmessages && opt.pmessages - p->published < n)
+        n = opt.pmessages - p->published;
     return n;
 }
 
@@ -751,7 +781,7 @@ static void *producer_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
     wr_method_t r;
-    if (conn_open(c) < 0 || declare_queue(c) < 0)
+    if (conn_open(c) < 0 || declare_queue(c, NULL) < 0)
         goto done;
     if (opt.confirm) {
         wr_method_t cs = {.id = WR_M_CONFIRM_SELECT};
@@ -785,7 +815,8 @@ static void *producer_main(void *arg)
         readable = 0;
         int64_t wait_ns = IDLE_POLL_MS * 1000000LL;
         if (c->out.len == c->out_off) {
-            if (atomic_load_explicit(&stop_producers, memory_order_relaxed))
+            if (atomic_load_explicit(&stop_producers, memory_order_relaxed) ||
+                (opt.pmessages && p.published >= opt.pmessages))
                 break;
             uint64_t n = producer_budget(&p, now_ns(), &wait_ns);
             if (n)
@@ -810,13 +841,31 @@ static void *producer_main(void *arg)
         readable = (ev & (POLLIN | POLLHUP | POLLERR)) != 0;
     }
 
-    /* Everything is written; give the outstanding confirms a moment. */
-    int64_t deadline = now_ns() + DRAIN_NS;
-    while (opt.confirm && p.low <= p.published && now_ns() < deadline &&
-           !atomic_load(&fatal_error)) {
+    /* Everything is written.  Give the outstanding confirms a moment; with
+     * --pmessages wait for every one of them, for as long as the broker
+     * keeps confirming (a broker that goes silent for CONFIRM_STALL_NS
+     * fails the run). */
+    int64_t deadline = now_ns() + (opt.pmessages ? CONFIRM_STALL_NS : DRAIN_NS);
+    while (opt.confirm && p.low <= p.published && !atomic_load(&fatal_error) && !interrupted) {
+        int64_t now = now_ns();
+        if (now >= deadline) {
+            if (opt.pmessages) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "no confirm for %lld s; %llu still unconfirmed",
+                         (long long)(CONFIRM_STALL_NS / NS_PER_SEC),
+                         (unsigned long long)(p.published + 1 - p.low));
+                fail(c, msg);
+            }
+            break;
+        }
+        uint64_t before = p.low;
         if (wait_fd(c->fd, POLLIN, NS_PER_SEC / 100) && producer_input(&p) < 0)
             break;
+        if (opt.pmessages && p.low != before)
+            deadline = now_ns() + CONFIRM_STALL_NS;
     }
+    if (!atomic_load(&fatal_error))
+        atomic_store(&w->finished, 1);
 done:
     atomic_store(&w->count, p.tpl_len ? p.written / p.tpl_len : 0);
     /* The broker answers close-ok only after it has read every publish
@@ -876,6 +925,12 @@ static void consumer_done(consumer_t *q, int64_t now)
         put_ack(&q->c.out, q->tag, opt.multi_ack > 1);
         q->unacked = 0;
     }
+    if (opt.cmessages && q->received >= opt.cmessages && q->unacked) {
+        /* The last one: ack the remainder of a multi-ack batch too, so
+         * that exactly --cmessages messages leave the queue. */
+        put_ack(&q->c.out, q->tag, 1);
+        q->unacked = 0;
+    }
 }
 
 /* Any method but basic.deliver: only closes and cancels matter. */
@@ -911,6 +966,13 @@ static int consumer_input(consumer_t *q, int64_t now)
         switch (f.type) {
         case WR_AMQP_FRAME_METHOD:
             if (n >= 5 && wr_get_u32(p) == WR_M_BASIC_DELIVER) {
+                /* Past --cmessages, prefetched deliveries are left
+                 * unacked (the broker requeues them when we close) and
+                 * their content frames are skipped below. */
+                if (opt.cmessages && q->received >= opt.cmessages) {
+                    q->expect = EXPECT_METHOD;
+                    break;
+                }
                 size_t tag_len = p[4];
                 if (tag_len + 8 > n - 5) {
                     fail(&q->c, "truncated basic.deliver");
@@ -967,13 +1029,27 @@ static void *consumer_main(void *arg)
     snprintf(c->name, sizeof c->name, "consumer %d", w->index);
 
     wr_method_t r;
-    if (conn_open(c) < 0 || declare_queue(c) < 0)
+    uint32_t count;
+    if (conn_open(c) < 0 || declare_queue(c, &count) < 0)
         goto done;
+    if (opt.predeclared && w->index == 0)
+        say("queue %s holds %u messages", opt.queue, count);
     if (opt.prefetch) {
         wr_method_t qos = {.id = WR_M_BASIC_QOS};
         qos.u.basic_qos.prefetch_count = opt.prefetch;
         if (conn_rpc(c, &qos, WR_M_BASIC_QOS_OK, &r) < 0)
             goto done;
+    }
+    /* Without producers the queue may hold a backlog (--predeclared): then
+     * the clock starts before basic.consume, not after it, so that the
+     * run's time covers every delivery. */
+    if (opt.producers == 0) {
+        atomic_fetch_add(&ready_count, 1);
+        while (!atomic_load(&go)) {
+            if (atomic_load(&fatal_error) || atomic_load(&stop_consumers))
+                goto done;
+            usleep(100);
+        }
     }
     /* A short consumer tag: it is repeated in every delivery. */
     char tag[16];
@@ -985,7 +1061,8 @@ static void *consumer_main(void *arg)
     bc.u.basic_consume.arguments = WR_BYTES_LIT("");
     if (conn_rpc(c, &bc, WR_M_BASIC_CONSUME_OK, &r) < 0)
         goto done;
-    atomic_fetch_add(&ready_count, 1);
+    if (opt.producers > 0)
+        atomic_fetch_add(&ready_count, 1);
 
     while (!atomic_load_explicit(&fatal_error, memory_order_relaxed) &&
            !atomic_load_explicit(&stop_consumers, memory_order_relaxed)) {
@@ -1002,6 +1079,11 @@ static void *consumer_main(void *arg)
                 atomic_store_explicit(&w->last_ns, now, memory_order_relaxed);
                 atomic_store_explicit(&w->lat_sum_ns, q.lat_sum, memory_order_relaxed);
                 atomic_store_explicit(&w->lat_count, q.lat_n, memory_order_relaxed);
+            }
+            if (opt.cmessages && q.received >= opt.cmessages) {
+                /* Done: conn_close sends the last acks before the close. */
+                atomic_store(&w->finished, 1);
+                break;
             }
         }
         int pending = c->out.len > c->out_off;
@@ -1038,6 +1120,18 @@ static void usage(FILE *f)
             "  -r, --rate N           publish N msg/s in total over all producers (0 = no limit)\n"
             "  -z, --duration SECS    run time (default 10; 0 = until SIGINT)\n"
             "  -l, --latency          timestamp bodies, report publish-to-deliver latency\n"
+            "  -C, --pmessages N      each producer publishes N messages, waits for their\n"
+            "                         confirms (with --confirm), then stops (default 0, no limit)\n"
+            "  -D, --cmessages N      each consumer receives (and acks) N messages, then stops\n"
+            "                         With -C/-D and no --duration there is no time limit: the\n"
+            "                         run ends when every producer and consumer with a count is\n"
+            "                         done (consumers without one drain while they receive).\n"
+            "      --predeclared      do not declare the queue: use it as it is (a passive\n"
+            "                         declare checks it exists), e.g. to drain a filled queue\n"
+            "      --await-messages N no load: poll the queue (passive declare every 10 ms,\n"
+            "                         reconnecting while the broker is down) until it holds\n"
+            "                         exactly N ready messages; --duration is the timeout\n"
+            "                         (default 600 s); prints connect_s= and await_s=\n"
             "      --help             this text\n"
             "Prints progress every second on stderr and one summary line on stdout:\n"
             "  sent=N recv=N send_rate=X msg/s recv_rate=Y msg/s [p50_us= p99_us= p999_us= "
@@ -1126,7 +1220,7 @@ static int parse_num(const char *name, const char *s, double lo, double hi, doub
 
 static int parse_options(int argc, char **argv)
 {
-    enum { OPT_DURABLE = 256, OPT_HELP };
+    enum { OPT_DURABLE = 256, OPT_HELP, OPT_PREDECLARED, OPT_AWAIT };
     static const struct option longopts[] = {
         {"uri", required_argument, NULL, 'h'},       {"producers", required_argument, NULL, 'x'},
         {"consumers", required_argument, NULL, 'y'}, {"queue", required_argument, NULL, 'u'},
@@ -1135,16 +1229,19 @@ static int parse_options(int argc, char **argv)
         {"prefetch", required_argument, NULL, 'q'},  {"auto-ack", no_argument, NULL, 'a'},
         {"multi-ack", required_argument, NULL, 'A'}, {"rate", required_argument, NULL, 'r'},
         {"duration", required_argument, NULL, 'z'},  {"latency", no_argument, NULL, 'l'},
+        {"pmessages", required_argument, NULL, 'C'}, {"cmessages", required_argument, NULL, 'D'},
+        {"predeclared", no_argument, NULL, OPT_PREDECLARED},
+        {"await-messages", required_argument, NULL, OPT_AWAIT},
         {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0},
     };
     const char *uri = "amqp://guest:guest@127.0.0.1:5672/";
     double v;
-    int ch, multi_ack_given = 0;
+    int ch, multi_ack_given = 0, duration_given = 0;
     opt.producers = opt.consumers = 1;
     opt.size = 16;
     opt.multi_ack = 1;
     opt.duration = 10;
-    while ((ch = getopt_long(argc, argv, "h:x:y:u:s:fc:q:aA:r:z:l", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "h:x:y:u:s:fc:q:aA:r:z:lC:D:", longopts, NULL)) != -1) {
         switch (ch) {
         case 'h':
             uri = optarg;
@@ -1201,6 +1298,26 @@ static int parse_options(int argc, char **argv)
             if (parse_num("duration", optarg, 0, 1e7, &v) < 0)
                 return -1;
             opt.duration = v;
+            duration_given = 1;
+            break;
+        case 'C':
+            if (parse_num("pmessages", optarg, 0, 1e15, &v) < 0)
+                return -1;
+            opt.pmessages = (uint64_t)v;
+            break;
+        case 'D':
+            if (parse_num("cmessages", optarg, 0, 1e15, &v) < 0)
+                return -1;
+            opt.cmessages = (uint64_t)v;
+            break;
+        case OPT_PREDECLARED:
+            opt.predeclared = 1;
+            break;
+        case OPT_AWAIT:
+            if (parse_num("await-messages", optarg, 0, 4294967295.0, &v) < 0)
+                return -1;
+            opt.await = 1;
+            opt.await_n = (uint64_t)v;
             break;
         case 'l':
             opt.latency = 1;
@@ -1225,6 +1342,7 @@ static int parse_options(int argc, char **argv)
         say("bad --uri %s (want amqp://user:pass@host:port/vhost)", uri);
         return -1;
     }
+    int queue_given = opt.queue != NULL;
     if (opt.queue == NULL) {
         static char name[64];
         snprintf(name, sizeof name, "warren-perf-%d", (int)getpid());
@@ -1248,6 +1366,23 @@ static int parse_options(int argc, char **argv)
         say("--multi-ack %u exceeds --prefetch %u; acking every %u", opt.multi_ack, opt.prefetch,
             opt.prefetch);
         opt.multi_ack = opt.prefetch;
+    }
+    /* A run bounded by message counts has no time limit unless given one;
+     * --await-messages takes --duration as its timeout (default 600 s). */
+    if (!duration_given && (opt.pmessages || opt.cmessages))
+        opt.duration = 0;
+    if (opt.await) {
+        if (!duration_given)
+            opt.duration = 600;
+        if (!queue_given) {
+            say("--await-messages needs --queue");
+            return -1;
+        }
+        return 0;
+    }
+    if (opt.predeclared && !queue_given) {
+        say("--predeclared needs --queue");
+        return -1;
     }
     if (opt.producers == 0 && opt.consumers == 0) {
         say("nothing to do: no producers and no consumers");
@@ -1330,15 +1465,83 @@ static void sleep_until(int64_t t)
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 }
 
-static int64_t max_last_ns(worker_t *ws, int from, int to)
+static int64_t max_last_ns(worker_t *ws, int from, int to, int confirms)
 {
     int64_t m = 0;
     for (int i = from; i < to; i++) {
-        int64_t t = atomic_load(&ws[i].last_ns);
+        int64_t t = atomic_load(confirms ? &ws[i].last_confirm_ns : &ws[i].last_ns);
         if (t > m)
             m = t;
     }
     return m;
+}
+
+/* Whether every worker in [from, to) has reached its message count. */
+static int all_finished(worker_t *ws, int from, int to)
+{
+    for (int i = from; i < to; i++)
+        if (!atomic_load(&ws[i].finished))
+            return 0;
+    return 1;
+}
+
+/* --await-messages: polls the queue with a passive queue.declare every
+ * AWAIT_POLL_NS, reconnecting quietly while the broker is not up or the
+ * queue not there yet, until its message count is exactly opt.await_n or
+ * the timeout passes.  Prints one line: the seconds from this tool's start
+ * to the first successful connection and to the count. */
+static int await_messages(void)
+{
+    int64_t t0 = now_ns();
+    int64_t deadline = t0 + (int64_t)((opt.duration > 0 ? opt.duration : 1e7) * 1e9);
+    int64_t connected_ns = 0;
+    uint32_t count = 0, consumers = 0;
+    int seen = 0, ok = 0;
+    quiet = 1;
+    while (!ok && !interrupted && now_ns() < deadline) {
+        conn_t c;
+        memset(&c, 0, sizeof c);
+        c.fd = -1;
+        wr_buf_init(&c.out);
+        snprintf(c.name, sizeof c.name, "await");
+        atomic_store(&fatal_error, 0);
+        if (conn_open(&c) == 0) {
+            if (!connected_ns)
+                connected_ns = now_ns();
+            while (!interrupted && now_ns() < deadline) {
+                wr_method_t m = {.id = WR_M_QUEUE_DECLARE}, r;
+                m.u.queue_declare.queue = wr_bytes_of(opt.queue);
+                m.u.queue_declare.passive = 1;
+                m.u.queue_declare.arguments = WR_BYTES_LIT("");
+                if (conn_rpc(&c, &m, WR_M_QUEUE_DECLARE_OK, &r) < 0)
+                    break; /* 404 while the broker recovers: reconnect */
+                count = r.u.queue_declare_ok.message_count;
+                consumers = r.u.queue_declare_ok.consumer_count;
+                seen = 1;
+                if (count == opt.await_n) {
+                    ok = 1;
+                    break;
+                }
+                sleep_until(now_ns() + AWAIT_POLL_NS);
+            }
+        }
+        atomic_store(&fatal_error, 0);
+        conn_close(&c, NS_PER_SEC);
+        if (!ok)
+            sleep_until(now_ns() + AWAIT_POLL_NS);
+    }
+    quiet = 0;
+    int64_t t1 = now_ns();
+    printf("await=%s queue=%s message_count=%u consumer_count=%u want=%llu connect_s=%.3f "
+           "await_s=%.3f\n",
+           ok ? "ok" : "timeout", opt.queue, count, consumers, (unsigned long long)opt.await_n,
+           connected_ns ? (double)(connected_ns - t0) / 1e9 : -1.0, (double)(t1 - t0) / 1e9);
+    if (!ok)
+        say("gave up after %.1f s: %s", (double)(t1 - t0) / 1e9,
+            !connected_ns ? "could not connect"
+            : seen        ? "the message count did not reach the target"
+                          : "the queue did not appear");
+    return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -1359,7 +1562,14 @@ int main(int argc, char **argv)
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
 
+    if (opt.await)
+        return await_messages();
+
     int nc = opt.consumers, total = opt.producers + opt.consumers;
+    /* With message counts the run ends when every side that has one is
+     * done (or at --duration, if given). */
+    int limited_p = opt.pmessages && opt.producers > 0;
+    int limited_c = opt.cmessages && opt.consumers > 0;
     worker_t *ws = wr_xcalloc((size_t)total, sizeof *ws);
     int started = 0;
     int64_t t_start = 0;
@@ -1394,7 +1604,17 @@ int main(int argc, char **argv)
         int64_t end = opt.duration > 0 ? t_start + (int64_t)(opt.duration * 1e9) : INT64_MAX;
         int64_t next = t_start + NS_PER_SEC;
         while (!atomic_load(&fatal_error) && !interrupted && now_ns() < end) {
-            sleep_until(next < end ? next : end);
+            if ((limited_p || limited_c) && (!limited_p || all_finished(ws, nc, total)) &&
+                (!limited_c || all_finished(ws, 0, nc)))
+                break;
+            int64_t until = next < end ? next : end;
+            if (limited_p || limited_c) {
+                /* Look at the counts often enough for a precise end. */
+                int64_t soon = now_ns() + 10000000LL;
+                if (soon < until)
+                    until = soon;
+            }
+            sleep_until(until);
             if (now_ns() >= next) {
                 progress(ws, total, t_start, &prev);
                 next += NS_PER_SEC;
@@ -1403,12 +1623,20 @@ int main(int argc, char **argv)
         atomic_store(&stop_producers, 1);
         for (int i = nc; i < total; i++)
             pthread_join(ws[i].thread, NULL);
-        /* Let the consumers catch up with what was published. */
+        /* Let the consumers catch up with what was published: for up to
+         * DRAIN_NS, or with --pmessages (and consumers without a count) as
+         * long as they keep receiving. */
+        int64_t stall = limited_p ? CONFIRM_STALL_NS : DRAIN_NS;
         int64_t drain_end = now_ns() + DRAIN_NS;
-        while (nc > 0 && !atomic_load(&fatal_error) && now_ns() < drain_end) {
+        uint64_t last_recv = sum_workers(ws, total).recv;
+        while (nc > 0 && !limited_c && !atomic_load(&fatal_error) && !interrupted &&
+               now_ns() < drain_end) {
             totals_t s = sum_workers(ws, total);
             if (s.recv >= s.sent)
                 break;
+            if (limited_p && s.recv != last_recv)
+                drain_end = s.t + stall;
+            last_recv = s.recv;
             if (s.t >= next) {
                 progress(ws, total, t_start, &prev);
                 next += NS_PER_SEC;
@@ -1424,7 +1652,8 @@ int main(int argc, char **argv)
 
     if (t_start) {
         totals_t s = sum_workers(ws, total);
-        int64_t send_end = max_last_ns(ws, nc, total), recv_end = max_last_ns(ws, 0, nc);
+        int64_t send_end = max_last_ns(ws, nc, total, 0), recv_end = max_last_ns(ws, 0, nc, 0);
+        int64_t confirm_end = max_last_ns(ws, nc, total, 1);
         double send_s = send_end > t_start ? (double)(send_end - t_start) / 1e9 : 0;
         double recv_s = recv_end > t_start ? (double)(recv_end - t_start) / 1e9 : 0;
         printf("sent=%llu recv=%llu send_rate=%.0f msg/s recv_rate=%.0f msg/s",
@@ -1441,8 +1670,13 @@ int main(int argc, char **argv)
             free(h);
         }
         if (opt.confirm)
-            printf(" confirmed=%llu nacked=%llu", (unsigned long long)s.confirmed,
-                   (unsigned long long)s.nacked);
+            printf(" confirmed=%llu nacked=%llu confirm_rate=%.0f msg/s confirm_s=%.3f",
+                   (unsigned long long)s.confirmed, (unsigned long long)s.nacked,
+                   confirm_end > t_start ? (double)s.confirmed * 1e9 / (double)(confirm_end - t_start)
+                                         : 0,
+                   confirm_end > t_start ? (double)(confirm_end - t_start) / 1e9 : 0);
+        if (opt.pmessages || opt.cmessages)
+            printf(" send_s=%.3f recv_s=%.3f", send_s, recv_s);
         /* How busy the tool itself was, as a share of one core per
          * thread: a value near 100 means the tool may be the bottleneck. */
         double run_s = (double)(now_ns() - t_start) / 1e9, pcpu = 0, ccpu = 0;
