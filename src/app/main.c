@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     }
 
     r = wr_listen(wr_loop, cfg.listen_host, cfg.listen_port, &wr_conn_handler, wr_conn_accept,
-                      &listener);
+                  &listener);
     if (r != 0) {
         wr_error("cannot listen on %s:%u: %s", cfg.listen_host, cfg.listen_port, uv_strerror(r));
         return 1;
