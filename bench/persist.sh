@@ -386,7 +386,7 @@ part_backlog() {
             return
         fi
         local eta
-        eta=$(awk -v n="$n" -v r="$prev" 'BEGIN { printf "%.0f", r > 0 ? n / r : 1e9 }')
+        eta=$(awk -v n="$n" -v r="$prev" 'BEGIN { printf "%.0f", (r > 0 ? n / r : 1e9) }')
         # Hopeless cases are skipped; borderline ones are tried, bounded.
         if [ "$eta" -gt $((2 * RABBIT_LARGE_LIMIT)) ]; then
             R[$k.skipped]="publishing at $prev msg/s (N=$RABBIT_MAX_N) would take ~${eta}s > ${RABBIT_LARGE_LIMIT}s"
@@ -483,6 +483,10 @@ part_backlog() {
 
 echo "persist: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GB", $2 / 1048576 }' /proc/meminfo)," \
     "load average $(loadavg); parts: $PARTS; brokers: $BROKERS; sizes: $SIZES"
+echo "persist: $("$WARREN_BIN" --version 2>&1 | head -1) ($WARREN_BIN;" \
+    "bench tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown));" \
+    "rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo '?')," \
+    "erlang $(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo '?')"
 awk '$1 > 0.5 { print "persist: warning: the machine is already busy (load " $1 "); numbers will be low" }' \
     /proc/loadavg >&2
 

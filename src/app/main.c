@@ -178,7 +178,7 @@ int main(int argc, char **argv)
     int r;
     wr_broker.cfg = &cfg;
     wr_broker.vhost = wr_vhost_new(cfg.default_vhost);
-    r = wr_persist_open(wr_broker.vhost, cfg.data_dir, err, sizeof err);
+    r = wr_persist_open(wr_broker.vhost, cfg.data_dir, cfg.segment_size, err, sizeof err);
     if (r != 0) {
         wr_error("cannot open the message store: %s", err);
         return 1;

@@ -705,6 +705,20 @@ void wr_conn_check_memory(void)
         wr_conn_set_alarm(WR_ALARM_MEMORY, 0);
 }
 
+void wr_conn_relocate(uint32_t seg, const wr_reloc_t *tab, size_t n)
+{
+    for (wr_conn_t *c = all_conns; c; c = c->next)
+        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next)
+            for (size_t i = 0; i < ch->ua_count; i++) {
+                wr_unacked_t *u = &ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)];
+                if (u->queue && u->ent.loc.seg == seg) {
+                    const wr_reloc_t *r = wr_reloc_find(tab, n, u->ent.loc.off);
+                    if (r)
+                        u->ent.loc = r->new_loc;
+                }
+            }
+}
+
 void wr_conn_close_all_now(void)
 {
     for (wr_conn_t *c = all_conns; c; c = c->next) {

@@ -220,6 +220,9 @@ void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
 /* The store reports generations up to gen synced (err == 0) or failed:
  * answer the confirms that waited for them. */
 void wr_channel_store_synced(uint64_t gen, int err);
+/* Points every unacknowledged delivery stored in segment seg at its new
+ * location after compaction (every channel of every connection). */
+void wr_conn_relocate(uint32_t seg, const wr_reloc_t *tab, size_t n);
 /* Sends pending publisher confirms. */
 void wr_channel_flush_confirms(wr_channel_t *ch);
 /* Closes the channel with 406 if its oldest unacked delivery is older

@@ -90,7 +90,8 @@ static void on_synced(void *ctx, uint64_t gen, int err)
         wr_conn_set_alarm(WR_ALARM_DISK, 1);
 }
 
-int wr_persist_open(wr_vhost_t *vh, const char *data_dir, char *err, size_t errlen)
+int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size, char *err,
+                    size_t errlen)
 {
     recovery_t r = {vh, {0}, NULL, 0, 0};
     wr_map_init(&r.by_id);
@@ -106,6 +107,8 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, char *err, size_t errl
         return rc;
     }
     vh->store = st;
+    if (segment_size)
+        wr_store_set_segment_size(st, segment_size);
     for (size_t i = 0; i < r.n_exclusive; i++)
         wr_queue_delete(r.exclusive[i]);
     free(r.exclusive);
@@ -124,11 +127,28 @@ void wr_persist_close(wr_vhost_t *vh)
     vh->store = NULL;
 }
 
+static void relocate(void *ctx, uint32_t seg, const wr_reloc_t *tab, size_t n)
+{
+    wr_vhost_t *vh = ctx;
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&vh->queues, &i, &sl)) {
+        wr_queue_t *q = sl->value;
+        if (q->store_id)
+            wr_queue_relocate(q, seg, tab, n);
+    }
+    wr_conn_relocate(seg, tab, n);
+}
+
 void wr_persist_tick(wr_vhost_t *vh, uint64_t disk_free_limit)
 {
     wr_store_t *st = vh->store;
     if (st == NULL)
         return;
+    /* Reclaim space pinned by a few long-lived messages: one sparse old
+     * segment per second at most. */
+    if (!wr_store_failed(st))
+        wr_store_compact(st, relocate, vh);
     int64_t free_b = wr_store_free_space(st);
     int low = free_b >= 0 && (uint64_t)free_b < disk_free_limit;
     if (wr_store_failed(st) && !low && wr_store_recover_io(st, disk_free_limit) != 0)

@@ -14,7 +14,8 @@
 /* Opens the store in data_dir and recovers durable exchanges, queues,
  * bindings and messages into vh; sets vh->store.  Returns 0 or an error
  * with err filled. */
-int wr_persist_open(wr_vhost_t *vh, const char *data_dir, char *err, size_t errlen);
+int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size, char *err,
+                    size_t errlen);
 /* Flushes, syncs and closes the store (clean shutdown); vh->store = NULL. */
 void wr_persist_close(wr_vhost_t *vh);
 /* Once a second: free space against disk_free_limit, recovery of a failed

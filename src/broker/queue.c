@@ -838,6 +838,41 @@ void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
     wr_queue_unref(q);
 }
 
+/* ---- compaction ---- */
+
+const wr_reloc_t *wr_reloc_find(const wr_reloc_t *tab, size_t n, uint32_t off)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tab[mid].old_off < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && tab[lo].old_off == off ? &tab[lo] : NULL;
+}
+
+static void relocate_entry(wr_qent_t *e, uint32_t seg, const wr_reloc_t *tab, size_t n)
+{
+    if (e->loc.seg != seg)
+        return;
+    const wr_reloc_t *r = wr_reloc_find(tab, n, e->loc.off);
+    if (r)
+        e->loc = r->new_loc;
+}
+
+void wr_queue_relocate(wr_queue_t *q, uint32_t seg, const wr_reloc_t *tab, size_t n)
+{
+    size_t left = q->ring_count;
+    uint32_t i = q->head_i;
+    for (wr_qblock_t *b = q->head_blk; b && left; b = b->next, i = 0)
+        for (; i < WR_QBLOCK && left; i++, left--)
+            relocate_entry(&b->e[i], seg, tab, n);
+    for (size_t k = 0; k < q->heap_count; k++)
+        relocate_entry(&q->heap[k], seg, tab, n);
+}
+
 /* ---- dispatch ---- */
 
 /* The consumer to serve next: among those that can take a message, the

@@ -207,6 +207,12 @@ uint32_t wr_queue_purge(wr_queue_t *q);
  * number of ready messages it held. */
 uint32_t wr_queue_delete(wr_queue_t *q);
 
+/* Points ready entries stored in segment seg at their new locations after
+ * compaction (tab sorted by old offset; see wr_store_compact). */
+void wr_queue_relocate(wr_queue_t *q, uint32_t seg, const wr_reloc_t *tab, size_t n);
+/* Finds the new location of old offset off in tab, or NULL. */
+const wr_reloc_t *wr_reloc_find(const wr_reloc_t *tab, size_t n, uint32_t off);
+
 /* Expires ready messages whose time has come (called from the timer and
  * before deliveries). */
 void wr_queue_expire(wr_queue_t *q);

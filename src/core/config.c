@@ -443,6 +443,12 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         c->mem_high_watermark_bytes = 0;
         return 0;
     }
+    if (strcmp(key, "store.segment_size") == 0) {
+        if (parse_bytesize(value, &n) < 0 || n < 4096 || n > (1u << 30))
+            return bad_value(err, errlen, key, value, "a size between 4KB and 1GB");
+        c->segment_size = n;
+        return 0;
+    }
     if (strcmp(key, "disk_free_limit.absolute") == 0) {
         if (parse_bytesize(value, &n) < 0)
             return bad_value(err, errlen, key, value, "a size in bytes (suffixes KB, MB, GB)");

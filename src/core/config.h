@@ -48,6 +48,9 @@ typedef struct wr_config {
     /* Disk alarm: publishers are blocked while the data directory's file
      * system has less free space than this. */
     uint64_t disk_free_limit;
+    /* Size at which the store starts a new segment file; 0 = the default
+     * (64 MiB).  Smaller values make compaction testable. */
+    uint64_t segment_size;
 } wr_config_t;
 
 /* Fills c with the defaults (RabbitMQ's, except listening on 127.0.0.1

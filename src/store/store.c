@@ -58,6 +58,7 @@ typedef struct seg {
     uint64_t size;
     uint64_t ack_size;
     uint64_t live;
+    uint64_t total; /* references ever added: live / total is how full it is */
     uint8_t sealed;
     uint8_t in_sync;
     uint8_t dirty;     /* written since the last sync started */
@@ -954,21 +955,29 @@ static int compact_meta(wr_store_t *st)
 
 /* ---- messages ---- */
 
-int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t flags,
-                    wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props, wr_bytes_t body,
-                    wr_loc_t *loc)
+/* MSG flag bit 1: this record is a compaction copy of the record at
+ * origin; recovery ignores it while the origin's segment still exists. */
+#define MSG_COPY 2
+
+static void append_rec(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t flags,
+                       wr_loc_t origin, wr_bytes_t exchange, wr_bytes_t routing_key,
+                       wr_bytes_t props, wr_bytes_t body, wr_loc_t *loc)
 {
-    if (st->failed)
-        return st->failed;
     uint64_t off = st->cur->size + st->seg_buf.len;
     size_t mark;
     put_rec_header(&st->seg_buf, R_MSG, &mark);
-    size_t need = 1 + 4u * nq + 1 + 1 + exchange.n + 1 + routing_key.n + 4 + props.n + 4 + body.n;
+    size_t need = 1 + 4u * nq + 1 + (flags & MSG_COPY ? 8u : 0u) + 1 + exchange.n + 1 +
+                  routing_key.n + 4 + props.n + 4 + body.n;
     uint8_t *p = wr_buf_reserve(&st->seg_buf, need);
     *p++ = nq;
     for (uint8_t i = 0; i < nq; i++, p += 4)
         wr_set_u32(p, qids[i]);
     *p++ = flags;
+    if (flags & MSG_COPY) {
+        wr_set_u32(p, origin.seg);
+        wr_set_u32(p + 4, origin.off);
+        p += 8;
+    }
     /* Empty views may be (NULL, 0) (the default exchange, no properties),
      * and memcpy from NULL is undefined even for 0 bytes. */
     *p++ = (uint8_t)exchange.n;
@@ -989,9 +998,20 @@ int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t fl
     st->seg_buf.len += need;
     end_rec(&st->seg_buf, mark);
     st->cur->live += nq;
+    st->cur->total += nq;
     st->stats.live_refs += nq;
     loc->seg = st->cur->no;
     loc->off = (uint32_t)off;
+}
+
+int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t flags,
+                    wr_bytes_t exchange, wr_bytes_t routing_key, wr_bytes_t props, wr_bytes_t body,
+                    wr_loc_t *loc)
+{
+    if (st->failed)
+        return st->failed;
+    append_rec(st, qids, nq, (uint8_t)(flags & ~MSG_COPY), (wr_loc_t){0, 0}, exchange, routing_key,
+               props, body, loc);
     return 0;
 }
 
@@ -1037,13 +1057,19 @@ void wr_store_delivered(wr_store_t *st, uint32_t qid, wr_loc_t loc)
         queue_pair(st, s, &s->deliv, qid, loc.off);
 }
 
-static int parse_msg(wr_bytes_t body, wr_store_msg_t *out, const uint32_t **qids, uint8_t *nq)
+static int parse_msg(wr_bytes_t body, wr_store_msg_t *out, const uint32_t **qids, uint8_t *nq,
+                     wr_loc_t *origin)
 {
     rd_t r = {body.p, body.p + body.n, 0};
     *nq = rd_u8(&r);
     wr_bytes_t q = rd_bytes(&r, 4u * *nq);
     *qids = (const uint32_t *)q.p;
     out->flags = rd_u8(&r);
+    origin->seg = origin->off = 0;
+    if (out->flags & MSG_COPY) {
+        origin->seg = rd_u32(&r);
+        origin->off = rd_u32(&r);
+    }
     out->exchange = rd_short(&r);
     out->routing_key = rd_short(&r);
     out->props = rd_long(&r);
@@ -1089,8 +1115,9 @@ int wr_store_read(wr_store_t *st, wr_loc_t loc, wr_buf_t *scratch, wr_store_msg_
     wr_bytes_t body;
     const uint32_t *qids;
     uint8_t nq;
+    wr_loc_t origin;
     if (parse_rec(base, avail, 0, &type, &body) != 1 || type != R_MSG ||
-        parse_msg(body, out, &qids, &nq) != 0) {
+        parse_msg(body, out, &qids, &nq, &origin) != 0) {
         wr_error("message store: corrupt record in msgs/%08" PRIu32 ".seg at offset %" PRIu32,
                  loc.seg, loc.off);
         st->stats.corrupt_records++;
@@ -1216,6 +1243,8 @@ typedef struct seg_scan {
     int clean;
     seg_t *seg;
     const wr_store_recovery_t *rec;
+    const uint32_t *present; /* segment numbers found on disk, sorted */
+    size_t npresent;
 } seg_scan_t;
 
 static void ack_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uint32_t off)
@@ -1251,10 +1280,17 @@ static void msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
     wr_store_msg_t m;
     const uint32_t *qids;
     uint8_t nq;
-    if (parse_msg(body, &m, &qids, &nq) != 0) {
+    wr_loc_t origin;
+    if (parse_msg(body, &m, &qids, &nq, &origin) != 0) {
         st->stats.corrupt_records++;
         return;
     }
+    sc->seg->total += nq;
+    /* A compaction copy counts only once its origin segment is gone (the
+     * compaction finished); until then the original is the message. */
+    if ((m.flags & MSG_COPY) &&
+        bsearch(&origin.seg, sc->present, sc->npresent, sizeof *sc->present, cmp_u32))
+        return;
     wr_loc_t loc = {sc->seg->no, off};
     for (uint8_t i = 0; i < nq; i++) {
         uint32_t qid = wr_get_u32((const uint8_t *)qids + 4 * i);
@@ -1322,7 +1358,7 @@ static int recover_segments(wr_store_t *st, const wr_store_recovery_t *rec, int 
             break;
         }
         seg_insert(st, s);
-        seg_scan_t sc = {{0}, {0}, 0, clean, s, rec};
+        seg_scan_t sc = {{0}, {0}, 0, clean, s, rec, l.nos, l.n};
         char what[64];
         p = seg_path(st, s->no, "ack");
         int afd = st->io->open(st->io, p, 0);
@@ -1663,4 +1699,162 @@ void wr_store_get_stats(const wr_store_t *st, wr_store_stats_t *out)
     for (size_t i = 0; i < st->nsegs; i++)
         if (st->segs[i])
             out->segments++;
+}
+
+/* ---- compaction ---- */
+
+typedef struct compact_ctx {
+    u64set_t acked;
+    u64set_t delivered;
+    uint32_t delivered_upto;
+    seg_t *victim;
+    wr_reloc_t *tab;
+    size_t n, cap;
+    uint64_t moved_refs;
+} compact_ctx_t;
+
+static void compact_ack_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uint32_t off)
+{
+    (void)st;
+    (void)off;
+    compact_ctx_t *cc = ctx;
+    rd_t r = {body.p, body.p + body.n, 0};
+    if (type == R_DELIVERED_UPTO) {
+        uint32_t upto = rd_u32(&r);
+        if (!r.bad && upto > cc->delivered_upto)
+            cc->delivered_upto = upto;
+        return;
+    }
+    if (type != R_ACKS && type != R_DELIVERED)
+        return;
+    uint32_t n = rd_u32(&r);
+    if (r.bad || (size_t)(r.end - r.p) / 8 < n)
+        return;
+    for (uint32_t i = 0; i < n; i++)
+        set_add(type == R_ACKS ? &cc->acked : &cc->delivered,
+                (uint64_t)wr_get_u32(r.p + 8 * i) << 32 | wr_get_u32(r.p + 8 * i + 4));
+}
+
+static void compact_msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uint32_t off)
+{
+    compact_ctx_t *cc = ctx;
+    if (type != R_MSG)
+        return;
+    wr_store_msg_t m;
+    const uint32_t *qids;
+    uint8_t nq;
+    wr_loc_t origin;
+    if (parse_msg(body, &m, &qids, &nq, &origin) != 0)
+        return;
+    uint32_t live[255];
+    uint8_t k = 0;
+    for (uint8_t i = 0; i < nq; i++) {
+        uint32_t qid = wr_get_u32((const uint8_t *)qids + 4 * i);
+        if (mqueue_get(st, qid) && !set_has(&cc->acked, (uint64_t)qid << 32 | off))
+            live[k++] = qid;
+    }
+    if (k == 0)
+        return;
+    wr_loc_t nl;
+    append_rec(st, live, k, (uint8_t)(m.flags | MSG_COPY), (wr_loc_t){cc->victim->no, off},
+               m.exchange, m.routing_key, m.props, m.body, &nl);
+    if (cc->n == cc->cap) {
+        cc->cap = cc->cap ? cc->cap * 2 : 256;
+        cc->tab = wr_xrealloc(cc->tab, cc->cap * sizeof *cc->tab);
+    }
+    /* Carry the delivered marks over, so the redelivered flag stays exact. */
+    for (uint8_t i = 0; i < k; i++)
+        if (off < cc->delivered_upto || set_has(&cc->delivered, (uint64_t)live[i] << 32 | off))
+            queue_pair(st, st->cur, &st->cur->deliv, live[i], nl.off);
+    cc->tab[cc->n].old_off = off;
+    cc->tab[cc->n].new_loc = nl;
+    cc->n++;
+    cc->moved_refs += k;
+}
+
+int wr_store_compact(wr_store_t *st, wr_store_reloc_cb cb, void *ctx)
+{
+    if (st->failed || st->syncing || st->cur == NULL)
+        return 0;
+    seg_t *v = NULL;
+    for (size_t i = 0; i < st->nsegs && v == NULL; i++) {
+        seg_t *s = st->segs[i];
+        if (s && s != st->cur && s->sealed && !s->in_sync && s->live && s->total >= 4 &&
+            s->live * 4 <= s->total && s->no + 2 <= st->cur->no && s->redo.len == 0)
+            v = s;
+    }
+    if (v == NULL)
+        return 0;
+    /* Which references of the victim are still live: its ack file, plus
+     * acks not written yet. */
+    compact_ctx_t cc = {{0}, {0}, 0, v, NULL, 0, 0, 0};
+    wr_buf_t b;
+    wr_buf_init(&b);
+    int r = 0;
+    if (v->ack_fd >= 0 && (r = read_all(st, v->ack_fd, &b)) == 0)
+        scan(st, "compaction", &b, compact_ack_cb, &cc);
+    for (size_t i = 0; r == 0 && i + 8 <= v->acks.len; i += 8)
+        set_add(&cc.acked,
+                (uint64_t)wr_get_u32(v->acks.p + i) << 32 | wr_get_u32(v->acks.p + i + 4));
+    uint64_t cur_live_before = st->cur->live, cur_total_before = st->cur->total;
+    size_t buf_before = st->seg_buf.len;
+    if (r == 0)
+        r = read_all(st, v->fd, &b);
+    if (r == 0)
+        scan(st, "compaction", &b, compact_msg_cb, &cc);
+    wr_buf_free(&b);
+    free(cc.acked.v);
+    free(cc.delivered.v);
+    /* Make the copies durable before the originals go: write the current
+     * segment's buffer and sync it (and the directory, in case the
+     * segment is new), synchronously. */
+    if (r == 0 && st->seg_buf.len) {
+        ssize_t w =
+            st->io->pwrite(st->io, st->cur->fd, st->seg_buf.p, st->seg_buf.len, st->cur->size);
+        if (w < 0) {
+            r = (int)w;
+        } else {
+            st->cur->size += st->seg_buf.len;
+            st->stats.bytes += st->seg_buf.len;
+            st->seg_buf.len = 0;
+            st->cur->dirty = 1;
+        }
+    }
+    if (r == 0)
+        r = st->io->fsync(st->io, st->cur->fd);
+    if (r == 0)
+        r = st->io->sync_dir(st->io, st->msgdir);
+    if (r != 0) {
+        /* The copies do not count: the originals stay authoritative. */
+        st->cur->live = cur_live_before;
+        st->cur->total = cur_total_before;
+        if (st->seg_buf.len >= buf_before)
+            st->seg_buf.len = buf_before;
+        free(cc.tab);
+        fail(st, r, "compaction");
+        return r;
+    }
+    /* Unlinking the victim makes the copies the messages (recovery ignores
+     * a copy while its origin exists); then point the entries at them. */
+    uint32_t no = v->no;
+    st->stats.live_refs -= v->live;
+    v->live = 0;
+    if (v->on_ack_list) {
+        for (seg_t **pp = &st->ack_list; *pp; pp = &(*pp)->ack_next)
+            if (*pp == v) {
+                *pp = v->ack_next;
+                break;
+            }
+        v->on_ack_list = 0;
+    }
+    seg_free(st, v, 1);
+    st->io->sync_dir(st->io, st->msgdir);
+    if (cb && cc.n)
+        cb(ctx, no, cc.tab, cc.n);
+    wr_info("message store: compacted msgs/%08" PRIu32 ".seg (%zu messages, %" PRIu64
+            " references moved)",
+            no, cc.n, cc.moved_refs);
+    st->stats.compactions++;
+    free(cc.tab);
+    return 1;
 }

@@ -71,6 +71,7 @@ typedef struct wr_store_stats {
     uint64_t syncs;
     uint64_t corrupt_records;
     uint64_t recovered_messages;
+    uint64_t compactions;
     double recovery_ms;
 } wr_store_stats_t;
 
@@ -111,6 +112,27 @@ void wr_store_release(wr_store_t *st, wr_loc_t loc);
 void wr_store_delivered(wr_store_t *st, uint32_t qid, wr_loc_t loc);
 /* Reads a message back into scratch.  Returns 0, or WR_ECORRUPT/-errno. */
 int wr_store_read(wr_store_t *st, wr_loc_t loc, wr_buf_t *scratch, wr_store_msg_t *out);
+
+/* ---- compaction ---- */
+
+/* One relocated message: the record at old_off of the compacted segment
+ * now lives at new_loc (for every queue that still held it). */
+typedef struct wr_reloc {
+    uint32_t old_off;
+    wr_loc_t new_loc;
+} wr_reloc_t;
+
+/* The broker must point every entry (ready or unacknowledged) at segment
+ * seg, offset tab[i].old_off, to tab[i].new_loc; tab is sorted by old_off. */
+typedef void (*wr_store_reloc_cb)(void *ctx, uint32_t seg, const wr_reloc_t *tab, size_t n);
+
+/* If an old segment is mostly dead (under a quarter of its references
+ * live), copies its live messages to the current segment, makes the copies
+ * durable, deletes the old segment, and calls cb to relocate the entries.
+ * Runs synchronously (one fdatasync on the loop thread), at most one
+ * segment per call.  Returns 1 if a segment was compacted, 0 if none
+ * needed it, or a negative error. */
+int wr_store_compact(wr_store_t *st, wr_store_reloc_cb cb, void *ctx);
 
 /* ---- commit ---- */
 
