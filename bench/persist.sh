@@ -272,6 +272,28 @@ loadavg() {
     cut -d' ' -f1-3 /proc/loadavg
 }
 
+# disk_probe: the latency of fdatasync after a 46,000-byte append (1000
+# of warren's 16-byte message records) in the temporary directory, the
+# floor under any persistent+confirm figure: with 1000 confirms in flight a
+# broker cannot confirm more than 1000 messages per sync.
+disk_probe() {
+    "$PY" - "$TMP/fsync-probe" <<'EOF'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+buf, lat, t = b"x" * 46000, [], time.perf_counter()
+while len(lat) < 1000 and time.perf_counter() - t < 5:
+    os.write(fd, buf)
+    t0 = time.perf_counter()
+    os.fdatasync(fd)
+    lat.append(time.perf_counter() - t0)
+os.close(fd)
+os.unlink(sys.argv[1])
+lat.sort()
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3
+print("fdatasync_p50_ms=%.3f fdatasync_p99_ms=%.3f n=%d" % (q(0.5), q(0.99), len(lat)))
+EOF
+}
+
 # perf_run LOG TIMEOUT ARGS...: runs warren-perf against the current
 # broker with its progress in LOG and its summary line in LINE; returns
 # its exit status.
@@ -318,7 +340,7 @@ part_tput() {
     new_instance "$b" tput
     start_broker
     sleep 2
-    note "$b: throughput, $RUNS x ${DURATION}s, load $(loadavg)"
+    note "$b: throughput, $RUNS x ${DURATION}s, load $(loadavg); disk: $(disk_probe)"
     local rates=() crates=() run
     for run in $(seq 1 "$RUNS"); do
         local perfrec=
@@ -401,7 +423,7 @@ part_backlog() {
     sleep 3
     R[$k.idle_kb]=$(status_kb VmRSS)
     R[$k.idle_dir]=$(dir_mb)
-    note "$b N=$n: idle $(rss_line), data dir ${R[$k.idle_dir]} MB; publishing (load $(loadavg))"
+    note "$b N=$n: idle $(rss_line), data dir ${R[$k.idle_dir]} MB; publishing (load $(loadavg); disk: $(disk_probe))"
 
     local line rc
     perf_run "$TMP/backlog-$b-$n-publish.log" $((limit + 30)) --producers 1 --consumers 0 \
