@@ -71,14 +71,15 @@ static void rec_binding(void *ctx, wr_bytes_t source, uint8_t kind, wr_bytes_t d
     }
 }
 
-static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint32_t size, int redelivered)
+static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint64_t order, uint32_t size,
+                        int redelivered)
 {
     recovery_t *r = ctx;
     uint32_t k = queue_id;
     wr_queue_t *q = wr_map_get(&r->by_id, (wr_bytes_t){(const uint8_t *)&k, 4});
     if (q == NULL)
         return;
-    wr_queue_push_recovered(q, loc, size, redelivered);
+    wr_queue_push_recovered(q, loc, order, size, redelivered);
     r->messages++;
 }
 

@@ -750,12 +750,20 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
     return 0;
 }
 
-void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint32_t size, int redelivered)
+void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint64_t order, uint32_t size,
+                             int redelivered)
 {
-    wr_qent_t e = {NULL, q->next_seq++, 0, loc, redelivered ? 1u : 0u, size};
+    wr_qent_t e = {NULL, order, 0, loc, redelivered ? 1u : 0u, size};
     if (q->args.message_ttl >= 0)
         e.expires_at = wr_now_ms() + q->args.message_ttl;
-    ring_push(q, &e);
+    /* The ring must stay sorted by seq; an entry ranked before its tail
+     * goes to the heap (the same merge that puts requeued messages back). */
+    if (q->ring_count && q->tail_blk->e[q->tail_i - 1].seq > order)
+        heap_push(q, &e);
+    else
+        ring_push(q, &e);
+    if (order >= q->next_seq)
+        q->next_seq = order + 1;
     q->ready_bytes += size;
     if (e.expires_at)
         arm_ttl(q);

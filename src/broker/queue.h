@@ -166,8 +166,11 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc);
  * nothing was enqueued). */
 int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint64_t *gen,
                    int *rejected);
-/* Appends a recovered message (on disk only) at the tail. */
-void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint32_t size, int redelivered);
+/* Adds a recovered message (on disk only).  order is its rank in publish
+ * order: messages come mostly in order, and those that do not (compaction
+ * copies) go to the heap, which merges them back into place. */
+void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint64_t order, uint32_t size,
+                             int redelivered);
 /* Makes sure e->msg is in memory (reading it from the store if it was
  * paged out).  Returns 0, or an error if the store cannot produce it (the
  * entry is then dropped by the caller). */

@@ -960,13 +960,13 @@ static int compact_meta(wr_store_t *st)
 #define MSG_COPY 2
 
 static void append_rec(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t flags,
-                       wr_loc_t origin, wr_bytes_t exchange, wr_bytes_t routing_key,
+                       wr_loc_t origin, uint64_t order, wr_bytes_t exchange, wr_bytes_t routing_key,
                        wr_bytes_t props, wr_bytes_t body, wr_loc_t *loc)
 {
     uint64_t off = st->cur->size + st->seg_buf.len;
     size_t mark;
     put_rec_header(&st->seg_buf, R_MSG, &mark);
-    size_t need = 1 + 4u * nq + 1 + (flags & MSG_COPY ? 8u : 0u) + 1 + exchange.n + 1 +
+    size_t need = 1 + 4u * nq + 1 + (flags & MSG_COPY ? 16u : 0u) + 1 + exchange.n + 1 +
                   routing_key.n + 4 + props.n + 4 + body.n;
     uint8_t *p = wr_buf_reserve(&st->seg_buf, need);
     *p++ = nq;
@@ -976,7 +976,8 @@ static void append_rec(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t
     if (flags & MSG_COPY) {
         wr_set_u32(p, origin.seg);
         wr_set_u32(p + 4, origin.off);
-        p += 8;
+        wr_set_u64(p + 8, order);
+        p += 16;
     }
     /* Empty views may be (NULL, 0) (the default exchange, no properties),
      * and memcpy from NULL is undefined even for 0 bytes. */
@@ -1010,8 +1011,8 @@ int wr_store_append(wr_store_t *st, const uint32_t *qids, uint8_t nq, uint8_t fl
 {
     if (st->failed)
         return st->failed;
-    append_rec(st, qids, nq, (uint8_t)(flags & ~MSG_COPY), (wr_loc_t){0, 0}, exchange, routing_key,
-               props, body, loc);
+    append_rec(st, qids, nq, (uint8_t)(flags & ~MSG_COPY), (wr_loc_t){0, 0}, 0, exchange,
+               routing_key, props, body, loc);
     return 0;
 }
 
@@ -1058,7 +1059,7 @@ void wr_store_delivered(wr_store_t *st, uint32_t qid, wr_loc_t loc)
 }
 
 static int parse_msg(wr_bytes_t body, wr_store_msg_t *out, const uint32_t **qids, uint8_t *nq,
-                     wr_loc_t *origin)
+                     wr_loc_t *origin, uint64_t *order)
 {
     rd_t r = {body.p, body.p + body.n, 0};
     *nq = rd_u8(&r);
@@ -1066,9 +1067,12 @@ static int parse_msg(wr_bytes_t body, wr_store_msg_t *out, const uint32_t **qids
     *qids = (const uint32_t *)q.p;
     out->flags = rd_u8(&r);
     origin->seg = origin->off = 0;
+    *order = 0;
     if (out->flags & MSG_COPY) {
         origin->seg = rd_u32(&r);
         origin->off = rd_u32(&r);
+        *order = (uint64_t)rd_u32(&r) << 32;
+        *order |= rd_u32(&r);
     }
     out->exchange = rd_short(&r);
     out->routing_key = rd_short(&r);
@@ -1116,8 +1120,9 @@ int wr_store_read(wr_store_t *st, wr_loc_t loc, wr_buf_t *scratch, wr_store_msg_
     const uint32_t *qids;
     uint8_t nq;
     wr_loc_t origin;
+    uint64_t order;
     if (parse_rec(base, avail, 0, &type, &body) != 1 || type != R_MSG ||
-        parse_msg(body, out, &qids, &nq, &origin) != 0) {
+        parse_msg(body, out, &qids, &nq, &origin, &order) != 0) {
         wr_error("message store: corrupt record in msgs/%08" PRIu32 ".seg at offset %" PRIu32,
                  loc.seg, loc.off);
         st->stats.corrupt_records++;
@@ -1281,7 +1286,8 @@ static void msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
     const uint32_t *qids;
     uint8_t nq;
     wr_loc_t origin;
-    if (parse_msg(body, &m, &qids, &nq, &origin) != 0) {
+    uint64_t order;
+    if (parse_msg(body, &m, &qids, &nq, &origin, &order) != 0) {
         st->stats.corrupt_records++;
         return;
     }
@@ -1292,6 +1298,10 @@ static void msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
         bsearch(&origin.seg, sc->present, sc->npresent, sizeof *sc->present, cmp_u32))
         return;
     wr_loc_t loc = {sc->seg->no, off};
+    /* Queue order is publish order: a record's own place, or for a copy
+     * the place of the message it was first copied from. */
+    if (!(m.flags & MSG_COPY))
+        order = (uint64_t)loc.seg << 32 | loc.off;
     for (uint8_t i = 0; i < nq; i++) {
         uint32_t qid = wr_get_u32((const uint8_t *)qids + 4 * i);
         /* The id counter must pass every id a record names, not only those
@@ -1310,7 +1320,7 @@ static void msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uin
         st->stats.live_refs++;
         st->stats.recovered_messages++;
         if (sc->rec && sc->rec->message)
-            sc->rec->message(sc->rec->ctx, qid, loc, (uint32_t)m.body.n,
+            sc->rec->message(sc->rec->ctx, qid, loc, order, (uint32_t)m.body.n,
                              !sc->clean || off < sc->delivered_upto ||
                                  set_has(&sc->delivered, key));
     }
@@ -1744,8 +1754,11 @@ static void compact_msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t b
     const uint32_t *qids;
     uint8_t nq;
     wr_loc_t origin;
-    if (parse_msg(body, &m, &qids, &nq, &origin) != 0)
+    uint64_t order;
+    if (parse_msg(body, &m, &qids, &nq, &origin, &order) != 0)
         return;
+    if (!(m.flags & MSG_COPY))
+        order = (uint64_t)cc->victim->no << 32 | off;
     uint32_t live[255];
     uint8_t k = 0;
     for (uint8_t i = 0; i < nq; i++) {
@@ -1756,7 +1769,7 @@ static void compact_msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t b
     if (k == 0)
         return;
     wr_loc_t nl;
-    append_rec(st, live, k, (uint8_t)(m.flags | MSG_COPY), (wr_loc_t){cc->victim->no, off},
+    append_rec(st, live, k, (uint8_t)(m.flags | MSG_COPY), (wr_loc_t){cc->victim->no, off}, order,
                m.exchange, m.routing_key, m.props, m.body, &nl);
     if (cc->n == cc->cap) {
         cc->cap = cc->cap ? cc->cap * 2 : 256;

@@ -47,9 +47,12 @@ typedef struct wr_store_recovery {
     /* kind 0: destination is a queue, 1: an exchange. */
     void (*binding)(void *ctx, wr_bytes_t source, uint8_t kind, wr_bytes_t dest, wr_bytes_t key,
                     wr_bytes_t args);
-    /* A message of queue_id, in order; redelivered if it may have been
-     * delivered before. */
-    void (*message)(void *ctx, uint32_t queue_id, wr_loc_t loc, uint32_t body_size,
+    /* A message of queue_id; redelivered if it may have been delivered
+     * before. */
+    /* order ranks the queue's messages in publish order (a compaction copy
+     * keeps its original's rank): recovered messages of a queue come in
+     * segment order, and copies must be put back where order says. */
+    void (*message)(void *ctx, uint32_t queue_id, wr_loc_t loc, uint64_t order, uint32_t body_size,
                     int redelivered);
 } wr_store_recovery_t;
 

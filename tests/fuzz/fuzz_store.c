@@ -112,8 +112,10 @@ static void on_binding(void *ctx, wr_bytes_t src, uint8_t kind, wr_bytes_t dst, 
     touch(args);
 }
 
-static void on_message(void *ctx, uint32_t qid, wr_loc_t loc, uint32_t body_size, int redelivered)
+static void on_message(void *ctx, uint32_t qid, wr_loc_t loc, uint64_t order, uint32_t body_size,
+                       int redelivered)
 {
+    (void)order;
     fctx_t *c = ctx;
     if (c->n == MAXM) {
         c->overflow = 1;

@@ -19,8 +19,10 @@ typedef struct got {
     int n;
 } got_t;
 
-static void on_msg(void *ctx, uint32_t qid, wr_loc_t loc, uint32_t size, int redelivered)
+static void on_msg(void *ctx, uint32_t qid, wr_loc_t loc, uint64_t order, uint32_t size,
+                   int redelivered)
 {
+    (void)order;
     (void)size;
     got_t *g = ctx;
     if (g->n < 64) {
@@ -63,8 +65,7 @@ static void fill(wr_store_t *st, uint32_t a, uint32_t b, wr_loc_t *keep)
 {
     static const char body[300] = "payload";
     wr_store_append(st, &a, 1, 1, WR_BYTES_LIT("ex"), WR_BYTES_LIT("keep-me"),
-                    WR_BYTES_LIT("\x80\x00\x0atext/plain"), WR_BYTES_LIT("the kept body"),
-                    keep);
+                    WR_BYTES_LIT("\x80\x00\x0atext/plain"), WR_BYTES_LIT("the kept body"), keep);
     wr_store_delivered(st, a, *keep);
     wr_loc_t locs[100];
     for (int i = 0; i < 100; i++) {
@@ -85,10 +86,10 @@ static void test_compact_moves_pinned_message(void)
     got_t g;
     wr_store_t *st = open_store(m, &g);
     CHECK(st != NULL);
-    uint32_t a = wr_store_queue_add(st, WR_BYTES_LIT("A"), WR_STORE_QF_DURABLE,
-                                    (wr_bytes_t){NULL, 0});
-    uint32_t b = wr_store_queue_add(st, WR_BYTES_LIT("B"), WR_STORE_QF_DURABLE,
-                                    (wr_bytes_t){NULL, 0});
+    uint32_t a =
+        wr_store_queue_add(st, WR_BYTES_LIT("A"), WR_STORE_QF_DURABLE, (wr_bytes_t){NULL, 0});
+    uint32_t b =
+        wr_store_queue_add(st, WR_BYTES_LIT("B"), WR_STORE_QF_DURABLE, (wr_bytes_t){NULL, 0});
     wr_loc_t keep;
     fill(st, a, b, &keep);
     int before = memio_count(m, "/data/msgs", ".seg");
