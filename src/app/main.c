@@ -59,6 +59,7 @@ static void on_tick(uv_timer_t *t)
     (void)t;
     wr_conn_tick();
     wr_persist_tick(wr_broker.vhost, wr_broker.cfg->disk_free_limit);
+    wr_queue_trim_memory();
 }
 
 static void close_walk(uv_handle_t *h, void *arg)

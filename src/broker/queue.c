@@ -15,6 +15,7 @@
 #include "broker/queue.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -211,13 +212,20 @@ void wr_queue_unref(wr_queue_t *q)
  * a backlog of millions then costs its 40 bytes per entry and no more (no
  * half-empty doubled array, no copy on growth), and a drained queue gives
  * its blocks back. */
+uint64_t wr_queue_block_bytes;
+static uint64_t mem_peak; /* for wr_queue_trim_memory */
+
 static wr_qblock_t *block_new(wr_queue_t *q)
 {
     wr_qblock_t *b = q->spare;
-    if (b)
+    if (b) {
         q->spare = NULL;
-    else
+    } else {
         b = wr_xmalloc(sizeof *b);
+        wr_queue_block_bytes += sizeof *b;
+        if (wr_queue_block_bytes + wr_msg_mem_bytes > mem_peak)
+            mem_peak = wr_queue_block_bytes + wr_msg_mem_bytes;
+    }
     b->next = NULL;
     return b;
 }
@@ -251,6 +259,7 @@ static void ring_pop(wr_queue_t *q)
             wr_qblock_t *b = q->head_blk;
             q->head_blk = b->next;
             free(b);
+            wr_queue_block_bytes -= sizeof *b;
         }
         q->head_i = q->tail_i = 0;
         return;
@@ -259,10 +268,12 @@ static void ring_pop(wr_queue_t *q)
         wr_qblock_t *b = q->head_blk;
         q->head_blk = b->next;
         q->head_i = 0;
-        if (q->spare == NULL)
+        if (q->spare == NULL) {
             q->spare = b;
-        else
+        } else {
             free(b);
+            wr_queue_block_bytes -= sizeof *b;
+        }
     }
 }
 
@@ -272,7 +283,10 @@ static void ring_free(wr_queue_t *q)
         wr_qblock_t *b = q->head_blk;
         q->head_blk = b->next;
         free(b);
+        wr_queue_block_bytes -= sizeof *b;
     }
+    if (q->spare)
+        wr_queue_block_bytes -= sizeof *q->spare;
     free(q->spare);
     q->tail_blk = q->spare = NULL;
 }
@@ -844,6 +858,24 @@ void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
     else
         entry_dead(q, e, "rejected");
     wr_queue_unref(q);
+}
+
+/* ---- memory ---- */
+
+void wr_queue_trim_memory(void)
+{
+    /* Queue blocks and small messages come from malloc's heap, which only
+     * shrinks from its top: after a large backlog drains, give the free
+     * pages back (once the memory in use fell well below its peak). */
+    uint64_t now = wr_queue_block_bytes + wr_msg_mem_bytes;
+    if (now > mem_peak)
+        mem_peak = now;
+    if (mem_peak - now > (64u << 20) && now < mem_peak / 2) {
+        wr_debug("returning freed memory (in use %" PRIu64 " bytes, peak %" PRIu64 ")", now,
+                 mem_peak);
+        malloc_trim(0);
+        mem_peak = now;
+    }
 }
 
 /* ---- compaction ---- */

@@ -216,6 +216,12 @@ void wr_queue_relocate(wr_queue_t *q, uint32_t seg, const wr_reloc_t *tab, size_
 /* Finds the new location of old offset off in tab, or NULL. */
 const wr_reloc_t *wr_reloc_find(const wr_reloc_t *tab, size_t n, uint32_t off);
 
+/* Bytes held by all queues' ready-entry blocks. */
+extern uint64_t wr_queue_block_bytes;
+/* Returns freed heap memory to the system after a large backlog drained;
+ * called once a second. */
+void wr_queue_trim_memory(void);
+
 /* Expires ready messages whose time has come (called from the timer and
  * before deliveries). */
 void wr_queue_expire(wr_queue_t *q);

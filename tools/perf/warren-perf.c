@@ -129,11 +129,11 @@ typedef struct worker {
     _Atomic uint64_t unconfirmed; /* producer: published, not yet confirmed */
     _Atomic uint64_t lat_sum_ns;  /* consumer: for the progress lines' mean */
     _Atomic uint64_t lat_count;
-    _Atomic int64_t last_ns; /* time of the last message sent or received */
+    _Atomic int64_t last_ns;         /* time of the last message sent or received */
     _Atomic int64_t last_confirm_ns; /* producer: time of the last confirm */
-    _Atomic int finished;    /* reached --pmessages / --cmessages (and its confirms) */
-    double cpu_s;            /* CPU time the thread used, set as it exits */
-    hist_t *hist;            /* consumer with --latency; owned */
+    _Atomic int finished;            /* reached --pmessages / --cmessages (and its confirms) */
+    double cpu_s;                    /* CPU time the thread used, set as it exits */
+    hist_t *hist;                    /* consumer with --latency; owned */
 } worker_t;
 
 /* CPU time (user and system) of the calling thread so far, in seconds. */
@@ -1222,17 +1222,26 @@ static int parse_options(int argc, char **argv)
 {
     enum { OPT_DURABLE = 256, OPT_HELP, OPT_PREDECLARED, OPT_AWAIT };
     static const struct option longopts[] = {
-        {"uri", required_argument, NULL, 'h'},       {"producers", required_argument, NULL, 'x'},
-        {"consumers", required_argument, NULL, 'y'}, {"queue", required_argument, NULL, 'u'},
-        {"durable", no_argument, NULL, OPT_DURABLE}, {"size", required_argument, NULL, 's'},
-        {"persistent", no_argument, NULL, 'f'},      {"confirm", required_argument, NULL, 'c'},
-        {"prefetch", required_argument, NULL, 'q'},  {"auto-ack", no_argument, NULL, 'a'},
-        {"multi-ack", required_argument, NULL, 'A'}, {"rate", required_argument, NULL, 'r'},
-        {"duration", required_argument, NULL, 'z'},  {"latency", no_argument, NULL, 'l'},
-        {"pmessages", required_argument, NULL, 'C'}, {"cmessages", required_argument, NULL, 'D'},
+        {"uri", required_argument, NULL, 'h'},
+        {"producers", required_argument, NULL, 'x'},
+        {"consumers", required_argument, NULL, 'y'},
+        {"queue", required_argument, NULL, 'u'},
+        {"durable", no_argument, NULL, OPT_DURABLE},
+        {"size", required_argument, NULL, 's'},
+        {"persistent", no_argument, NULL, 'f'},
+        {"confirm", required_argument, NULL, 'c'},
+        {"prefetch", required_argument, NULL, 'q'},
+        {"auto-ack", no_argument, NULL, 'a'},
+        {"multi-ack", required_argument, NULL, 'A'},
+        {"rate", required_argument, NULL, 'r'},
+        {"duration", required_argument, NULL, 'z'},
+        {"latency", no_argument, NULL, 'l'},
+        {"pmessages", required_argument, NULL, 'C'},
+        {"cmessages", required_argument, NULL, 'D'},
         {"predeclared", no_argument, NULL, OPT_PREDECLARED},
         {"await-messages", required_argument, NULL, OPT_AWAIT},
-        {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
     };
     const char *uri = "amqp://guest:guest@127.0.0.1:5672/";
     double v;
@@ -1672,8 +1681,9 @@ int main(int argc, char **argv)
         if (opt.confirm)
             printf(" confirmed=%llu nacked=%llu confirm_rate=%.0f msg/s confirm_s=%.3f",
                    (unsigned long long)s.confirmed, (unsigned long long)s.nacked,
-                   confirm_end > t_start ? (double)s.confirmed * 1e9 / (double)(confirm_end - t_start)
-                                         : 0,
+                   confirm_end > t_start
+                       ? (double)s.confirmed * 1e9 / (double)(confirm_end - t_start)
+                       : 0,
                    confirm_end > t_start ? (double)(confirm_end - t_start) / 1e9 : 0);
         if (opt.pmessages || opt.cmessages)
             printf(" send_s=%.3f recv_s=%.3f", send_s, recv_s);
