@@ -870,7 +870,7 @@ void wr_queue_trim_memory(void)
     uint64_t now = wr_queue_block_bytes + wr_msg_mem_bytes;
     if (now > mem_peak)
         mem_peak = now;
-    if (mem_peak - now > (64u << 20) && now < mem_peak / 2) {
+    if (mem_peak - now > (16u << 20) && now < mem_peak / 2) {
         wr_debug("returning freed memory (in use %" PRIu64 " bytes, peak %" PRIu64 ")", now,
                  mem_peak);
         malloc_trim(0);
