@@ -112,6 +112,10 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
         wr_store_set_segment_size(st, segment_size);
     for (size_t i = 0; i < r.n_exclusive; i++)
         wr_queue_delete(r.exclusive[i]);
+    size_t qi = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&vh->queues, &qi, &sl))
+        wr_queue_recovery_done(sl->value);
     free(r.exclusive);
     wr_store_stats_t s;
     wr_store_get_stats(st, &s);

@@ -663,6 +663,35 @@ static int over_limit(const wr_queue_t *q, size_t extra_n, uint64_t extra_bytes)
 static wr_consumer_t *pick(wr_queue_t *q);
 static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e);
 
+#define SEQ_BITS 56
+
+static uint64_t priority_key(const wr_queue_t *q, uint8_t priority, uint64_t seq)
+{
+    uint8_t p = priority < q->args.max_priority ? priority : q->args.max_priority;
+    return (uint64_t)(255 - p) << SEQ_BITS | (seq & ((1ull << SEQ_BITS) - 1));
+}
+
+void wr_queue_recovery_done(wr_queue_t *q)
+{
+    if (!q->args.max_priority || q->ring_count == 0)
+        return;
+    /* Recovery appended in publish order; a priority queue needs each
+     * message's priority, which only the message itself knows. */
+    wr_qent_t e;
+    while (q->ring_count) {
+        e = *ring_front(q);
+        ring_pop(q);
+        uint8_t prio = 0;
+        if (wr_queue_load(q, &e) == 0) {
+            prio = e.msg->priority;
+            wr_msg_unref(e.msg);
+            e.msg = NULL;
+        }
+        e.seq = priority_key(q, prio, e.seq);
+        heap_push(q, &e);
+    }
+}
+
 int wr_queue_would_reject(const wr_queue_t *q, const wr_msg_t *m)
 {
     return q->args.overflow != WR_OVERFLOW_DROP_HEAD && over_limit(q, 1, wr_msg_size(m));
@@ -749,11 +778,19 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
     }
     if (ttl > 0)
         e.expires_at = wr_now_ms() + ttl;
-    if (loc.seg && q->ring_count >= PAGE_AFTER) {
+    if (loc.seg && wr_queue_ready(q) >= PAGE_AFTER) {
         wr_msg_unref(m);
         e.msg = NULL;
     }
-    ring_push(q, &e);
+    if (q->args.max_priority) {
+        /* A priority queue keeps its entries in the heap, ordered by
+         * priority first and arrival second: higher first, FIFO within a
+         * priority; requeued entries keep their key and so their place. */
+        e.seq = priority_key(q, m->priority, e.seq);
+        heap_push(q, &e);
+    } else {
+        ring_push(q, &e);
+    }
     q->ready_bytes += e.size;
     while (over_limit(q, 0, 0) && wr_queue_ready(q) > 0)
         drop_head(q);

@@ -171,6 +171,9 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint6
  * copies) go to the heap, which merges them back into place. */
 void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint64_t order, uint32_t size,
                              int redelivered);
+/* Called once recovery has added every message of q (priority queues
+ * order them by priority). */
+void wr_queue_recovery_done(wr_queue_t *q);
 /* Makes sure e->msg is in memory (reading it from the store if it was
  * paged out).  Returns 0, or an error if the store cannot produce it (the
  * entry is then dropped by the caller). */
