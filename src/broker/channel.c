@@ -11,6 +11,13 @@
  * Deliveries are written straight into the connection's output buffer
  * (method, header and body frames in one reservation); the socket layer
  * flushes once per loop pass.
+ *
+ * Direct reply-to (RabbitMQ's amq.rabbitmq.reply-to) involves no queue: a
+ * channel consuming the pseudo-queue is registered in a broker-wide map
+ * under a random suffix, requests it publishes with that reply_to get the
+ * full name "amq.rabbitmq.reply-to.<suffix>" instead, and a publish to the
+ * default exchange with such a routing key is written straight to the
+ * channel found in the map (or dropped if none is: the requester is gone).
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -30,6 +37,9 @@
 
 static wr_channel_t *confirm_dirty;
 static void unlink_store_waiting(wr_channel_t *ch);
+static void reply_consumer_drop(wr_channel_t *ch);
+
+static uint64_t next_channel_uid;
 
 static const char *vhname(const wr_channel_t *ch)
 {
@@ -84,6 +94,7 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
     ch->flow_active = 1;
     ch->next_tag = 1;
     ch->ua_base = 1;
+    ch->uid = ++next_channel_uid;
     wr_map_init(&ch->consumers);
     c->channels[id] = ch;
     ch->next = c->channel_list;
@@ -115,6 +126,9 @@ void wr_channel_free(wr_channel_t *ch)
     }
     if (ch->store_waiting)
         unlink_store_waiting(ch);
+    /* Normally gone already with wr_channel_release; a stale entry would
+     * let a reply reach freed memory. */
+    reply_consumer_drop(ch);
     free(ch->pc);
     wr_map_free(&ch->consumers);
     free(ch->ua);
@@ -387,6 +401,7 @@ void wr_channel_release(wr_channel_t *ch)
             wr_queue_remove_consumer(q, &cc->base);
         forget_consumer(ch, cc);
     }
+    reply_consumer_drop(ch);
     requeue_all(ch);
     if (ch->assembling) {
         wr_msg_unref(ch->assembling);
@@ -440,6 +455,168 @@ static void confirm_nack(wr_channel_t *ch, uint64_t seq)
     m.u.basic_nack.delivery_tag = seq;
     wr_conn_send_method(ch->conn, ch->id, &m);
     ch->confirm_sent = ch->confirm_ready = seq;
+}
+
+/* ---- direct reply-to ---- */
+
+#define REPLY_QUEUE  "amq.rabbitmq.reply-to"
+#define REPLY_PREFIX REPLY_QUEUE "."
+
+/* Reply suffix -> the wr_channel_t whose reply consumer it names.  A
+ * channel is here exactly while it has a reply consumer and is open, so a
+ * lookup never returns a closed or freed channel.  The suffix carries 132
+ * random bits, so a reply-to name cannot be guessed from another one. */
+static wr_map_t reply_channels;
+
+static int has_prefix(wr_bytes_t s, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return s.n >= n && memcmp(s.p, prefix, n) == 0;
+}
+
+static void reply_consumer_drop(wr_channel_t *ch)
+{
+    if (!ch->has_reply)
+        return;
+    wr_map_del(&reply_channels, (wr_bytes_t){(uint8_t *)ch->reply_suffix, ch->reply_suffix_len});
+    ch->has_reply = 0;
+}
+
+/* The channel a full reply-to name ("amq.rabbitmq.reply-to.<suffix>")
+ * stands for, or NULL if it names none (any more). */
+static wr_channel_t *reply_channel(wr_bytes_t name)
+{
+    size_t n = strlen(REPLY_PREFIX);
+    if (!has_prefix(name, REPLY_PREFIX))
+        return NULL;
+    return wr_map_get(&reply_channels, (wr_bytes_t){name.p + n, name.n - n});
+}
+
+/* Writes m (published to the default exchange with a reply-to name as its
+ * routing key) to the reply consumer it names; without one the message is
+ * dropped, as in RabbitMQ. */
+static void deliver_reply(const wr_msg_t *m)
+{
+    wr_channel_t *ch = reply_channel(wr_msg_routing_key(m));
+    if (ch == NULL || ch->state != WR_CH_OPEN)
+        return;
+    /* RabbitMQ 3.10 stamps a reply with the channel's next delivery tag
+     * without consuming it (the next delivery gets the same tag); no-ack
+     * deliveries are never settled, so clients do not mind, and we keep
+     * the tags identical. */
+    uint8_t args[1 + 255 + 8 + 1 + 1 + 255 + 1 + 255];
+    size_t n = put_short(args, (wr_bytes_t){(uint8_t *)ch->reply_tag, ch->reply_tag_len});
+    wr_set_u64(args + n, ch->next_tag);
+    n += 8;
+    args[n++] = 0;
+    n += put_short(args + n, wr_msg_exchange(m));
+    n += put_short(args + n, wr_msg_routing_key(m));
+    send_with_content(ch, WR_M_BASIC_DELIVER, args, n, m);
+}
+
+/* basic.consume on amq.rabbitmq.reply-to: registers the channel under a
+ * fresh suffix; nothing is consumed from any queue. */
+static void reply_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
+{
+    const uint32_t mid = WR_M_BASIC_CONSUME;
+    wr_bytes_t tag = a->consumer_tag;
+    /* The reply consumer's tag is not in ch->consumers: RabbitMQ keeps it
+     * apart too, so only regular consumers' tags clash with it. */
+    if (wr_map_get(&ch->consumers, tag)) {
+        wr_conn_error(ch->conn, WR_AMQP_NOT_ALLOWED, mid, "attempt to reuse consumer tag '%.*s'",
+                      BYTES_FMT(tag));
+        return;
+    }
+    /* RabbitMQ's order: a consumer that wants to ack is refused even when
+     * a reply consumer already exists. */
+    if (!a->no_ack) {
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "reply consumer cannot acknowledge");
+        return;
+    }
+    if (ch->has_reply) {
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "reply consumer already set");
+        return;
+    }
+    char gen[64];
+    if (tag.n == 0) {
+        wr_gen_name("amq.ctag-", gen, sizeof gen);
+        tag = wr_bytes_of(gen);
+    }
+    ch->reply_tag_len = (uint8_t)tag.n;
+    memcpy(ch->reply_tag, tag.p, tag.n);
+    /* The channel's unique id keeps suffixes distinct; the random part
+     * makes them unguessable. */
+    char prefix[24];
+    snprintf(prefix, sizeof prefix, "%" PRIx64 ".", ch->uid);
+    wr_gen_name(prefix, ch->reply_suffix, sizeof ch->reply_suffix);
+    ch->reply_suffix_len = (uint8_t)strlen(ch->reply_suffix);
+    wr_map_put(&reply_channels, (wr_bytes_t){(uint8_t *)ch->reply_suffix, ch->reply_suffix_len},
+               ch);
+    ch->has_reply = 1;
+    if (!a->no_wait) {
+        wr_method_t r = {.id = WR_M_BASIC_CONSUME_OK};
+        r.u.basic_consume_ok.consumer_tag = tag;
+        wr_conn_send_method(ch->conn, ch->id, &r);
+    }
+}
+
+/* queue.declare of amq.rabbitmq.reply-to or a name under it: RabbitMQ
+ * answers for the pseudo-queue whatever the flags (0 messages, 1
+ * consumer) and for a full reply-to name only while its consumer exists. */
+static void reply_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
+{
+    wr_bytes_t name = a->queue;
+    if (!wr_bytes_eq_str(name, REPLY_QUEUE) && reply_channel(name) == NULL) {
+        wr_channel_error(ch, WR_AMQP_NOT_FOUND, WR_M_QUEUE_DECLARE, "no queue '%.*s' in vhost '%s'",
+                         BYTES_FMT(name), vhname(ch));
+        return;
+    }
+    ch->last_queue_len = (uint8_t)name.n;
+    memcpy(ch->last_queue, name.p, name.n);
+    if (a->no_wait)
+        return;
+    wr_method_t r = {.id = WR_M_QUEUE_DECLARE_OK};
+    r.u.queue_declare_ok.queue = name;
+    r.u.queue_declare_ok.message_count = 0;
+    r.u.queue_declare_ok.consumer_count = 1;
+    wr_conn_send_method(ch->conn, ch->id, &r);
+}
+
+/* A request published with reply_to "amq.rabbitmq.reply-to" gets the full
+ * name of this channel's reply consumer instead, which means re-encoding
+ * its properties into a new message (every other byte stays as sent).
+ * Returns the message to publish (m itself if nothing changes), or NULL
+ * after closing the channel because it has no reply consumer. */
+static wr_msg_t *rewrite_reply_to(wr_channel_t *ch, wr_msg_t *m)
+{
+    wr_bytes_t props = wr_msg_props(m);
+    if (props.n < 2 || !(wr_get_u16(props.p) & WR_PROP_REPLY_TO))
+        return m;
+    wr_basic_props_t pr;
+    if (wr_props_decode(props.p, props.n, &pr) != 0 || !wr_bytes_eq_str(pr.reply_to, REPLY_QUEUE))
+        return m;
+    if (!ch->has_reply) {
+        wr_msg_unref(m);
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
+                         "fast reply consumer does not exist");
+        return NULL;
+    }
+    char name[sizeof REPLY_PREFIX + sizeof ch->reply_suffix];
+    int len = snprintf(name, sizeof name, REPLY_PREFIX "%.*s", (int)ch->reply_suffix_len,
+                       ch->reply_suffix);
+    pr.reply_to = (wr_bytes_t){(uint8_t *)name, (size_t)len};
+    wr_buf_t b;
+    wr_buf_init(&b);
+    wr_props_encode(&b, &pr);
+    wr_msg_t *r = wr_msg_new(wr_msg_exchange(m), wr_msg_routing_key(m), (wr_bytes_t){b.p, b.len},
+                             m->body_len);
+    wr_msg_append_body(r, m->body, m->body_len);
+    r->persistent = m->persistent;
+    r->priority = m->priority;
+    r->ttl = m->ttl;
+    wr_buf_free(&b);
+    wr_msg_unref(m);
+    return r;
 }
 
 /* ---- publishing ---- */
@@ -554,7 +731,13 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
             headers = pr.headers;
     }
     wr_vhost_t *vh = ch->conn->vhost;
-    wr_route(vh, x, wr_msg_routing_key(m), headers, &r);
+    /* A reply goes to its channel and still counts as unrouted: RabbitMQ
+     * returns it to a mandatory publisher (312) even when delivered.  No
+     * queue can carry the name (the amq. prefix is reserved), so routing
+     * below finds only what CC headers name. */
+    if (x->name_len == 0 && has_prefix(wr_msg_routing_key(m), REPLY_PREFIX))
+        deliver_reply(m);
+    wr_route(vh, x, wr_msg_routing_key(m), headers, props, &r);
     size_t n = r.n;
     wr_queue_t *one[1];
     wr_queue_t **qs = r.q;
@@ -615,6 +798,9 @@ static void publish_complete(wr_channel_t *ch)
                          BYTES_FMT(xname), vhname(ch));
         return;
     }
+    m = rewrite_reply_to(ch, m);
+    if (m == NULL)
+        return;
     if (ch->tx) {
         wr_txop_t op = {0, m, ch->pub_mandatory, 0, 0, 0};
         txop_add(ch, &op);
@@ -834,6 +1020,11 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
                 return;
             }
         } else {
+            char err[256];
+            if (wr_exchange_validate_args(type, a->arguments, err, sizeof err) != 0) {
+                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
+                return;
+            }
             wr_persist_exchange_declared(wr_exchange_declare(vh, a->exchange, (wr_extype_t)type,
                                                              a->durable, a->auto_delete,
                                                              a->internal, a->arguments));
@@ -875,11 +1066,16 @@ static void exchange_delete(wr_channel_t *ch, const wr_exchange_delete_t *a)
     }
 }
 
-static int check_binding_args(wr_channel_t *ch, wr_exchange_t *x, wr_bytes_t args, uint32_t mid)
+static int check_binding_args(wr_channel_t *ch, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t args,
+                              uint32_t mid)
 {
+    char err[256];
+    if (wr_exchange_validate_binding(x, key, err, sizeof err) != 0) {
+        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
+        return -1;
+    }
     if (x->type != WR_EX_HEADERS)
         return 0;
-    char err[256];
     if (wr_headers_validate_binding(args, err, sizeof err) != 0) {
         wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
         return -1;
@@ -902,7 +1098,7 @@ static void exchange_bind(wr_channel_t *ch, const wr_exchange_bind_t *a, int bin
     if (src == NULL)
         return;
     if (bind) {
-        if (check_binding_args(ch, src, a->arguments, mid) != 0)
+        if (check_binding_args(ch, src, a->routing_key, a->arguments, mid) != 0)
             return;
         wr_bind(src, NULL, dst, a->routing_key, a->arguments);
     } else {
@@ -935,6 +1131,10 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
 {
     const uint32_t mid = WR_M_QUEUE_DECLARE;
     wr_vhost_t *vh = ch->conn->vhost;
+    if (has_prefix(a->queue, REPLY_QUEUE)) {
+        reply_declare(ch, a);
+        return;
+    }
     char gen[64];
     wr_bytes_t name = a->queue;
     int generated = 0;
@@ -1045,7 +1245,7 @@ static void queue_bind(wr_channel_t *ch, const wr_queue_bind_t *a, int bind)
     if (a->queue.n == 0 && key.n == 0)
         key = (wr_bytes_t){(uint8_t *)q->name, q->name_len};
     if (bind) {
-        if (check_binding_args(ch, x, a->arguments, mid) != 0)
+        if (check_binding_args(ch, x, key, a->arguments, mid) != 0)
             return;
         wr_bind(x, q, NULL, key, a->arguments);
         if (!a->no_wait) {
@@ -1132,6 +1332,10 @@ static void basic_qos(wr_channel_t *ch, const wr_basic_qos_t *a)
 static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
 {
     const uint32_t mid = WR_M_BASIC_CONSUME;
+    if (wr_bytes_eq_str(a->queue, REPLY_QUEUE)) {
+        reply_consume(ch, a);
+        return;
+    }
     wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), mid);
     if (q == NULL)
         return;
@@ -1188,7 +1392,14 @@ static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
 
 static void basic_cancel(wr_channel_t *ch, const wr_basic_cancel_t *a)
 {
-    wr_chconsumer_t *cc = wr_map_get(&ch->consumers, a->consumer_tag);
+    /* As in RabbitMQ the reply consumer is matched first, should a regular
+     * consumer share its tag. */
+    wr_chconsumer_t *cc = NULL;
+    if (ch->has_reply &&
+        wr_bytes_eq(a->consumer_tag, (wr_bytes_t){(uint8_t *)ch->reply_tag, ch->reply_tag_len}))
+        reply_consumer_drop(ch);
+    else
+        cc = wr_map_get(&ch->consumers, a->consumer_tag);
     if (cc) {
         wr_queue_t *q = cc->base.queue;
         if (q)

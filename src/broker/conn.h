@@ -104,7 +104,19 @@ struct wr_channel {
     uint32_t prefetch_consumer; /* basic.qos global=false: for new consumers */
     uint32_t prefetch_channel;  /* basic.qos global=true: shared */
 
-    wr_map_t consumers;   /* tag -> wr_chconsumer_t */
+    wr_map_t consumers; /* tag -> wr_chconsumer_t */
+
+    /* Direct reply-to: the consumer of the pseudo-queue
+     * amq.rabbitmq.reply-to, which is no queue at all.  While it exists
+     * the channel is registered under reply_suffix, the opaque part of the
+     * reply-to names it hands out; replies published to those names are
+     * written straight to this channel. */
+    uint64_t uid; /* unique among all channels ever opened */
+    uint8_t has_reply;
+    uint8_t reply_tag_len;
+    uint8_t reply_suffix_len;
+    char reply_tag[256];
+    char reply_suffix[64];
     char last_queue[256]; /* the last queue declared, for empty names */
     uint8_t last_queue_len;
 

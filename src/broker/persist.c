@@ -21,7 +21,7 @@ typedef struct recovery {
 static void rec_exchange(void *ctx, wr_bytes_t name, uint8_t type, uint8_t flags, wr_bytes_t args)
 {
     recovery_t *r = ctx;
-    if (type > WR_EX_HEADERS || wr_vhost_exchange(r->vh, name))
+    if (type > WR_EX_LAST || wr_vhost_exchange(r->vh, name))
         return;
     wr_exchange_declare(r->vh, name, (wr_extype_t)type, (flags & WR_STORE_XF_DURABLE) != 0,
                         (flags & WR_STORE_XF_AUTO_DELETE) != 0, (flags & WR_STORE_XF_INTERNAL) != 0,

@@ -520,7 +520,7 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     wr_route_t r = {NULL, 0, 0}; /* local: pushing may dead-letter again */
     /* Routing uses the dead-letter key only; CC of the original is not
      * applied again (the new headers keep it, so route with none). */
-    wr_route(q->vhost, x, rk, (wr_bytes_t){NULL, 0}, &r);
+    wr_route(q->vhost, x, rk, (wr_bytes_t){NULL, 0}, (wr_bytes_t){props.p, props.len}, &r);
     size_t k = 0;
     for (size_t i = 0; i < r.n; i++) {
         if (is_cycle(r.q[i], xd.v.bytes, reason))

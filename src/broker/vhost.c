@@ -7,13 +7,15 @@
 #include "broker/headers.h"
 #include "broker/persist.h"
 #include "core/err.h"
+#include "proto/spec_gen.h"
 #include "proto/table.h"
 
-static const char *const extype_names[] = {"direct", "fanout", "topic", "headers"};
+static const char *const extype_names[] = {"direct", "fanout", "topic", "headers",
+                                           "x-consistent-hash"};
 
 int wr_extype_parse(wr_bytes_t s)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i <= WR_EX_LAST; i++)
         if (wr_bytes_eq_str(s, extype_names[i]))
             return i;
     return -1;
@@ -94,6 +96,23 @@ wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t 
     wr_map_init(&x->by_key);
     if (type == WR_EX_TOPIC)
         x->topic = wr_topic_new();
+    if (type == WR_EX_CONSISTENT_HASH) {
+        x->ring = wr_xmalloc(sizeof *x->ring);
+        wr_chash_init(x->ring);
+        /* Declare has validated the arguments; anything else here (a
+         * recovered exchange from before validation) hashes the key. */
+        if (args.n && wr_table_get(args, "hash-header", &f) && f.type == 'S') {
+            x->hash_header = wr_xstrndup((const char *)f.v.bytes.p, f.v.bytes.n);
+            x->hash_on = WR_CH_HEADER;
+        } else if (args.n && wr_table_get(args, "hash-property", &f) && f.type == 'S') {
+            if (wr_bytes_eq_str(f.v.bytes, "message_id"))
+                x->hash_on = WR_CH_MESSAGE_ID;
+            else if (wr_bytes_eq_str(f.v.bytes, "correlation_id"))
+                x->hash_on = WR_CH_CORRELATION_ID;
+            else if (wr_bytes_eq_str(f.v.bytes, "timestamp"))
+                x->hash_on = WR_CH_TIMESTAMP;
+        }
+    }
     wr_map_put(&vh->exchanges, name, x);
     return x;
 }
@@ -110,10 +129,75 @@ void wr_exchange_delete(wr_exchange_t *x)
     wr_map_free(&x->by_key);
     if (x->topic)
         wr_topic_free(x->topic);
+    if (x->ring) {
+        wr_chash_free(x->ring);
+        free(x->ring);
+    }
+    free(x->hash_header);
     wr_buf_free(&x->args_raw);
     free(x->alternate);
     free(x->name);
     free(x);
+}
+
+int wr_exchange_validate_args(int type, wr_bytes_t args, char *err, size_t errlen)
+{
+    if (type != WR_EX_CONSISTENT_HASH || args.n == 0)
+        return 0;
+    wr_field_t h, p;
+    int has_h = wr_table_get(args, "hash-header", &h);
+    int has_p = wr_table_get(args, "hash-property", &p);
+    /* The plugin only understands long strings here; anything else makes
+     * it fail with an internal error, so refuse it up front instead. */
+    if ((has_h && h.type != 'S') || (has_p && p.type != 'S')) {
+        snprintf(err, errlen, "%s must be a string",
+                 has_h && h.type != 'S' ? "hash-header" : "hash-property");
+        return -1;
+    }
+    if (has_h && has_p) {
+        snprintf(err, errlen, "hash-header and hash-property are mutually exclusive");
+        return -1;
+    }
+    if (has_p && !wr_bytes_eq_str(p.v.bytes, "message_id") &&
+        !wr_bytes_eq_str(p.v.bytes, "correlation_id") && !wr_bytes_eq_str(p.v.bytes, "timestamp")) {
+        snprintf(err, errlen, "Unsupported property: %.*s", (int)p.v.bytes.n,
+                 (const char *)p.v.bytes.p);
+        return -1;
+    }
+    return 0;
+}
+
+int wr_exchange_validate_binding(const wr_exchange_t *x, wr_bytes_t key, char *err, size_t errlen)
+{
+    if (x->type != WR_EX_CONSISTENT_HASH)
+        return 0;
+    uint32_t w;
+    int rc = wr_chash_parse_weight(key, &w);
+    if (rc == 0)
+        return 0;
+    /* The first two texts are the plugin's own (its ~p shows the key as an
+     * Erlang binary); the upper bound is ours, to cap the ring's memory. */
+    if (rc == WR_EINVAL)
+        snprintf(err, errlen, "The binding key must be an integer: <<\"%.*s\">>", (int)key.n,
+                 (const char *)key.p);
+    else if (key.n && key.p[0] != '-' && !(key.n == 1 && key.p[0] == '0'))
+        snprintf(err, errlen, "The binding key must be at most %u", WR_CHASH_MAX_WEIGHT);
+    else
+        snprintf(err, errlen, "The binding key must be greater than 0");
+    return -1;
+}
+
+/* Where a binding's ring points go: a function of the destination and the
+ * key only, so the ring is the same after a restart or in any bind order. */
+static uint64_t ring_seed(const wr_binding_t *b)
+{
+    uint8_t kind = b->dq ? 'q' : 'x';
+    uint64_t h = wr_chash_hash(&kind, 1);
+    if (b->dq)
+        h = wr_chash_hash_more(h, (const uint8_t *)b->dq->name, b->dq->name_len);
+    else
+        h = wr_chash_hash_more(h, (const uint8_t *)b->dx->name, b->dx->name_len);
+    return wr_chash_hash_more(h, (const uint8_t *)b->key, b->key_len);
 }
 
 int wr_exchange_in_use(const wr_exchange_t *x)
@@ -143,6 +227,12 @@ int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t ke
 {
     if (find_binding(src, dq, dx, key, args))
         return 0;
+    uint32_t weight = 0;
+    if (src->type == WR_EX_CONSISTENT_HASH) {
+        int rc = wr_chash_parse_weight(key, &weight);
+        if (rc != 0)
+            return rc;
+    }
     wr_binding_t *b = wr_xcalloc(1, sizeof *b);
     b->source = src;
     b->dq = dq;
@@ -166,6 +256,8 @@ int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t ke
         wr_map_put(&src->by_key, key, b);
     } else if (src->type == WR_EX_TOPIC) {
         wr_topic_add(src->topic, key, b);
+    } else if (src->type == WR_EX_CONSISTENT_HASH) {
+        wr_chash_add(src->ring, b, ring_seed(b), weight);
     }
     wr_persist_binding(b, 1);
     return 0;
@@ -190,6 +282,8 @@ void wr_binding_remove(wr_binding_t *b)
         }
     } else if (src->type == WR_EX_TOPIC) {
         wr_topic_remove(src->topic, bkey(b), b);
+    } else if (src->type == WR_EX_CONSISTENT_HASH) {
+        wr_chash_remove(src->ring, b);
     }
     if (b->src_prev)
         b->src_prev->src_next = b->src_next;
@@ -228,7 +322,9 @@ int wr_unbind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t 
 typedef struct route_ctx {
     wr_vhost_t *vh;
     wr_bytes_t key;
+    wr_bytes_t key0; /* the publish routing key, not a CC or BCC one */
     wr_bytes_t headers;
+    wr_bytes_t props; /* encoded property list, or empty */
     wr_route_t *r;
     int depth;
 } route_ctx_t;
@@ -260,6 +356,80 @@ static void topic_cb(void *dest, void *ctx)
     add_dest(ctx, dest);
 }
 
+/* Hashes one header value.  Strings hash their bytes and integers their
+ * decimal text, so 42 and "42" pick the same queue; other types hash their
+ * type octet and value, which is stable for equal values. */
+static uint64_t hash_field(const wr_field_t *f)
+{
+    char num[24];
+    int64_t iv;
+    if (f->type == 'S' || f->type == 'x' || f->type == 'A' || f->type == 'F')
+        return wr_chash_hash(f->v.bytes.p, f->v.bytes.n);
+    if (f->type != 't' && wr_field_int(f, &iv)) {
+        int n = snprintf(num, sizeof num, "%lld", (long long)iv);
+        return wr_chash_hash((const uint8_t *)num, (size_t)n);
+    }
+    uint8_t raw[1 + sizeof f->v];
+    memset(raw, 0, sizeof raw);
+    raw[0] = f->type;
+    if (f->type == 'T')
+        memcpy(raw + 1, &f->v.u, sizeof f->v.u);
+    else if (f->type == 'f')
+        memcpy(raw + 1, &f->v.f, sizeof f->v.f);
+    else if (f->type == 'd')
+        memcpy(raw + 1, &f->v.d, sizeof f->v.d);
+    else if (f->type == 'D') {
+        raw[1] = f->v.dec.scale;
+        memcpy(raw + 2, &f->v.dec.value, sizeof f->v.dec.value);
+    } else if (f->type == 't')
+        raw[1] = (uint8_t)(f->v.i != 0);
+    return wr_chash_hash(raw, sizeof raw);
+}
+
+/* The hash an x-consistent-hash exchange routes c's message by; 0 and *h
+ * set, or -1 if the message has no value to route by (a missing hash
+ * header).  Allocates nothing: the properties decode to views. */
+static int chash_value(const route_ctx_t *c, const wr_exchange_t *x, uint64_t *h)
+{
+    if (x->hash_on == WR_CH_ROUTING_KEY) {
+        /* The plugin hashes the first routing key only, so CC and BCC
+         * keys go to the publish key's queue, not to queues of their own. */
+        *h = wr_chash_hash(c->key0.p, c->key0.n);
+        return 0;
+    }
+    wr_basic_props_t pr;
+    memset(&pr, 0, sizeof pr);
+    int need_props = x->hash_on != WR_CH_HEADER || c->headers.n == 0;
+    if (need_props && c->props.n >= 2 && wr_props_decode(c->props.p, c->props.n, &pr) != 0)
+        memset(&pr, 0, sizeof pr);
+    if (x->hash_on == WR_CH_HEADER) {
+        wr_bytes_t hd = c->headers.n ? c->headers : pr.headers;
+        wr_field_t f;
+        /* The plugin fails on such a message (in 3.13+, a crash; earlier
+         * it hashed 'undefined'); we treat it as unroutable, so it is
+         * returned if mandatory or goes to the alternate exchange. */
+        if (hd.n == 0 || !wr_table_get(hd, x->hash_header, &f))
+            return -1;
+        *h = hash_field(&f);
+        return 0;
+    }
+    /* A missing property hashes as a fixed value, like the plugin's
+     * hash of 'undefined': all such messages go to one queue. */
+    wr_bytes_t v = {NULL, 0};
+    char ts[24];
+    if (x->hash_on == WR_CH_MESSAGE_ID && (pr.flags & WR_PROP_MESSAGE_ID))
+        v = pr.message_id;
+    else if (x->hash_on == WR_CH_CORRELATION_ID && (pr.flags & WR_PROP_CORRELATION_ID))
+        v = pr.correlation_id;
+    else if (x->hash_on == WR_CH_TIMESTAMP && (pr.flags & WR_PROP_TIMESTAMP)) {
+        /* The plugin hashes the timestamp's decimal text (in seconds). */
+        int n = snprintf(ts, sizeof ts, "%llu", (unsigned long long)pr.timestamp);
+        v = (wr_bytes_t){(const uint8_t *)ts, (size_t)n};
+    }
+    *h = wr_chash_hash(v.p, v.n);
+    return 0;
+}
+
 static void route_x(route_ctx_t *c, wr_exchange_t *x)
 {
     if (x->route_mark == c->vh->route_epoch)
@@ -289,6 +459,13 @@ static void route_x(route_ctx_t *c, wr_exchange_t *x)
             if (wr_headers_match((wr_bytes_t){b->args.p, b->args.len}, c->headers))
                 add_dest(c, b);
         break;
+    case WR_EX_CONSISTENT_HASH: {
+        uint64_t h;
+        wr_binding_t *b;
+        if (chash_value(c, x, &h) == 0 && (b = wr_chash_lookup(x->ring, h)) != NULL)
+            add_dest(c, b);
+        break;
+    }
     }
     if (c->r->n == before && x->alternate) {
         wr_exchange_t *ae = wr_map_get(&c->vh->exchanges, wr_bytes_of(x->alternate));
@@ -297,10 +474,11 @@ static void route_x(route_ctx_t *c, wr_exchange_t *x)
     }
 }
 
-void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers, wr_route_t *r)
+void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
+              wr_bytes_t props, wr_route_t *r)
 {
     vh->route_epoch++;
-    route_ctx_t c = {vh, key, headers, r, 0};
+    route_ctx_t c = {vh, key, key, headers, props, r, 0};
     route_x(&c, x);
     /* CC and BCC headers name further routing keys on the same exchange. */
     if (headers.n == 0)

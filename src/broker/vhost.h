@@ -5,7 +5,11 @@
  * Exchanges route by type: the default exchange looks the queue up by
  * name; direct keeps bindings in a hash map by routing key; fanout walks
  * its bindings; topic uses a trie (broker/topic.h); headers evaluates each
- * binding's arguments against the message headers (broker/headers.h).
+ * binding's arguments against the message headers (broker/headers.h);
+ * x-consistent-hash sends each message to exactly one binding, picked on a
+ * hash ring (broker/chash.h) by the routing key, or by the header or
+ * property its hash-header / hash-property argument names, with each
+ * binding's key read as its weight.
  * Exchange-to-exchange bindings are followed recursively, each exchange at
  * most once per message, so cycles terminate; each queue receives a
  * message at most once however many bindings lead to it.  An exchange with
@@ -18,6 +22,7 @@
 #ifndef WR_VHOST_H
 #define WR_VHOST_H
 
+#include "broker/chash.h"
 #include "broker/queue.h"
 #include "broker/topic.h"
 #include "core/map.h"
@@ -27,7 +32,21 @@ typedef enum wr_extype {
     WR_EX_FANOUT,
     WR_EX_TOPIC,
     WR_EX_HEADERS,
+    WR_EX_CONSISTENT_HASH,
 } wr_extype_t;
+
+/* The highest type code, for checking type codes read back from the
+ * store (new types are only ever appended, as the codes are persisted). */
+#define WR_EX_LAST WR_EX_CONSISTENT_HASH
+
+/* What an x-consistent-hash exchange hashes (its hash-* argument). */
+enum {
+    WR_CH_ROUTING_KEY,
+    WR_CH_HEADER,
+    WR_CH_MESSAGE_ID,
+    WR_CH_CORRELATION_ID,
+    WR_CH_TIMESTAMP,
+};
 
 typedef struct wr_exchange wr_exchange_t;
 
@@ -60,6 +79,9 @@ struct wr_exchange {
     size_t n_bindings;
     wr_map_t by_key;   /* direct: key -> first binding of the chain */
     wr_topic_t *topic; /* topic: pattern trie, dest = binding */
+    wr_chash_t *ring;  /* x-consistent-hash: points, dest = binding */
+    char *hash_header; /* x-consistent-hash: header name (WR_CH_HEADER) */
+    uint8_t hash_on;   /* x-consistent-hash: WR_CH_* */
     uint64_t route_mark;
 };
 
@@ -85,10 +107,19 @@ wr_queue_t *wr_vhost_queue(wr_vhost_t *vh, wr_bytes_t name);
 wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t type, int durable,
                                    int auto_delete, int internal, wr_bytes_t args);
 void wr_exchange_delete(wr_exchange_t *x);
+/* Checks declare arguments that the exchange type gives a meaning to, as
+ * RabbitMQ's exchange type validate/1 does.  0 if acceptable; otherwise
+ * -1 with a message for a 406 PRECONDITION_FAILED in err. */
+int wr_exchange_validate_args(int type, wr_bytes_t args, char *err, size_t errlen);
+/* Checks a binding's key against the source exchange's type (an
+ * x-consistent-hash key must be a weight, 1..WR_CHASH_MAX_WEIGHT).  0 if
+ * acceptable; otherwise -1 with a message for a 406 in err. */
+int wr_exchange_validate_binding(const wr_exchange_t *x, wr_bytes_t key, char *err, size_t errlen);
 /* Does the exchange have bindings as source (for if-unused)? */
 int wr_exchange_in_use(const wr_exchange_t *x);
 
-/* Adds a binding; 0 if added or already present. */
+/* Adds a binding; 0 if added or already present; WR_EINVAL or WR_ERANGE
+ * (nothing added) if the key is not a valid x-consistent-hash weight. */
 int wr_bind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key, wr_bytes_t args);
 /* Removes a binding; 0 if removed, WR_ENOTFOUND if there was none. */
 int wr_unbind(wr_exchange_t *src, wr_queue_t *dq, wr_exchange_t *dx, wr_bytes_t key,
@@ -104,8 +135,13 @@ typedef struct wr_route {
 
 /* Routes through exchange x (NULL = the default exchange) with routing key
  * and the message headers; appends matching queues to r (which the caller
- * clears).  CC and BCC headers are honoured as RabbitMQ does. */
-void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers, wr_route_t *r);
+ * clears).  CC and BCC headers are honoured as RabbitMQ does.  props is
+ * the encoded property list (from the flags word, as wr_msg_props gives
+ * it; may be empty): it is decoded only by x-consistent-hash exchanges
+ * that hash a property, or a header when headers is empty.  All views are
+ * borrowed for the call only. */
+void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
+              wr_bytes_t props, wr_route_t *r);
 
 /* Generates a server name like "amq.gen-XXXXXXXXXXXXXXXXXXXXXX". */
 void wr_gen_name(const char *prefix, char *out, size_t outlen);

@@ -33,10 +33,10 @@
 #include "core/log.h"
 #include "core/map.h"
 
-#define SEG_MAX (64u << 20)
+#define SEG_MAX       (64u << 20)
 #define ROLL_EMPTY_AT (1u << 20)
-#define REC_HDR 9
-#define REC_MAX (1u << 30)
+#define REC_HDR       9
+#define REC_MAX       (1u << 30)
 
 enum {
     R_MSG = 1,
@@ -646,8 +646,8 @@ void wr_store_flush(wr_store_t *st)
     /* Roll to a new segment when the current one is full, or when nothing
      * in it is live any more and it is big enough to be worth giving back
      * (an idle broker should not keep a drained 64 MiB segment). */
-    if (st->cur && (st->cur->size >= st->seg_max ||
-                    (st->cur->live == 0 && st->cur->size >= ROLL_EMPTY_AT))) {
+    if (st->cur &&
+        (st->cur->size >= st->seg_max || (st->cur->live == 0 && st->cur->size >= ROLL_EMPTY_AT))) {
         int r = seg_new(st, st->cur->no + 1);
         if (r < 0)
             fail(st, r, "creation of a message segment");
