@@ -200,6 +200,10 @@ void wr_queue_unref(wr_queue_t *q)
         return;
     ring_free(q);
     free(q->heap);
+    free(q->blks);
+    free(q->exp);
+    free(q->hpos_key);
+    free(q->hpos_val);
     wr_buf_free(&q->args_raw);
     wr_queue_args_free(&q->args);
     free(q->name);
@@ -230,16 +234,47 @@ static wr_qblock_t *block_new(wr_queue_t *q)
     return b;
 }
 
+/* The array of block pointers lets an expiring entry in the middle of the
+ * ring be found by binary search; it changes once per block, not per
+ * message. */
+static void blks_push(wr_queue_t *q, wr_qblock_t *b)
+{
+    if (q->blk_n == q->blk_cap) {
+        size_t cap = q->blk_cap ? q->blk_cap * 2 : 8;
+        wr_qblock_t **a = wr_xmalloc(cap * sizeof *a);
+        for (size_t i = 0; i < q->blk_n; i++)
+            a[i] = q->blks[(q->blk_head + i) % q->blk_cap];
+        free(q->blks);
+        q->blks = a;
+        q->blk_cap = cap;
+        q->blk_head = 0;
+    }
+    q->blks[(q->blk_head + q->blk_n++) % q->blk_cap] = b;
+}
+
+static void blks_pop(wr_queue_t *q)
+{
+    q->blk_head = (q->blk_head + 1) % q->blk_cap;
+    q->blk_n--;
+}
+
+static wr_qblock_t *blk_at(const wr_queue_t *q, size_t i)
+{
+    return q->blks[(q->blk_head + i) % q->blk_cap];
+}
+
 static void ring_push(wr_queue_t *q, const wr_qent_t *e)
 {
     if (q->tail_blk == NULL) {
         q->head_blk = q->tail_blk = block_new(q);
         q->head_i = q->tail_i = 0;
+        blks_push(q, q->tail_blk);
     } else if (q->tail_i == WR_QBLOCK) {
         wr_qblock_t *b = block_new(q);
         q->tail_blk->next = b;
         q->tail_blk = b;
         q->tail_i = 0;
+        blks_push(q, b);
     }
     q->tail_blk->e[q->tail_i++] = *e;
     q->ring_count++;
@@ -260,6 +295,7 @@ static void ring_pop(wr_queue_t *q)
             q->head_blk = b->next;
             free(b);
             wr_queue_block_bytes -= sizeof *b;
+            blks_pop(q);
         }
         q->head_i = q->tail_i = 0;
         return;
@@ -268,6 +304,7 @@ static void ring_pop(wr_queue_t *q)
         wr_qblock_t *b = q->head_blk;
         q->head_blk = b->next;
         q->head_i = 0;
+        blks_pop(q);
         if (q->spare == NULL) {
             q->spare = b;
         } else {
@@ -289,6 +326,129 @@ static void ring_free(wr_queue_t *q)
         wr_queue_block_bytes -= sizeof *q->spare;
     free(q->spare);
     q->tail_blk = q->spare = NULL;
+    q->blk_head = q->blk_n = 0;
+}
+
+/* Finds the ready entry with key seq in the ring, or NULL. */
+static wr_qent_t *ring_find(wr_queue_t *q, uint64_t seq)
+{
+    if (q->ring_count == 0)
+        return NULL;
+    /* The last block whose first entry is <= seq (the head block's consumed
+     * slots still hold their old, smaller keys, so the order holds). */
+    size_t lo = 0, hi = q->blk_n;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (blk_at(q, mid)->e[0].seq <= seq)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    wr_qblock_t *b = blk_at(q, lo);
+    size_t a = b == q->head_blk ? q->head_i : 0;
+    size_t z = b == q->tail_blk ? q->tail_i : WR_QBLOCK;
+    while (a < z) {
+        size_t mid = a + (z - a) / 2;
+        if (b->e[mid].seq < seq)
+            a = mid + 1;
+        else
+            z = mid;
+    }
+    size_t end = b == q->tail_blk ? q->tail_i : WR_QBLOCK;
+    return a < end && b->e[a].seq == seq ? &b->e[a] : NULL;
+}
+
+/* ---- heap positions of entries with a deadline ---- */
+
+/* An open-addressing hash (linear probing, backward-shift deletion) from
+ * heap key to heap index, for the entries that have a deadline only, so
+ * that heaps of entries without one do no extra work.  UINT64_MAX is never
+ * a key. */
+#define HPOS_EMPTY UINT64_MAX
+
+static size_t hpos_slot(const wr_queue_t *q, uint64_t key)
+{
+    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (q->hpos_cap - 1);
+}
+
+static void hpos_grow(wr_queue_t *q)
+{
+    uint64_t *ok = q->hpos_key;
+    uint32_t *ov = q->hpos_val;
+    size_t ocap = q->hpos_cap;
+    q->hpos_cap = ocap ? ocap * 2 : 64;
+    q->hpos_key = wr_xmalloc(q->hpos_cap * sizeof *q->hpos_key);
+    q->hpos_val = wr_xmalloc(q->hpos_cap * sizeof *q->hpos_val);
+    for (size_t i = 0; i < q->hpos_cap; i++)
+        q->hpos_key[i] = HPOS_EMPTY;
+    for (size_t i = 0; i < ocap; i++) {
+        if (ok[i] == HPOS_EMPTY)
+            continue;
+        size_t s = hpos_slot(q, ok[i]);
+        while (q->hpos_key[s] != HPOS_EMPTY)
+            s = (s + 1) & (q->hpos_cap - 1);
+        q->hpos_key[s] = ok[i];
+        q->hpos_val[s] = ov[i];
+    }
+    free(ok);
+    free(ov);
+}
+
+static void hpos_put(wr_queue_t *q, uint64_t key, size_t idx)
+{
+    if ((q->hpos_count + 1) * 2 > q->hpos_cap)
+        hpos_grow(q);
+    size_t s = hpos_slot(q, key);
+    while (q->hpos_key[s] != HPOS_EMPTY && q->hpos_key[s] != key)
+        s = (s + 1) & (q->hpos_cap - 1);
+    if (q->hpos_key[s] == HPOS_EMPTY)
+        q->hpos_count++;
+    q->hpos_key[s] = key;
+    q->hpos_val[s] = (uint32_t)idx;
+}
+
+/* The slot of key, or SIZE_MAX. */
+static size_t hpos_find(const wr_queue_t *q, uint64_t key)
+{
+    if (q->hpos_count == 0)
+        return SIZE_MAX;
+    size_t s = hpos_slot(q, key);
+    while (q->hpos_key[s] != HPOS_EMPTY) {
+        if (q->hpos_key[s] == key)
+            return s;
+        s = (s + 1) & (q->hpos_cap - 1);
+    }
+    return SIZE_MAX;
+}
+
+static void hpos_del(wr_queue_t *q, uint64_t key)
+{
+    size_t s = hpos_find(q, key);
+    if (s == SIZE_MAX)
+        return;
+    size_t mask = q->hpos_cap - 1;
+    q->hpos_count--;
+    /* Backward shift: move later entries of the probe run into the hole
+     * unless their home slot lies cyclically after the hole. */
+    for (size_t j = (s + 1) & mask;; j = (j + 1) & mask) {
+        if (q->hpos_key[j] == HPOS_EMPTY)
+            break;
+        size_t home = hpos_slot(q, q->hpos_key[j]);
+        if (((j - home) & mask) >= ((j - s) & mask)) {
+            q->hpos_key[s] = q->hpos_key[j];
+            q->hpos_val[s] = q->hpos_val[j];
+            s = j;
+        }
+    }
+    q->hpos_key[s] = HPOS_EMPTY;
+}
+
+/* Puts *e at heap index i, keeping its position known if it can expire. */
+static inline void heap_set(wr_queue_t *q, size_t i, const wr_qent_t *e)
+{
+    q->heap[i] = *e;
+    if (e->expires_at)
+        hpos_put(q, e->seq, i);
 }
 
 static void heap_push(wr_queue_t *q, const wr_qent_t *e)
@@ -302,16 +462,27 @@ static void heap_push(wr_queue_t *q, const wr_qent_t *e)
         size_t parent = (i - 1) / 2;
         if (q->heap[parent].seq <= e->seq)
             break;
-        q->heap[i] = q->heap[parent];
+        heap_set(q, i, &q->heap[parent]);
         i = parent;
     }
-    q->heap[i] = *e;
+    heap_set(q, i, e);
 }
 
-static void heap_pop(wr_queue_t *q)
+/* Removes the heap entry at index i (the top for a pop). */
+static void heap_remove_at(wr_queue_t *q, size_t i)
 {
+    if (q->heap[i].expires_at)
+        hpos_del(q, q->heap[i].seq);
     wr_qent_t last = q->heap[--q->heap_count];
-    size_t i = 0, n = q->heap_count;
+    size_t n = q->heap_count;
+    if (i == n)
+        return;
+    /* last goes into the hole: up if it is smaller than the hole's parent,
+     * else down. */
+    while (i > 0 && q->heap[(i - 1) / 2].seq > last.seq) {
+        heap_set(q, i, &q->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= n)
@@ -320,16 +491,33 @@ static void heap_pop(wr_queue_t *q)
             c++;
         if (last.seq <= q->heap[c].seq)
             break;
-        q->heap[i] = q->heap[c];
+        heap_set(q, i, &q->heap[c]);
         i = c;
     }
-    if (n > 0)
-        q->heap[i] = last;
+    heap_set(q, i, &last);
+}
+
+static void heap_pop(wr_queue_t *q)
+{
+    heap_remove_at(q, 0);
+}
+
+/* Drops tombstones from the ring's head, so that the head is a ready entry
+ * (or the ring is empty). */
+static void skip_tombs(wr_queue_t *q)
+{
+    wr_qent_t *r;
+    while (q->tombs && (r = ring_front(q)) && r->expires_at == WR_QENT_TOMB) {
+        ring_pop(q);
+        q->tombs--;
+    }
 }
 
 /* The next ready entry in queue order, without removing it. */
 static wr_qent_t *peek(wr_queue_t *q, int *from_heap)
 {
+    if (q->tombs)
+        skip_tombs(q);
     wr_qent_t *r = ring_front(q);
     if (q->heap_count && (r == NULL || q->heap[0].seq < r->seq)) {
         *from_heap = 1;
@@ -339,8 +527,12 @@ static wr_qent_t *peek(wr_queue_t *q, int *from_heap)
     return r;
 }
 
+/* Removes the entry peek returned; it leaves the ready state. */
 static void remove_front(wr_queue_t *q, int from_heap)
 {
+    wr_qent_t *e = from_heap ? &q->heap[0] : ring_front(q);
+    if (e->expires_at)
+        q->n_expiring--;
     if (from_heap)
         heap_pop(q);
     else
@@ -545,22 +737,125 @@ static void ttl_timer_cb(uv_timer_t *t)
     wr_queue_expire(q);
 }
 
+/* The expiry heap: a min-heap of (at, seq) over the entries with a
+ * deadline.  Items are never removed when their entry leaves some other
+ * way; exp_valid tells a live item from a stale one. */
+static int exp_less(const wr_qexp_t *a, const wr_qexp_t *b)
+{
+    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static void exp_push(wr_queue_t *q, int64_t at, uint64_t seq)
+{
+    if (q->exp_count == q->exp_cap) {
+        q->exp_cap = q->exp_cap ? q->exp_cap * 2 : 16;
+        q->exp = wr_xrealloc(q->exp, q->exp_cap * sizeof *q->exp);
+    }
+    wr_qexp_t x = {at, seq};
+    size_t i = q->exp_count++;
+    while (i > 0 && exp_less(&x, &q->exp[(i - 1) / 2])) {
+        q->exp[i] = q->exp[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->exp[i] = x;
+}
+
+static void exp_sift_down(wr_queue_t *q, size_t i)
+{
+    wr_qexp_t x = q->exp[i];
+    size_t n = q->exp_count;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && exp_less(&q->exp[c + 1], &q->exp[c]))
+            c++;
+        if (!exp_less(&q->exp[c], &x))
+            break;
+        q->exp[i] = q->exp[c];
+        i = c;
+    }
+    q->exp[i] = x;
+}
+
+static void exp_pop(wr_queue_t *q)
+{
+    q->exp[0] = q->exp[--q->exp_count];
+    if (q->exp_count)
+        exp_sift_down(q, 0);
+}
+
+/* The ready entry item x stands for, or NULL if it is stale (the entry was
+ * delivered, dropped or already expired).  *heap_i is its heap index, or
+ * SIZE_MAX if it is in the ring. */
+static wr_qent_t *exp_entry(wr_queue_t *q, const wr_qexp_t *x, size_t *heap_i)
+{
+    *heap_i = SIZE_MAX;
+    wr_qent_t *e = q->args.max_priority ? NULL : ring_find(q, x->seq);
+    if (e == NULL) {
+        size_t s = hpos_find(q, x->seq);
+        if (s == SIZE_MAX)
+            return NULL;
+        *heap_i = q->hpos_val[s];
+        e = &q->heap[*heap_i];
+    }
+    return e->expires_at == x->at ? e : NULL;
+}
+
+/* Rebuilds the expiry heap without its stale items, once they outnumber
+ * the live ones: each rebuild costs as much as the removals that made the
+ * stale items, so the heap stays O(ready) at O(1) amortised per entry. */
+static void exp_compact(wr_queue_t *q)
+{
+    size_t k = 0, hi;
+    for (size_t i = 0; i < q->exp_count; i++)
+        if (exp_entry(q, &q->exp[i], &hi))
+            q->exp[k++] = q->exp[i];
+    q->exp_count = k;
+    for (size_t i = k / 2; i-- > 0;)
+        exp_sift_down(q, i);
+    if (q->exp_cap > 64 && k < q->exp_cap / 4) {
+        q->exp_cap = k > 16 ? k * 2 : 16;
+        q->exp = wr_xrealloc(q->exp, q->exp_cap * sizeof *q->exp);
+    }
+}
+
+/* Arms the timer for the earliest deadline (it may be a stale item's; the
+ * wake-up then only drops it). */
 static void arm_ttl(wr_queue_t *q)
 {
-    int from_heap;
-    wr_qent_t *e = peek(q, &from_heap);
-    if (e == NULL || e->expires_at == 0) {
+    if (q->exp_count == 0 || q->deleted) {
         if (q->ttl_timer)
             uv_timer_stop(q->ttl_timer);
         return;
     }
+    if (q->exp_count > 1024 && q->exp_count > 2 * q->n_expiring)
+        exp_compact(q);
+    if (q->exp_count == 0) {
+        uv_timer_stop(q->ttl_timer);
+        return;
+    }
+    int64_t at = q->exp[0].at;
     if (q->ttl_timer == NULL) {
         q->ttl_timer = wr_xmalloc(sizeof *q->ttl_timer);
         uv_timer_init(wr_loop, q->ttl_timer);
         q->ttl_timer->data = q;
+    } else if (q->ttl_armed_at == at && uv_is_active((uv_handle_t *)q->ttl_timer)) {
+        return;
     }
-    int64_t wait = e->expires_at - wr_now_ms();
+    q->ttl_armed_at = at;
+    int64_t wait = at - wr_now_ms();
     uv_timer_start(q->ttl_timer, ttl_timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+/* A ready entry got deadline e->expires_at. */
+static void exp_track(wr_queue_t *q, const wr_qent_t *e)
+{
+    q->n_expiring++;
+    exp_push(q, e->expires_at, e->seq);
+    if (q->ttl_timer == NULL || !uv_is_active((uv_handle_t *)q->ttl_timer) ||
+        e->expires_at < q->ttl_armed_at)
+        arm_ttl(q);
 }
 
 /* ---- leaving the queue ---- */
@@ -674,15 +969,30 @@ static void entry_dead(wr_queue_t *q, wr_qent_t *e, const char *reason)
 void wr_queue_expire(wr_queue_t *q)
 {
     int64_t now = wr_now_ms();
-    int from_heap;
-    wr_qent_t *p;
-    while ((p = peek(q, &from_heap)) && p->expires_at && p->expires_at <= now) {
+    q->refs++; /* dead-lettering may route back here and delete q */
+    while (q->exp_count && q->exp[0].at <= now && !q->deleted) {
+        wr_qexp_t x = q->exp[0];
+        exp_pop(q);
+        size_t heap_i;
+        wr_qent_t *p = exp_entry(q, &x, &heap_i);
+        if (p == NULL)
+            continue;
         wr_qent_t e = *p;
         q->ready_bytes -= e.size;
-        remove_front(q, from_heap);
+        q->n_expiring--;
+        if (heap_i != SIZE_MAX) {
+            heap_remove_at(q, heap_i);
+        } else {
+            /* Left in place as a tombstone: removing from the middle of
+             * the ring would cost a shift of everything behind it. */
+            *p = (wr_qent_t){NULL, e.seq, WR_QENT_TOMB, {0, 0}, 0, 0};
+            q->tombs++;
+        }
         entry_dead(q, &e, "expired");
     }
+    skip_tombs(q);
     arm_ttl(q);
+    wr_queue_unref(q);
 }
 
 /* ---- push / pop ---- */
@@ -722,6 +1032,8 @@ void wr_queue_recovery_done(wr_queue_t *q)
     /* Recovery appended in publish order; a priority queue needs each
      * message's priority, which only the message itself knows. */
     wr_qent_t e;
+    /* Keys change, so the expiry items are made anew. */
+    q->exp_count = 0;
     while (q->ring_count) {
         e = *ring_front(q);
         ring_pop(q);
@@ -733,7 +1045,10 @@ void wr_queue_recovery_done(wr_queue_t *q)
         }
         e.seq = priority_key(q, prio, e.seq);
         heap_push(q, &e);
+        if (e.expires_at)
+            exp_push(q, e.expires_at, e.seq);
     }
+    arm_ttl(q);
 }
 
 int wr_queue_would_reject(const wr_queue_t *q, const wr_msg_t *m)
@@ -836,10 +1151,10 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
         ring_push(q, &e);
     }
     q->ready_bytes += e.size;
+    if (e.expires_at)
+        exp_track(q, &e);
     while (over_limit(q, 0, 0) && wr_queue_ready(q) > 0)
         drop_head(q);
-    if (e.expires_at && (q->ttl_timer == NULL || !uv_is_active((uv_handle_t *)q->ttl_timer)))
-        arm_ttl(q);
     if (q->n_consumers)
         wr_queue_kick(q);
     return 0;
@@ -861,7 +1176,7 @@ void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint64_t order, uint32
         q->next_seq = order + 1;
     q->ready_bytes += size;
     if (e.expires_at)
-        arm_ttl(q);
+        exp_track(q, &e);
 }
 
 int wr_queue_pop(wr_queue_t *q, wr_qent_t *out)
@@ -930,10 +1245,12 @@ void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
         e->deliveries++;
         heap_push(q, e);
         q->ready_bytes += e->size;
+        /* It keeps its deadline; an item for it may still be in the
+         * expiry heap (it then finds the entry again), or was dropped. */
+        if (e->expires_at)
+            exp_track(q, e);
         if (q->n_consumers)
             wr_queue_kick(q);
-        if (e->expires_at)
-            arm_ttl(q);
     }
     wr_queue_unref(q);
 }
@@ -1134,6 +1451,7 @@ uint32_t wr_queue_purge(wr_queue_t *q)
         n++;
     }
     q->ready_bytes = 0;
+    q->exp_count = 0; /* nothing is left to expire */
     arm_ttl(q);
     return n;
 }

@@ -12,6 +12,19 @@
  * from in front of the ring's head, requeued messages take back exactly
  * their original position, as RabbitMQ does, at O(log n) each.
  *
+ * Expiry goes beyond RabbitMQ, which expires a per-message TTL only at the
+ * head: a queue with expiring entries keeps a second min-heap of (deadline,
+ * key) items, so the earliest deadline anywhere in the queue is known at
+ * once and one timer is armed for it.  An entry that expires in the middle
+ * of the ring is found by binary search (over an array of the ring's blocks,
+ * then within the block) and turned into a tombstone in place; tombstones do
+ * not count as ready and are skipped when they reach the head.  An entry in
+ * the seq heap is found through a small hash from key to heap index, kept
+ * only for entries that have a deadline, and removed from the heap.  Items
+ * of entries that left otherwise (delivered, dropped, purged) stay behind
+ * and are ignored when they come up (lazy deletion), and the item heap is
+ * rebuilt when such stale items outnumber the live ones.
+ *
  * Consumers are served round-robin among those of the highest priority
  * that can take a message now (credit from basic.qos, a connection that
  * is not congested).  The queue knows consumers only through
@@ -39,7 +52,9 @@ typedef struct wr_binding wr_binding_t;
 
 /* A queue entry: 40 bytes per queued message.  msg is NULL while the
  * message is paged out (only on disk, at loc); it is read back when the
- * entry is delivered. */
+ * entry is delivered.  An entry in the ring whose message expired while
+ * others were ahead of it is a tombstone: expires_at is WR_QENT_TOMB, msg
+ * NULL, loc and size zero. */
 typedef struct wr_qent {
     wr_msg_t *msg;       /* one reference owned by the entry, or NULL */
     uint64_t seq;        /* position in the queue */
@@ -48,6 +63,14 @@ typedef struct wr_qent {
     uint32_t deliveries; /* times delivered before: redelivered if > 0 */
     uint32_t size;       /* body size, for x-max-length-bytes */
 } wr_qent_t;
+
+#define WR_QENT_TOMB (-1)
+
+/* An item of a queue's expiry heap: the entry with key seq is due at. */
+typedef struct wr_qexp {
+    int64_t at;
+    uint64_t seq;
+} wr_qexp_t;
 
 /* A block of the ready ring (see queue.c). */
 #define WR_QBLOCK 1024
@@ -120,6 +143,18 @@ struct wr_queue {
     size_t heap_count, heap_cap;
     uint64_t next_seq;
     uint64_t ready_bytes;
+    size_t tombs; /* tombstones in the ring, not ready */
+
+    /* Expiry (see above); all empty for queues whose entries never expire. */
+    wr_qblock_t **blks; /* the ring's blocks in order, circular */
+    size_t blk_head, blk_n, blk_cap;
+    wr_qexp_t *exp; /* min-heap on at, possibly stale items */
+    size_t exp_count, exp_cap;
+    size_t n_expiring;  /* ready entries with a deadline */
+    uint64_t *hpos_key; /* open addressing: heap key -> index */
+    uint32_t *hpos_val;
+    size_t hpos_count, hpos_cap;
+    int64_t ttl_armed_at; /* deadline the timer is armed for */
 
     wr_consumer_t *consumers; /* sorted by priority, highest first */
     wr_consumer_t *rr;        /* where the next round-robin scan starts */
@@ -149,7 +184,7 @@ void wr_queue_unref(wr_queue_t *q);
 /* Ready message count and bytes. */
 static inline size_t wr_queue_ready(const wr_queue_t *q)
 {
-    return q->ring_count + q->heap_count;
+    return q->ring_count + q->heap_count - q->tombs;
 }
 
 /* Would the queue refuse one more message of this size (x-overflow
@@ -225,8 +260,9 @@ extern uint64_t wr_queue_block_bytes;
  * called once a second. */
 void wr_queue_trim_memory(void);
 
-/* Expires ready messages whose time has come (called from the timer and
- * before deliveries). */
+/* Expires the ready messages whose deadline has passed, wherever they are
+ * in the queue (called from the queue's timer): each is dead-lettered with
+ * reason "expired" or dropped, in O(log n). */
 void wr_queue_expire(wr_queue_t *q);
 
 #endif
