@@ -541,25 +541,85 @@ static void remove_front(wr_queue_t *q, int from_heap)
 
 /* ---- dead-lettering ---- */
 
-static void put_str_field(wr_buf_t *b, const char *key, wr_bytes_t v)
+
+/* A table being built in RabbitMQ's key order: entries are collected as
+ * (key, encoded value) and written sorted by key, as RabbitMQ's table
+ * updates leave them. */
+typedef struct kv {
+    wr_bytes_t key;
+    size_t off, len; /* encoded value (type octet + value) in the scratch */
+} kv_t;
+
+typedef struct kvs {
+    kv_t *v;
+    size_t n, cap;
+    wr_buf_t scratch;
+} kvs_t;
+
+static void kvs_add(kvs_t *t, wr_bytes_t key, const wr_field_t *f)
 {
-    wr_table_put_key(b, wr_bytes_of(key));
-    wr_field_t f = wr_field_longstr(v);
-    wr_field_put(b, &f);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->v = wr_xrealloc(t->v, t->cap * sizeof *t->v);
+    }
+    size_t off = t->scratch.len;
+    wr_field_put(&t->scratch, f);
+    t->v[t->n++] = (kv_t){key, off, t->scratch.len - off};
 }
 
-/* Builds the headers of a dead-lettered copy: the original headers with
- * x-death updated as RabbitMQ does (one entry per queue and reason, the
- * newest first, count incremented) and the x-first-death-* / x-last-death-*
- * fields. */
+static int kv_cmp(const void *a, const void *b)
+{
+    const kv_t *x = a, *y = b;
+    size_t n = x->key.n < y->key.n ? x->key.n : y->key.n;
+    int c = n ? memcmp(x->key.p, y->key.p, n) : 0;
+    return c ? c : (x->key.n > y->key.n) - (x->key.n < y->key.n);
+}
+
+static void kvs_write_sorted(kvs_t *t, wr_buf_t *out)
+{
+    if (t->n > 1)
+        qsort(t->v, t->n, sizeof *t->v, kv_cmp);
+    size_t top = wr_table_begin(out);
+    for (size_t i = 0; i < t->n; i++) {
+        wr_table_put_key(out, t->v[i].key);
+        wr_buf_put(out, t->scratch.p + t->v[i].off, t->v[i].len);
+    }
+    wr_table_end(out, top);
+}
+
+static void kvs_free(kvs_t *t)
+{
+    free(t->v);
+    wr_buf_free(&t->scratch);
+}
+
+static int entry_is(wr_bytes_t entry, wr_bytes_t qname, wr_bytes_t rsn)
+{
+    wr_field_t fq, fr;
+    return wr_table_get(entry, "queue", &fq) && fq.type == 'S' && wr_bytes_eq(fq.v.bytes, qname) &&
+           wr_table_get(entry, "reason", &fr) && fr.type == 'S' && wr_bytes_eq(fr.v.bytes, rsn);
+}
+
+/* Builds the headers of a dead-lettered copy exactly as RabbitMQ 3.10
+ * lays them out (plus x-last-death-*, which RabbitMQ 3.13+ adds):
+ * - the top-level table sorted by key;
+ * - x-death newest first, one entry per (queue, reason): an existing one
+ *   gets count + 1 and moves to the front; an entry RabbitMQ writes into a
+ *   message that already had x-death, or updates, has its keys sorted,
+ *   while the very first entry has them in the order count, reason, queue,
+ *   time, exchange, routing-keys, original-expiration; older untouched
+ *   entries are kept byte for byte;
+ * - x-first-death-* set once; CC dropped when x-dead-letter-routing-key
+ *   replaces the routing key (its values stay in routing-keys). */
 static void build_dl_headers(wr_buf_t *out, wr_queue_t *q, const wr_msg_t *m,
                              const wr_basic_props_t *pr, const char *reason)
 {
     wr_bytes_t qname = {(const uint8_t *)q->name, q->name_len};
     wr_bytes_t rsn = wr_bytes_of(reason);
     int have_first = 0;
-    size_t top = wr_table_begin(out);
     wr_bytes_t old_xdeath = {NULL, 0};
+    wr_bytes_t cc = {NULL, 0};
+    kvs_t top = {0};
     wr_table_iter_t it;
     wr_bytes_t k;
     wr_field_t f;
@@ -573,82 +633,114 @@ static void build_dl_headers(wr_buf_t *out, wr_queue_t *q, const wr_msg_t *m,
             }
             if (k.n > 13 && memcmp(k.p, "x-last-death-", 13) == 0)
                 continue;
+            if (wr_bytes_eq_str(k, "CC") && f.type == 'A') {
+                cc = f.v.bytes;
+                if (q->args.dlrk)
+                    continue;
+            }
             if (k.n > 14 && memcmp(k.p, "x-first-death-", 14) == 0)
                 have_first = 1;
-            wr_table_put_key(out, k);
-            wr_field_put(out, &f);
+            kvs_add(&top, k, &f);
         }
     }
+    wr_field_t fx = wr_field_longstr(wr_msg_exchange(m));
+    wr_field_t fq = wr_field_longstr(qname);
+    wr_field_t fr = wr_field_longstr(rsn);
     if (!have_first) {
-        put_str_field(out, "x-first-death-exchange", wr_msg_exchange(m));
-        put_str_field(out, "x-first-death-queue", qname);
-        put_str_field(out, "x-first-death-reason", rsn);
+        kvs_add(&top, WR_BYTES_LIT("x-first-death-exchange"), &fx);
+        kvs_add(&top, WR_BYTES_LIT("x-first-death-queue"), &fq);
+        kvs_add(&top, WR_BYTES_LIT("x-first-death-reason"), &fr);
     }
-    put_str_field(out, "x-last-death-exchange", wr_msg_exchange(m));
-    put_str_field(out, "x-last-death-queue", qname);
-    put_str_field(out, "x-last-death-reason", rsn);
+    kvs_add(&top, WR_BYTES_LIT("x-last-death-exchange"), &fx);
+    kvs_add(&top, WR_BYTES_LIT("x-last-death-queue"), &fq);
+    kvs_add(&top, WR_BYTES_LIT("x-last-death-reason"), &fr);
 
-    /* x-death: the entry for (queue, reason) first, then the others in
-     * their previous order. */
-    int64_t count = 1;
+    /* The entry for (queue, reason): updated if present, else new. */
     wr_table_iter_t ai;
     wr_field_t e;
+    wr_bytes_t existing = {NULL, 0};
     if (old_xdeath.n) {
         wr_table_iter_init(&ai, old_xdeath);
-        while (wr_array_next(&ai, &e) == 1) {
-            wr_field_t fq, fr, fc;
-            if (e.type == 'F' && wr_table_get(e.v.bytes, "queue", &fq) && fq.type == 'S' &&
-                wr_bytes_eq(fq.v.bytes, qname) && wr_table_get(e.v.bytes, "reason", &fr) &&
-                fr.type == 'S' && wr_bytes_eq(fr.v.bytes, rsn)) {
+        while (wr_array_next(&ai, &e) == 1)
+            if (e.type == 'F' && existing.p == NULL && entry_is(e.v.bytes, qname, rsn))
+                existing = e.v.bytes;
+    }
+    wr_buf_t xd;
+    wr_buf_init(&xd);
+    size_t arr = wr_table_begin(&xd);
+    wr_buf_put_u8(&xd, 'F');
+    if (existing.p) {
+        kvs_t ent = {0};
+        wr_table_iter_init(&it, existing);
+        while (wr_table_next(&it, &k, &f) == 1) {
+            if (wr_bytes_eq_str(k, "count")) {
                 int64_t c = 0;
-                if (wr_table_get(e.v.bytes, "count", &fc) && wr_field_int(&fc, &c))
-                    count = c + 1;
+                wr_field_int(&f, &c);
+                wr_field_t nc = wr_field_long(c + 1);
+                kvs_add(&ent, k, &nc);
+            } else {
+                kvs_add(&ent, k, &f);
             }
         }
+        kvs_write_sorted(&ent, &xd);
+        kvs_free(&ent);
+    } else {
+        kvs_t ent = {0};
+        wr_field_t fc = wr_field_long(1);
+        wr_field_t ft = wr_field_timestamp((uint64_t)time(NULL));
+        wr_buf_t rks;
+        wr_buf_init(&rks);
+        size_t rk = wr_table_begin(&rks);
+        wr_field_t fk = wr_field_longstr(wr_msg_routing_key(m));
+        wr_field_put(&rks, &fk);
+        if (cc.n) {
+            wr_table_iter_init(&ai, cc);
+            while (wr_array_next(&ai, &e) == 1)
+                if (e.type == 'S')
+                    wr_field_put(&rks, &e);
+        }
+        wr_table_end(&rks, rk);
+        wr_field_t fa;
+        fa.type = 'A';
+        fa.v.bytes = (wr_bytes_t){rks.p + 4, rks.len - 4};
+        wr_field_t fo = wr_field_longstr(pr->expiration);
+        kvs_add(&ent, WR_BYTES_LIT("count"), &fc);
+        kvs_add(&ent, WR_BYTES_LIT("reason"), &fr);
+        kvs_add(&ent, WR_BYTES_LIT("queue"), &fq);
+        kvs_add(&ent, WR_BYTES_LIT("time"), &ft);
+        kvs_add(&ent, WR_BYTES_LIT("exchange"), &fx);
+        kvs_add(&ent, WR_BYTES_LIT("routing-keys"), &fa);
+        if (pr->flags & WR_PROP_EXPIRATION)
+            kvs_add(&ent, WR_BYTES_LIT("original-expiration"), &fo);
+        if (old_xdeath.n) {
+            kvs_write_sorted(&ent, &xd);
+        } else {
+            size_t t0 = wr_table_begin(&xd);
+            for (size_t i = 0; i < ent.n; i++) {
+                wr_table_put_key(&xd, ent.v[i].key);
+                wr_buf_put(&xd, ent.scratch.p + ent.v[i].off, ent.v[i].len);
+            }
+            wr_table_end(&xd, t0);
+        }
+        kvs_free(&ent);
+        wr_buf_free(&rks);
     }
-    wr_table_put_key(out, WR_BYTES_LIT("x-death"));
-    wr_buf_put_u8(out, 'A');
-    size_t arr = wr_table_begin(out);
-    wr_buf_put_u8(out, 'F');
-    size_t ent = wr_table_begin(out);
-    wr_table_put_key(out, WR_BYTES_LIT("count"));
-    wr_field_t fc = wr_field_long(count);
-    wr_field_put(out, &fc);
-    put_str_field(out, "reason", rsn);
-    put_str_field(out, "queue", qname);
-    wr_table_put_key(out, WR_BYTES_LIT("time"));
-    wr_field_t ft = wr_field_timestamp((uint64_t)time(NULL));
-    wr_field_put(out, &ft);
-    put_str_field(out, "exchange", wr_msg_exchange(m));
-    wr_table_put_key(out, WR_BYTES_LIT("routing-keys"));
-    wr_buf_put_u8(out, 'A');
-    size_t rk = wr_table_begin(out);
-    wr_field_t fk = wr_field_longstr(wr_msg_routing_key(m));
-    wr_field_put(out, &fk);
-    wr_field_t cc;
-    if ((pr->flags & WR_PROP_HEADERS) && wr_table_get(pr->headers, "CC", &cc) && cc.type == 'A') {
-        wr_table_iter_init(&ai, cc.v.bytes);
-        while (wr_array_next(&ai, &e) == 1)
-            if (e.type == 'S')
-                wr_field_put(out, &e);
-    }
-    wr_table_end(out, rk);
-    if (pr->flags & WR_PROP_EXPIRATION)
-        put_str_field(out, "original-expiration", pr->expiration);
-    wr_table_end(out, ent);
     if (old_xdeath.n) {
         wr_table_iter_init(&ai, old_xdeath);
         while (wr_array_next(&ai, &e) == 1) {
-            wr_field_t fq, fr;
-            if (e.type == 'F' && wr_table_get(e.v.bytes, "queue", &fq) && fq.type == 'S' &&
-                wr_bytes_eq(fq.v.bytes, qname) && wr_table_get(e.v.bytes, "reason", &fr) &&
-                fr.type == 'S' && wr_bytes_eq(fr.v.bytes, rsn))
+            if (e.type == 'F' && e.v.bytes.p == existing.p)
                 continue;
-            wr_field_put(out, &e);
+            wr_field_put(&xd, &e);
         }
     }
-    wr_table_end(out, arr);
-    wr_table_end(out, top);
+    wr_table_end(&xd, arr);
+    wr_field_t fd;
+    fd.type = 'A';
+    fd.v.bytes = (wr_bytes_t){xd.p + 4, xd.len - 4};
+    kvs_add(&top, WR_BYTES_LIT("x-death"), &fd);
+    kvs_write_sorted(&top, out);
+    kvs_free(&top);
+    wr_buf_free(&xd);
 }
 
 /* Would dead-lettering into target close a cycle that RabbitMQ drops?  A
