@@ -541,7 +541,6 @@ static void remove_front(wr_queue_t *q, int from_heap)
 
 /* ---- dead-lettering ---- */
 
-
 /* A table being built in RabbitMQ's key order: entries are collected as
  * (key, encoded value) and written sorted by key, as RabbitMQ's table
  * updates leave them. */
