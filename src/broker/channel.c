@@ -717,42 +717,6 @@ static void confirm_publish(wr_channel_t *ch, uint64_t seq, uint64_t gen, int na
     pending_advance(ch, st ? wr_store_synced_gen(st) : 0);
 }
 
-/* Returns a copy of m without the header key (consuming the caller's
- * reference to m). */
-static wr_msg_t *without_header(wr_msg_t *m, const char *key)
-{
-    wr_basic_props_t pr;
-    if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) != 0)
-        return m;
-    wr_buf_t hdr, props;
-    wr_buf_init(&hdr);
-    wr_buf_init(&props);
-    size_t top = wr_table_begin(&hdr);
-    wr_table_iter_t it;
-    wr_bytes_t k;
-    wr_field_t f;
-    wr_table_iter_init(&it, pr.headers);
-    while (wr_table_next(&it, &k, &f) == 1) {
-        if (wr_bytes_eq_str(k, key))
-            continue;
-        wr_table_put_key(&hdr, k);
-        wr_field_put(&hdr, &f);
-    }
-    wr_table_end(&hdr, top);
-    pr.headers = (wr_bytes_t){hdr.p + 4, hdr.len - 4};
-    wr_props_encode(&props, &pr);
-    wr_msg_t *n = wr_msg_new(wr_msg_exchange(m), wr_msg_routing_key(m),
-                             (wr_bytes_t){props.p, props.len}, m->body_len);
-    wr_msg_append_body(n, m->body, m->body_len);
-    n->persistent = m->persistent;
-    n->priority = m->priority;
-    n->ttl = m->ttl;
-    wr_msg_unref(m);
-    wr_buf_free(&hdr);
-    wr_buf_free(&props);
-    return n;
-}
-
 /* Routes m (consuming the caller's reference), stores it if it is
  * persistent and reached durable queues, and answers the publisher. */
 static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory, uint64_t seq)
@@ -778,7 +742,7 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
      * message before anyone sees it (or it is stored). */
     wr_field_t bcc;
     if (headers.n && wr_table_get(headers, "BCC", &bcc))
-        m = without_header(m, "BCC");
+        m = wr_msg_set_header(m, "BCC", NULL);
     size_t n = r.n;
     wr_queue_t *one[1];
     wr_queue_t **qs = r.q;

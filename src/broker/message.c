@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "core/err.h"
+#include "proto/spec_gen.h"
+#include "proto/table.h"
 
 uint64_t wr_msg_mem_bytes;
 
@@ -83,4 +85,46 @@ int wr_msg_parse_expiration(wr_bytes_t s, int64_t *ms, char *why, size_t whylen)
     }
     *ms = v;
     return 0;
+}
+
+wr_msg_t *wr_msg_set_header(wr_msg_t *m, const char *key, const wr_field_t *val)
+{
+    wr_basic_props_t pr;
+    if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) != 0)
+        return m;
+    wr_bytes_t k0 = wr_bytes_of(key);
+    wr_buf_t hdr, props;
+    wr_buf_init(&hdr);
+    wr_buf_init(&props);
+    size_t top = wr_table_begin(&hdr);
+    if (pr.flags & WR_PROP_HEADERS) {
+        wr_table_iter_t it;
+        wr_bytes_t k;
+        wr_field_t f;
+        wr_table_iter_init(&it, pr.headers);
+        while (wr_table_next(&it, &k, &f) == 1) {
+            if (wr_bytes_eq(k, k0))
+                continue;
+            wr_table_put_key(&hdr, k);
+            wr_field_put(&hdr, &f);
+        }
+    }
+    if (val) {
+        wr_table_put_key(&hdr, k0);
+        wr_field_put(&hdr, val);
+    }
+    wr_table_end(&hdr, top);
+    pr.flags |= WR_PROP_HEADERS;
+    pr.headers = (wr_bytes_t){hdr.p + 4, hdr.len - 4};
+    wr_props_encode(&props, &pr);
+    wr_msg_t *n = wr_msg_new(wr_msg_exchange(m), wr_msg_routing_key(m),
+                             (wr_bytes_t){props.p, props.len}, m->body_len);
+    wr_msg_append_body(n, m->body, m->body_len);
+    n->persistent = m->persistent;
+    n->priority = m->priority;
+    n->ttl = m->ttl;
+    wr_msg_unref(m);
+    wr_buf_free(&hdr);
+    wr_buf_free(&props);
+    return n;
 }

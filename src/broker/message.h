@@ -66,6 +66,12 @@ static inline uint64_t wr_msg_size(const wr_msg_t *m)
     return m->body_len;
 }
 
+struct wr_field;
+/* Returns a copy of m whose headers have key set to *val (added last), or
+ * removed when val is NULL; consumes the caller's reference to m.  Other
+ * properties and the body are kept byte for byte. */
+wr_msg_t *wr_msg_set_header(wr_msg_t *m, const char *key, const struct wr_field *val);
+
 /* Parses an AMQP expiration property (a decimal string of milliseconds).
  * Returns 0 and *ms, or WR_EINVAL with RabbitMQ's reason in why
  * ("no_integer", "{value_negative,-1}", "{leftover_string,\".5\"}"). */

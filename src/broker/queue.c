@@ -1008,43 +1008,8 @@ int wr_queue_load(wr_queue_t *q, wr_qent_t *e)
  * the delivered copy gets the header, the stored message stays as it was. */
 static void with_delivery_count(wr_qent_t *e)
 {
-    wr_msg_t *m = e->msg;
-    wr_basic_props_t pr;
-    if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) != 0)
-        return;
-    wr_buf_t hdr, props;
-    wr_buf_init(&hdr);
-    wr_buf_init(&props);
-    size_t top = wr_table_begin(&hdr);
-    if (pr.flags & WR_PROP_HEADERS) {
-        wr_table_iter_t it;
-        wr_bytes_t k;
-        wr_field_t f;
-        wr_table_iter_init(&it, pr.headers);
-        while (wr_table_next(&it, &k, &f) == 1) {
-            if (wr_bytes_eq_str(k, "x-delivery-count"))
-                continue;
-            wr_table_put_key(&hdr, k);
-            wr_field_put(&hdr, &f);
-        }
-    }
-    wr_table_put_key(&hdr, WR_BYTES_LIT("x-delivery-count"));
     wr_field_t c = wr_field_long(e->deliveries);
-    wr_field_put(&hdr, &c);
-    wr_table_end(&hdr, top);
-    pr.flags |= WR_PROP_HEADERS;
-    pr.headers = (wr_bytes_t){hdr.p + 4, hdr.len - 4};
-    wr_props_encode(&props, &pr);
-    wr_msg_t *n = wr_msg_new(wr_msg_exchange(m), wr_msg_routing_key(m),
-                             (wr_bytes_t){props.p, props.len}, m->body_len);
-    wr_msg_append_body(n, m->body, m->body_len);
-    n->persistent = m->persistent;
-    n->priority = m->priority;
-    n->ttl = m->ttl;
-    wr_msg_unref(m);
-    e->msg = n;
-    wr_buf_free(&hdr);
-    wr_buf_free(&props);
+    e->msg = wr_msg_set_header(e->msg, "x-delivery-count", &c);
 }
 
 /* The entry leaves by dead-lettering (or is dropped if there is no DLX). */
