@@ -731,6 +731,23 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
             headers = pr.headers;
     }
     wr_vhost_t *vh = ch->conn->vhost;
+    int64_t delay = x->delayed ? wr_msg_x_delay(m) : 0;
+    if (delay > 0) {
+        /* x-delayed-message: wait in the exchange's delay queue, with the
+         * delay as the message's TTL there (stored if persistent and the
+         * exchange durable, so the confirm still means durable). */
+        wr_queue_t *dq = wr_delay_queue(x);
+        if (dq) {
+            m->ttl = delay;
+            uint64_t dgen = 0;
+            int drej = 0;
+            int derr = wr_queues_push(vh, &dq, 1, m, &dgen, &drej);
+            if (seq)
+                confirm_publish(ch, seq, derr ? 0 : dgen, derr != 0);
+            wr_msg_unref(m);
+            return;
+        }
+    }
     /* A reply goes to its channel and still counts as unrouted: RabbitMQ
      * returns it to a mandatory publisher (312) even when delivered.  No
      * queue can carry the name (the amq. prefix is reserved), so routing
@@ -961,6 +978,21 @@ static const char *tf(int v)
 
 /* ---- exchange class ---- */
 
+static void delay_queue_create(wr_exchange_t *x)
+{
+    char name[300];
+    wr_delay_queue_name(x, name, sizeof name);
+    wr_queue_args_t qa;
+    char err[64];
+    wr_queue_args_parse((wr_bytes_t){NULL, 0}, wr_bytes_of(name), x->vhost->name, &qa, err,
+                        sizeof err);
+    qa.dlx = wr_xstrndup(x->name, x->name_len);
+    wr_queue_t *q = wr_queue_new(x->vhost, wr_bytes_of(name), x->durable, 0, 0, NULL,
+                                 (wr_bytes_t){NULL, 0}, &qa);
+    q->delay = 1;
+    wr_persist_queue_declared(q);
+}
+
 static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
 {
     const uint32_t mid = WR_M_EXCHANGE_DECLARE;
@@ -978,6 +1010,20 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
         }
     } else {
         int type = wr_extype_parse(a->type);
+        int delayed = 0;
+        if (type < 0 && wr_bytes_eq_str(a->type, "x-delayed-message")) {
+            /* The community plugin's interface: routing by x-delayed-type
+             * once each message's x-delay has passed. */
+            wr_field_t dt;
+            delayed = 1;
+            if (!(a->arguments.n && wr_table_get(a->arguments, "x-delayed-type", &dt) &&
+                  dt.type == 'S' && (type = wr_extype_parse(dt.v.bytes)) >= 0)) {
+                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
+                                 "Invalid argument, 'x-delayed-type' must be an existing "
+                                 "exchange type");
+                return;
+            }
+        }
         if (type < 0) {
             wr_conn_error(ch->conn, WR_AMQP_COMMAND_INVALID, mid, "unknown exchange type '%.*s'",
                           BYTES_FMT(a->type));
@@ -992,7 +1038,7 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
         if (x) {
             const char *what = NULL;
             char got[64], cur[64];
-            if ((int)x->type != type) {
+            if ((int)x->type != type || x->delayed != delayed) {
                 what = "type";
                 snprintf(got, sizeof got, "%.*s", BYTES_FMT(a->type));
                 snprintf(cur, sizeof cur, "%s", wr_extype_name(x->type));
@@ -1030,9 +1076,12 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
                 wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
                 return;
             }
-            wr_persist_exchange_declared(wr_exchange_declare(vh, a->exchange, (wr_extype_t)type,
-                                                             a->durable, a->auto_delete,
-                                                             a->internal, a->arguments));
+            wr_exchange_t *nx = wr_exchange_declare(vh, a->exchange, (wr_extype_t)type, a->durable,
+                                                    a->auto_delete, a->internal, a->arguments);
+            nx->delayed = (uint8_t)delayed;
+            wr_persist_exchange_declared(nx);
+            if (delayed)
+                delay_queue_create(nx);
         }
     }
     if (!a->no_wait) {

@@ -21,11 +21,15 @@ typedef struct recovery {
 static void rec_exchange(void *ctx, wr_bytes_t name, uint8_t type, uint8_t flags, wr_bytes_t args)
 {
     recovery_t *r = ctx;
+    /* Bit 7 of the stored type marks an x-delayed-message exchange. */
+    int delayed = (type & 0x80) != 0;
+    type &= 0x7f;
     if (type > WR_EX_LAST || wr_vhost_exchange(r->vh, name))
         return;
-    wr_exchange_declare(r->vh, name, (wr_extype_t)type, (flags & WR_STORE_XF_DURABLE) != 0,
-                        (flags & WR_STORE_XF_AUTO_DELETE) != 0, (flags & WR_STORE_XF_INTERNAL) != 0,
-                        args);
+    wr_exchange_t *x = wr_exchange_declare(
+        r->vh, name, (wr_extype_t)type, (flags & WR_STORE_XF_DURABLE) != 0,
+        (flags & WR_STORE_XF_AUTO_DELETE) != 0, (flags & WR_STORE_XF_INTERNAL) != 0, args);
+    x->delayed = (uint8_t)delayed;
 }
 
 static void rec_queue(void *ctx, uint32_t id, wr_bytes_t name, uint8_t flags, wr_bytes_t args)
@@ -112,8 +116,19 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
         wr_store_set_segment_size(st, segment_size);
     for (size_t i = 0; i < r.n_exclusive; i++)
         wr_queue_delete(r.exclusive[i]);
+    /* Delay queues find their exchange again. */
     size_t qi = 0;
     wr_map_slot_t *sl;
+    while (wr_map_next(&vh->exchanges, &qi, &sl)) {
+        wr_exchange_t *x = sl->value;
+        wr_queue_t *dq = x->delayed ? wr_delay_queue(x) : NULL;
+        if (dq) {
+            dq->delay = 1;
+            free(dq->args.dlx);
+            dq->args.dlx = wr_xstrndup(x->name, x->name_len);
+        }
+    }
+    qi = 0;
     while (wr_map_next(&vh->queues, &qi, &sl))
         wr_queue_recovery_done(sl->value);
     free(r.exclusive);
@@ -200,8 +215,9 @@ void wr_persist_exchange_declared(wr_exchange_t *x)
         return;
     uint8_t flags = WR_STORE_XF_DURABLE | (x->auto_delete ? WR_STORE_XF_AUTO_DELETE : 0) |
                     (x->internal ? WR_STORE_XF_INTERNAL : 0);
-    wr_store_exchange_add(st, (wr_bytes_t){(uint8_t *)x->name, x->name_len}, (uint8_t)x->type,
-                          flags, (wr_bytes_t){x->args_raw.p, x->args_raw.len});
+    wr_store_exchange_add(st, (wr_bytes_t){(uint8_t *)x->name, x->name_len},
+                          (uint8_t)(x->type | (x->delayed ? 0x80 : 0)), flags,
+                          (wr_bytes_t){x->args_raw.p, x->args_raw.len});
 }
 
 void wr_persist_exchange_deleted(wr_exchange_t *x)

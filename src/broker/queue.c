@@ -767,9 +767,46 @@ static int is_cycle(wr_queue_t *target, wr_bytes_t xdeath, const char *reason)
     return seen;
 }
 
+/* A delayed message's time has come: route it through its exchange (named
+ * by q->args.dlx) with the exchange's own type, as if published now.
+ * Consumes the caller's reference. */
+static void delay_fire(wr_queue_t *q, wr_msg_t *m)
+{
+    wr_exchange_t *x = wr_vhost_exchange(q->vhost, wr_bytes_of(q->args.dlx));
+    if (x == NULL) {
+        wr_msg_unref(m);
+        return;
+    }
+    /* In the delay queue the x-delay served as the message's TTL; from now
+     * on its own expiration applies again. */
+    wr_basic_props_t pr;
+    wr_bytes_t headers = {NULL, 0};
+    m->ttl = -1;
+    if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) == 0) {
+        char why[64];
+        int64_t ttl;
+        if ((pr.flags & WR_PROP_EXPIRATION) &&
+            wr_msg_parse_expiration(pr.expiration, &ttl, why, sizeof why) == 0)
+            m->ttl = ttl;
+        if (pr.flags & WR_PROP_HEADERS)
+            headers = pr.headers;
+    }
+    wr_route_t r = {NULL, 0, 0};
+    wr_route(q->vhost, x, wr_msg_routing_key(m), headers, wr_msg_props(m), &r);
+    uint64_t gen;
+    int rejected;
+    wr_queues_push(q->vhost, r.q, r.n, m, &gen, &rejected);
+    free(r.q);
+    wr_msg_unref(m);
+}
+
 /* Dead-letters m from q (consuming the caller's reference) or drops it. */
 static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
 {
+    if (q->delay) {
+        delay_fire(q, m);
+        return;
+    }
     wr_exchange_t *x = NULL;
     if (q->args.dlx)
         x = wr_vhost_exchange(q->vhost, wr_bytes_of(q->args.dlx));
@@ -1081,8 +1118,45 @@ static uint64_t priority_key(const wr_queue_t *q, uint8_t priority, uint64_t seq
     return (uint64_t)(255 - p) << SEQ_BITS | (seq & ((1ull << SEQ_BITS) - 1));
 }
 
+/* The x-delay of a delayed message, in ms (0 if none). */
+static int64_t x_delay_of(const wr_msg_t *m)
+{
+    wr_basic_props_t pr;
+    wr_field_t f;
+    int64_t v = 0;
+    if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) == 0 &&
+        (pr.flags & WR_PROP_HEADERS) && wr_table_get(pr.headers, "x-delay", &f) &&
+        wr_field_int(&f, &v) && v > 0)
+        return v;
+    return 0;
+}
+
+int64_t wr_msg_x_delay(const wr_msg_t *m)
+{
+    return x_delay_of(m);
+}
+
 void wr_queue_recovery_done(wr_queue_t *q)
 {
+    if (q->delay && q->ring_count) {
+        /* Only the relative x-delay is stored: after a restart the wait
+         * starts again (a delayed message is late, never lost). */
+        int64_t now = wr_now_ms();
+        size_t left = q->ring_count;
+        uint32_t i = q->head_i;
+        for (wr_qblock_t *b = q->head_blk; b && left; b = b->next, i = 0) {
+            for (; i < WR_QBLOCK && left; i++, left--) {
+                wr_qent_t *e = &b->e[i];
+                if (wr_queue_load(q, e) != 0)
+                    continue;
+                e->expires_at = now + x_delay_of(e->msg);
+                wr_msg_unref(e->msg);
+                e->msg = NULL;
+                exp_track(q, e);
+            }
+        }
+        return;
+    }
     if (!q->args.max_priority || q->ring_count == 0)
         return;
     /* Recovery appended in publish order; a priority queue needs each

@@ -131,6 +131,7 @@ struct wr_queue {
     uint8_t pending;      /* on the broker's list of queues to dispatch */
     uint8_t dispatching;
     uint32_t store_id; /* durable queues: the store's id, else 0 */
+    uint8_t delay;     /* the hidden queue of an x-delayed-message exchange */
     void *owner;       /* exclusive: the owning connection */
     wr_buf_t args_raw; /* arguments table content, as declared */
     wr_queue_args_t args;
@@ -206,6 +207,8 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint6
  * copies) go to the heap, which merges them back into place. */
 void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint64_t order, uint32_t size,
                              int redelivered);
+/* The message's x-delay header in ms, or 0 if absent or not positive. */
+int64_t wr_msg_x_delay(const wr_msg_t *m);
 /* Called once recovery has added every message of q (priority queues
  * order them by priority). */
 void wr_queue_recovery_done(wr_queue_t *q);

@@ -117,9 +117,28 @@ wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t 
     return x;
 }
 
+void wr_delay_queue_name(const wr_exchange_t *x, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "amq.delayed.%.*s", (int)(x->name_len > 243 ? 243 : x->name_len),
+             x->name);
+}
+
+wr_queue_t *wr_delay_queue(wr_exchange_t *x)
+{
+    char name[300];
+    wr_delay_queue_name(x, name, sizeof name);
+    return wr_vhost_queue(x->vhost, wr_bytes_of(name));
+}
+
 void wr_exchange_delete(wr_exchange_t *x)
 {
     x->deleting = 1;
+    if (x->delayed) {
+        /* Its delayed messages go with it, as with RabbitMQ's plugin. */
+        wr_queue_t *dq = wr_delay_queue(x);
+        if (dq)
+            wr_queue_delete(dq);
+    }
     wr_persist_exchange_deleted(x);
     while (x->bindings)
         wr_binding_remove(x->bindings);

@@ -72,6 +72,7 @@ struct wr_exchange {
     uint8_t internal;
     uint8_t builtin;  /* predeclared amq.* or the default exchange */
     uint8_t deleting; /* being deleted: its bindings go without auto-delete */
+    uint8_t delayed;  /* x-delayed-message: type is its x-delayed-type */
     wr_buf_t args_raw;
     char *alternate;             /* alternate-exchange argument, or NULL */
     wr_binding_t *bindings;      /* as source */
@@ -142,6 +143,12 @@ typedef struct wr_route {
  * borrowed for the call only. */
 void wr_route(wr_vhost_t *vh, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t headers,
               wr_bytes_t props, wr_route_t *r);
+
+/* x-delayed-message exchanges hold messages in a hidden queue named
+ * "amq.delayed." + the exchange's name until their x-delay has passed
+ * (clients cannot declare amq. names).  Writes that name into out. */
+void wr_delay_queue_name(const wr_exchange_t *x, char *out, size_t outlen);
+wr_queue_t *wr_delay_queue(wr_exchange_t *x);
 
 /* Generates a server name like "amq.gen-XXXXXXXXXXXXXXXXXXXXXX". */
 void wr_gen_name(const char *prefix, char *out, size_t outlen);
