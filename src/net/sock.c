@@ -84,6 +84,10 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || s->closing)
         return;
     s->in.len += (size_t)nread;
+    /* libuv reads a busy socket many times in one loop pass; refresh the
+     * loop's clock so deadlines computed from it (TTLs, delays) are not
+     * stale by the time a large burst took to process. */
+    uv_update_time(stream->loop);
     s->h->on_read(s);
 }
 
