@@ -1203,6 +1203,7 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
         wr_queue_t *q = find_queue(ch, name, mid);
         if (q == NULL)
             return;
+        q->last_used = wr_now_ms(); /* RabbitMQ counts any declare as use */
         remember_queue(ch, name);
         if (!a->no_wait)
             send_declare_ok(ch, q);

@@ -197,7 +197,11 @@ int wr_exchange_validate_binding(const wr_exchange_t *x, wr_bytes_t key, char *e
     /* The first two texts are the plugin's own (its ~p shows the key as an
      * Erlang binary); the upper bound is ours, to cap the ring's memory. */
     if (rc == WR_EINVAL)
-        snprintf(err, errlen, "The binding key must be an integer: <<\"%.*s\">>", (int)key.n,
+        /* Erlang prints an empty binary as <<>>, others as <<"...">>. */
+        snprintf(err, errlen,
+                 key.n ? "The binding key must be an integer: <<\"%.*s\">>"
+                       : "The binding key must be an integer: <<>>%.*s",
+                 (int)key.n,
                  (const char *)key.p);
     else if (key.n && key.p[0] != '-' && !(key.n == 1 && key.p[0] == '0'))
         snprintf(err, errlen, "The binding key must be at most %u", WR_CHASH_MAX_WEIGHT);
@@ -424,11 +428,13 @@ static int chash_value(const route_ctx_t *c, const wr_exchange_t *x, uint64_t *h
     if (x->hash_on == WR_CH_HEADER) {
         wr_bytes_t hd = c->headers.n ? c->headers : pr.headers;
         wr_field_t f;
-        /* The plugin fails on such a message (in 3.13+, a crash; earlier
-         * it hashed 'undefined'); we treat it as unroutable, so it is
-         * returned if mandatory or goes to the alternate exchange. */
-        if (hd.n == 0 || !wr_table_get(hd, x->hash_header, &f))
-            return -1;
+        /* A missing header hashes as a fixed value, as the plugin of
+         * RabbitMQ 3.10 does (it hashes 'undefined'): all such messages go
+         * to one queue.  (3.13+ fails on them instead.) */
+        if (hd.n == 0 || !wr_table_get(hd, x->hash_header, &f)) {
+            *h = wr_chash_hash(NULL, 0);
+            return 0;
+        }
         *h = hash_field(&f);
         return 0;
     }

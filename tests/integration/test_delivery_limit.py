@@ -3,11 +3,14 @@ a message returned (nack/reject with requeue, or its channel closed) more
 than the limit is dead-lettered with reason delivery_limit, and redelivered
 copies carry x-delivery-count."""
 import pika
+import pytest
 
 from helpers import uid
 
 
-def test_delivery_limit_dead_letters_with_reason(ch):
+def test_delivery_limit_dead_letters_with_reason(broker, ch):
+    if broker.external:
+        pytest.skip("RabbitMQ has x-delivery-limit on quorum queues only")
     dlq = uid("dlq")
     q = uid("limited")
     ch.queue_declare(dlq, exclusive=True)
