@@ -201,8 +201,7 @@ int wr_exchange_validate_binding(const wr_exchange_t *x, wr_bytes_t key, char *e
         snprintf(err, errlen,
                  key.n ? "The binding key must be an integer: <<\"%.*s\">>"
                        : "The binding key must be an integer: <<>>%.*s",
-                 (int)key.n,
-                 (const char *)key.p);
+                 (int)key.n, (const char *)key.p);
     else if (key.n && key.p[0] != '-' && !(key.n == 1 && key.p[0] == '0'))
         snprintf(err, errlen, "The binding key must be at most %u", WR_CHASH_MAX_WEIGHT);
     else
