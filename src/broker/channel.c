@@ -800,7 +800,18 @@ static void txop_add(wr_channel_t *ch, const wr_txop_t *op)
     ch->txops[ch->n_txops++] = *op;
 }
 
+static void publish_complete_inner(wr_channel_t *ch);
+
+/* With a resource alarm on, a connection that publishes is not read any
+ * further once this message is complete (as RabbitMQ blocks it). */
 static void publish_complete(wr_channel_t *ch)
+{
+    publish_complete_inner(ch);
+    if (wr_conn_alarm_active())
+        wr_conn_hold_publisher(ch->conn);
+}
+
+static void publish_complete_inner(wr_channel_t *ch)
 {
     wr_msg_t *m = ch->assembling;
     ch->assembling = NULL;
@@ -1569,8 +1580,6 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
         ch->pub_rk_len = (uint8_t)a->routing_key.n;
         memcpy(ch->pub_rk, a->routing_key.p, a->routing_key.n);
         ch->content = WR_CONTENT_HEADER;
-        if (wr_conn_alarm_active())
-            wr_conn_hold_publisher(c);
         return;
     }
     case WR_M_BASIC_ACK:

@@ -475,7 +475,9 @@ static void on_read(wr_sock_t *s)
         c->state = WR_CONN_START_OK;
         send_start(c);
     }
-    while (off < n && c->state != WR_CONN_DEAD) {
+    /* A held publisher's remaining input waits in the buffer until the
+     * alarm clears (see wr_conn_set_alarm). */
+    while (off < n && c->state != WR_CONN_DEAD && !c->held) {
         wr_frame_t f;
         uint32_t fmax = c->state >= WR_CONN_OPEN_WAIT ? c->frame_max : WR_AMQP_FRAME_MIN_SIZE;
         /* Like RabbitMQ, accept payloads up to frame_max itself (8 octets
@@ -685,6 +687,8 @@ void wr_conn_set_alarm(int source, int on)
             if (c->held) {
                 c->held = 0;
                 wr_sock_hold_read(c->sock, 0);
+                if (c->sock->in.len)
+                    on_read(c->sock); /* what arrived before the hold */
             }
         }
     }

@@ -180,12 +180,31 @@ static void test_conn_alarm_blocks_publishers(void)
     wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
     p.u.basic_publish.routing_key = WR_BYTES_LIT("q");
     send_method(s, 1, &p);
+    CHECK(!s->read_held); /* held once the message is complete */
+    /* An empty-bodied content header completes it; a method right behind
+     * it in the same read must wait for the alarm to clear. */
+    wr_buf_t c;
+    wr_buf_init(&c);
+    size_t st = wr_frame_begin(&c, 2, 1);
+    wr_buf_put_u16(&c, 60);
+    wr_buf_put_u16(&c, 0);
+    wr_buf_put_u64(&c, 0);
+    wr_buf_put_u16(&c, 0);
+    wr_frame_end(&c, st);
+    wr_method_t o2 = {.id = WR_M_CHANNEL_OPEN};
+    st = wr_frame_begin(&c, 1, 2);
+    wr_method_encode(&c, &o2);
+    wr_frame_end(&c, st);
+    wr_sock_feed(s, c.p, c.len);
+    wr_buf_free(&c);
     CHECK(s->read_held); /* a publisher is no longer read */
+    CHECK(!take_method(s, WR_M_CHANNEL_OPEN_OK, &r));
 
     wr_sock_detached_drain(s);
     wr_conn_set_alarm(WR_ALARM_MEMORY, 0);
     CHECK(take_method(s, WR_M_CONNECTION_UNBLOCKED, &r));
     CHECK(!s->read_held);
+    CHECK(take_method(s, WR_M_CHANNEL_OPEN_OK, &r)); /* the held input ran */
     teardown(s);
 }
 
