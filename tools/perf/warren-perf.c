@@ -100,6 +100,7 @@ typedef struct options {
     uint64_t pmessages; /* each producer publishes this many, then stops; 0 = no limit */
     uint64_t cmessages; /* each consumer receives this many, then stops; 0 = no limit */
     int predeclared;    /* use the queue as it is: passive declare only */
+    int fanout;         /* publish to a fanout exchange, one queue per consumer */
     int await;          /* --await-messages given: poll the queue, no load */
     uint64_t await_n;   /* ... until it holds at least this many messages */
 } options_t;
@@ -565,10 +566,31 @@ static void conn_close(conn_t *c, int64_t timeout_ns)
  * queue is only looked up (a passive declare, which fails with 404 if it
  * does not exist) and used as it is.  *count, if not NULL, receives the
  * queue's message count (ready messages) from queue.declare-ok. */
+/* With --fanout: the exchange producers publish to ("QUEUE.fanout") and
+ * consumer i's own queue bound to it ("QUEUE.i"). */
+static char fanout_exchange[300];
+
+static int declare_fanout(conn_t *c)
+{
+    wr_method_t m = {.id = WR_M_EXCHANGE_DECLARE}, r;
+    m.u.exchange_declare.exchange = wr_bytes_of(fanout_exchange);
+    m.u.exchange_declare.type = WR_BYTES_LIT("fanout");
+    m.u.exchange_declare.durable = (uint8_t)(opt.durable != 0);
+    m.u.exchange_declare.arguments = WR_BYTES_LIT("");
+    return conn_rpc(c, &m, WR_M_EXCHANGE_DECLARE_OK, &r);
+}
+
+static int declare_queue_named(conn_t *c, const char *name, uint32_t *count);
+
 static int declare_queue(conn_t *c, uint32_t *count)
 {
+    return declare_queue_named(c, opt.queue, count);
+}
+
+static int declare_queue_named(conn_t *c, const char *name, uint32_t *count)
+{
     wr_method_t m = {.id = WR_M_QUEUE_DECLARE}, r;
-    m.u.queue_declare.queue = wr_bytes_of(opt.queue);
+    m.u.queue_declare.queue = wr_bytes_of(name);
     m.u.queue_declare.passive = (uint8_t)(opt.predeclared != 0);
     m.u.queue_declare.durable = (uint8_t)(opt.durable != 0);
     m.u.queue_declare.auto_delete = (uint8_t)(opt.durable == 0);
@@ -607,8 +629,8 @@ static void build_template(producer_t *p)
     wr_buf_t b;
     wr_buf_init(&b);
     wr_method_t m = {.id = WR_M_BASIC_PUBLISH};
-    m.u.basic_publish.exchange = WR_BYTES_LIT("");
-    m.u.basic_publish.routing_key = wr_bytes_of(opt.queue);
+    m.u.basic_publish.exchange = opt.fanout ? wr_bytes_of(fanout_exchange) : WR_BYTES_LIT("");
+    m.u.basic_publish.routing_key = opt.fanout ? WR_BYTES_LIT("") : wr_bytes_of(opt.queue);
     put_method(&b, CHANNEL, &m);
 
     size_t start = wr_frame_begin(&b, WR_AMQP_FRAME_HEADER, CHANNEL);
@@ -781,7 +803,7 @@ static void *producer_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
     wr_method_t r;
-    if (conn_open(c) < 0 || declare_queue(c, NULL) < 0)
+    if (conn_open(c) < 0 || (opt.fanout ? declare_fanout(c) : declare_queue(c, NULL)) < 0)
         goto done;
     if (opt.confirm) {
         wr_method_t cs = {.id = WR_M_CONFIRM_SELECT};
@@ -1030,8 +1052,20 @@ static void *consumer_main(void *arg)
 
     wr_method_t r;
     uint32_t count;
-    if (conn_open(c) < 0 || declare_queue(c, &count) < 0)
+    char qname[300];
+    snprintf(qname, sizeof qname, "%s", opt.queue);
+    if (opt.fanout)
+        snprintf(qname, sizeof qname, "%s.%d", opt.queue, w->index);
+    if (conn_open(c) < 0 || declare_queue_named(c, qname, &count) < 0)
         goto done;
+    if (opt.fanout) {
+        wr_method_t qb = {.id = WR_M_QUEUE_BIND};
+        qb.u.queue_bind.queue = wr_bytes_of(qname);
+        qb.u.queue_bind.exchange = wr_bytes_of(fanout_exchange);
+        qb.u.queue_bind.arguments = WR_BYTES_LIT("");
+        if (declare_fanout(c) < 0 || conn_rpc(c, &qb, WR_M_QUEUE_BIND_OK, &r) < 0)
+            goto done;
+    }
     if (opt.predeclared && w->index == 0)
         say("queue %s holds %u messages", opt.queue, count);
     if (opt.prefetch) {
@@ -1055,7 +1089,7 @@ static void *consumer_main(void *arg)
     char tag[16];
     snprintf(tag, sizeof tag, "c%d", w->index);
     wr_method_t bc = {.id = WR_M_BASIC_CONSUME};
-    bc.u.basic_consume.queue = wr_bytes_of(opt.queue);
+    bc.u.basic_consume.queue = wr_bytes_of(qname);
     bc.u.basic_consume.consumer_tag = wr_bytes_of(tag);
     bc.u.basic_consume.no_ack = (uint8_t)(opt.auto_ack != 0);
     bc.u.basic_consume.arguments = WR_BYTES_LIT("");
@@ -1126,6 +1160,8 @@ static void usage(FILE *f)
             "                         With -C/-D and no --duration there is no time limit: the\n"
             "                         run ends when every producer and consumer with a count is\n"
             "                         done (consumers without one drain while they receive).\n"
+            "      --fanout           publish to fanout exchange QUEUE.fanout; each consumer\n"
+            "                         binds its own queue QUEUE.N to it (fanout to N queues)\n"
             "      --predeclared      do not declare the queue: use it as it is (a passive\n"
             "                         declare checks it exists), e.g. to drain a filled queue\n"
             "      --await-messages N no load: poll the queue (passive declare every 10 ms,\n"
@@ -1220,7 +1256,7 @@ static int parse_num(const char *name, const char *s, double lo, double hi, doub
 
 static int parse_options(int argc, char **argv)
 {
-    enum { OPT_DURABLE = 256, OPT_HELP, OPT_PREDECLARED, OPT_AWAIT };
+    enum { OPT_DURABLE = 256, OPT_HELP, OPT_PREDECLARED, OPT_AWAIT, OPT_FANOUT };
     static const struct option longopts[] = {
         {"uri", required_argument, NULL, 'h'},
         {"producers", required_argument, NULL, 'x'},
@@ -1239,6 +1275,7 @@ static int parse_options(int argc, char **argv)
         {"pmessages", required_argument, NULL, 'C'},
         {"cmessages", required_argument, NULL, 'D'},
         {"predeclared", no_argument, NULL, OPT_PREDECLARED},
+        {"fanout", no_argument, NULL, OPT_FANOUT},
         {"await-messages", required_argument, NULL, OPT_AWAIT},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
@@ -1319,6 +1356,9 @@ static int parse_options(int argc, char **argv)
                 return -1;
             opt.cmessages = (uint64_t)v;
             break;
+        case OPT_FANOUT:
+            opt.fanout = 1;
+            break;
         case OPT_PREDECLARED:
             opt.predeclared = 1;
             break;
@@ -1361,6 +1401,7 @@ static int parse_options(int argc, char **argv)
         say("queue name longer than 255 bytes");
         return -1;
     }
+    snprintf(fanout_exchange, sizeof fanout_exchange, "%.200s.fanout", opt.queue);
     if (opt.auto_ack && multi_ack_given) {
         say("--auto-ack and --multi-ack exclude each other");
         return -1;
