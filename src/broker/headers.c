@@ -277,48 +277,6 @@ int wr_headers_match(wr_bytes_t binding_args, wr_bytes_t msg_headers)
 
 /* ---- validation and RabbitMQ's error text ------------------------------ */
 
-static const char *type_atom(uint8_t type)
-{
-    switch (type) {
-    case 'S':
-        return "longstr";
-    case 'x':
-        return "binary";
-    case 'b':
-        return "byte";
-    case 'B':
-        return "unsignedbyte";
-    case 's':
-        return "short";
-    case 'u':
-        return "unsignedshort";
-    case 'I':
-        return "signedint";
-    case 'i':
-        return "unsignedint";
-    case 'l':
-        return "long";
-    case 'f':
-        return "float";
-    case 'd':
-        return "double";
-    case 'D':
-        return "decimal";
-    case 't':
-        return "bool";
-    case 'T':
-        return "timestamp";
-    case 'F':
-        return "table";
-    case 'A':
-        return "array";
-    case 'V':
-        return "void";
-    default:
-        return "unknown";
-    }
-}
-
 static void put_str(wr_buf_t *b, const char *s)
 {
     wr_buf_put(b, s, strlen(s));
@@ -475,7 +433,7 @@ static void put_array(wr_buf_t *b, wr_bytes_t a)
     wr_table_iter_init(&it, a);
     wr_buf_put_u8(b, '[');
     while (wr_array_next(&it, &v) == 1) {
-        put_fmt(b, "%s{%s,", first ? "" : ",", type_atom(v.type));
+        put_fmt(b, "%s{%s,", first ? "" : ",", wr_field_type_name(v.type));
         put_term(b, &v);
         wr_buf_put_u8(b, '}');
         first = 0;
@@ -494,7 +452,7 @@ static void put_table(wr_buf_t *b, wr_bytes_t t)
     while (wr_table_next(&it, &k, &v) == 1) {
         put_str(b, first ? "{" : ",{");
         put_binary(b, k);
-        put_fmt(b, ",%s,", type_atom(v.type));
+        put_fmt(b, ",%s,", wr_field_type_name(v.type));
         put_term(b, &v);
         wr_buf_put_u8(b, '}');
         first = 0;
@@ -564,7 +522,7 @@ int wr_headers_validate_binding(wr_bytes_t binding_args, char *err, size_t errle
         put_term(&b, &f);
         put_str(&b, "; expected all, any, all-with-x, or any-with-x");
     } else {
-        put_fmt(&b, "Invalid x-match field type %s (value ", type_atom(f.type));
+        put_fmt(&b, "Invalid x-match field type %s (value ", wr_field_type_name(f.type));
         put_term(&b, &f);
         put_str(&b, "); expected longstr");
     }

@@ -1719,36 +1719,12 @@ void wr_store_get_stats(const wr_store_t *st, wr_store_stats_t *out)
 /* ---- compaction ---- */
 
 typedef struct compact_ctx {
-    u64set_t acked;
-    u64set_t delivered;
-    uint32_t delivered_upto;
+    seg_scan_t marks; /* the victim's acks and delivered marks (ack_cb) */
     seg_t *victim;
     wr_reloc_t *tab;
     size_t n, cap;
     uint64_t moved_refs;
 } compact_ctx_t;
-
-static void compact_ack_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uint32_t off)
-{
-    (void)st;
-    (void)off;
-    compact_ctx_t *cc = ctx;
-    rd_t r = {body.p, body.p + body.n, 0};
-    if (type == R_DELIVERED_UPTO) {
-        uint32_t upto = rd_u32(&r);
-        if (!r.bad && upto > cc->delivered_upto)
-            cc->delivered_upto = upto;
-        return;
-    }
-    if (type != R_ACKS && type != R_DELIVERED)
-        return;
-    uint32_t n = rd_u32(&r);
-    if (r.bad || (size_t)(r.end - r.p) / 8 < n)
-        return;
-    for (uint32_t i = 0; i < n; i++)
-        set_add(type == R_ACKS ? &cc->acked : &cc->delivered,
-                (uint64_t)wr_get_u32(r.p + 8 * i) << 32 | wr_get_u32(r.p + 8 * i + 4));
-}
 
 static void compact_msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t body, uint32_t off)
 {
@@ -1768,7 +1744,7 @@ static void compact_msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t b
     uint8_t k = 0;
     for (uint8_t i = 0; i < nq; i++) {
         uint32_t qid = wr_get_u32((const uint8_t *)qids + 4 * i);
-        if (mqueue_get(st, qid) && !set_has(&cc->acked, (uint64_t)qid << 32 | off))
+        if (mqueue_get(st, qid) && !set_has(&cc->marks.acked, (uint64_t)qid << 32 | off))
             live[k++] = qid;
     }
     if (k == 0)
@@ -1782,7 +1758,8 @@ static void compact_msg_cb(wr_store_t *st, void *ctx, uint8_t type, wr_bytes_t b
     }
     /* Carry the delivered marks over, so the redelivered flag stays exact. */
     for (uint8_t i = 0; i < k; i++)
-        if (off < cc->delivered_upto || set_has(&cc->delivered, (uint64_t)live[i] << 32 | off))
+        if (off < cc->marks.delivered_upto ||
+            set_has(&cc->marks.delivered, (uint64_t)live[i] << 32 | off))
             queue_pair(st, st->cur, &st->cur->deliv, live[i], nl.off);
     cc->tab[cc->n].old_off = off;
     cc->tab[cc->n].new_loc = nl;
@@ -1805,14 +1782,16 @@ int wr_store_compact(wr_store_t *st, wr_store_reloc_cb cb, void *ctx)
         return 0;
     /* Which references of the victim are still live: its ack file, plus
      * acks not written yet. */
-    compact_ctx_t cc = {{0}, {0}, 0, v, NULL, 0, 0, 0};
+    compact_ctx_t cc;
+    memset(&cc, 0, sizeof cc);
+    cc.victim = v;
     wr_buf_t b;
     wr_buf_init(&b);
     int r = 0;
     if (v->ack_fd >= 0 && (r = read_all(st, v->ack_fd, &b)) == 0)
-        scan(st, "compaction", &b, compact_ack_cb, &cc);
+        scan(st, "compaction", &b, ack_cb, &cc.marks);
     for (size_t i = 0; r == 0 && i + 8 <= v->acks.len; i += 8)
-        set_add(&cc.acked,
+        set_add(&cc.marks.acked,
                 (uint64_t)wr_get_u32(v->acks.p + i) << 32 | wr_get_u32(v->acks.p + i + 4));
     uint64_t cur_live_before = st->cur->live, cur_total_before = st->cur->total;
     size_t buf_before = st->seg_buf.len;
@@ -1821,8 +1800,8 @@ int wr_store_compact(wr_store_t *st, wr_store_reloc_cb cb, void *ctx)
     if (r == 0)
         scan(st, "compaction", &b, compact_msg_cb, &cc);
     wr_buf_free(&b);
-    free(cc.acked.v);
-    free(cc.delivered.v);
+    free(cc.marks.acked.v);
+    free(cc.marks.delivered.v);
     /* Make the copies durable before the originals go: write the current
      * segment's buffer and sync it (and the directory, in case the
      * segment is new), synchronously. */
