@@ -717,6 +717,35 @@ static void confirm_publish(wr_channel_t *ch, uint64_t seq, uint64_t gen, int na
     pending_advance(ch, st ? wr_store_synced_gen(st) : 0);
 }
 
+/* The exchange named name, through the channel's one-entry cache. */
+static wr_exchange_t *publish_exchange(wr_channel_t *ch, wr_bytes_t name)
+{
+    wr_vhost_t *vh = ch->conn->vhost;
+    wr_exchange_t *x = ch->pub_x;
+    if (x && ch->pub_x_gen == vh->names_gen && x->name_len == name.n &&
+        memcmp(x->name, name.p, name.n) == 0)
+        return x;
+    x = wr_vhost_exchange(vh, name);
+    ch->pub_x = x;
+    ch->pub_x_gen = vh->names_gen;
+    return x;
+}
+
+/* The queue named name (the default exchange's route), through the
+ * channel's one-entry cache. */
+static wr_queue_t *publish_queue(wr_channel_t *ch, wr_bytes_t name)
+{
+    wr_vhost_t *vh = ch->conn->vhost;
+    wr_queue_t *q = ch->pub_q;
+    if (q && ch->pub_q_gen == vh->names_gen && q->name_len == name.n &&
+        memcmp(q->name, name.p, name.n) == 0)
+        return q;
+    q = wr_vhost_queue(vh, name);
+    ch->pub_q = q;
+    ch->pub_q_gen = vh->names_gen;
+    return q;
+}
+
 /* Routes m (consuming the caller's reference), stores it if it is
  * persistent and reached durable queues, and answers the publisher. */
 static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory, uint64_t seq)
@@ -752,23 +781,34 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
      * returns it to a mandatory publisher (312) even when delivered.  No
      * queue can carry the name (the amq. prefix is reserved), so routing
      * below finds only what CC headers name. */
-    if (x->name_len == 0 && has_prefix(wr_msg_routing_key(m), REPLY_PREFIX))
-        deliver_reply(m);
-    wr_route(vh, x, wr_msg_routing_key(m), headers, props, &r);
-    /* BCC routes like CC but, as RabbitMQ does, is removed from the
-     * message before anyone sees it (or it is stored). */
-    wr_field_t bcc;
-    if (headers.n && wr_table_get(headers, "BCC", &bcc))
-        m = wr_msg_set_header(m, "BCC", NULL);
-    size_t n = r.n;
+    int direct_queue = 0; /* the default exchange without CC/BCC: no routing */
+    if (x->name_len == 0) {
+        if (has_prefix(wr_msg_routing_key(m), REPLY_PREFIX))
+            deliver_reply(m);
+        else if (headers.n == 0)
+            direct_queue = 1;
+    }
     wr_queue_t *one[1];
-    wr_queue_t **qs = r.q;
-    if (n == 1) { /* pushing may route again (dead-lettering): keep a copy */
-        one[0] = r.q[0];
-        qs = one;
-    } else if (n > 1) {
-        qs = wr_xmalloc(n * sizeof *qs);
-        memcpy(qs, r.q, n * sizeof *qs);
+    wr_queue_t **qs = one;
+    size_t n;
+    if (direct_queue) {
+        one[0] = publish_queue(ch, wr_msg_routing_key(m));
+        n = one[0] != NULL;
+    } else {
+        wr_route(vh, x, wr_msg_routing_key(m), headers, props, &r);
+        /* BCC routes like CC but, as RabbitMQ does, is removed from the
+         * message before anyone sees it (or it is stored). */
+        wr_field_t bcc;
+        if (headers.n && wr_table_get(headers, "BCC", &bcc))
+            m = wr_msg_set_header(m, "BCC", NULL);
+        /* Pushing may route again (dead-lettering): keep a copy. */
+        n = r.n;
+        if (n == 1) {
+            one[0] = r.q[0];
+        } else if (n > 1) {
+            qs = wr_xmalloc(n * sizeof *qs);
+            memcpy(qs, r.q, n * sizeof *qs);
+        }
     }
 
     uint64_t gen = 0;
@@ -817,7 +857,7 @@ static void publish_complete_inner(wr_channel_t *ch)
     ch->assembling = NULL;
     ch->content = WR_CONTENT_NONE;
     wr_bytes_t xname = {(uint8_t *)ch->pub_exchange, ch->pub_exchange_len};
-    wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, xname);
+    wr_exchange_t *x = publish_exchange(ch, xname);
     if (x == NULL) {
         wr_msg_unref(m);
         wr_channel_error(ch, WR_AMQP_NOT_FOUND, WR_M_BASIC_PUBLISH,
@@ -867,7 +907,11 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
     uint64_t body_len = wr_get_u64(payload.p + 4);
     wr_bytes_t props = {payload.p + 12, payload.n - 12};
     wr_basic_props_t pr;
-    int r = wr_props_decode(props.p, props.n, &pr);
+    int r = 0;
+    if (props.n == 2 && props.p[0] == 0 && props.p[1] == 0)
+        pr.flags = 0; /* no properties: nothing below looks further */
+    else
+        r = wr_props_decode(props.p, props.n, &pr);
     if (r != 0) {
         wr_conn_error(ch->conn, WR_AMQP_FRAME_ERROR, WR_M_BASIC_PUBLISH,
                       "cannot decode content header properties (%s)", wr_strerror(r));

@@ -87,6 +87,12 @@ struct wr_channel {
     char pub_exchange[256];
     char pub_rk[256];
     wr_msg_t *assembling;
+    /* The exchange, and the queue of the default exchange, this channel
+     * last published to: valid while the vhost's names_gen is unchanged,
+     * they spare the two name lookups of most publishes. */
+    wr_exchange_t *pub_x;
+    wr_queue_t *pub_q;
+    uint64_t pub_x_gen, pub_q_gen;
 
     /* Publisher confirms: tags up to confirm_ready may be acked; tags up to
      * confirm_sent have been answered. */

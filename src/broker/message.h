@@ -47,6 +47,8 @@ static inline void wr_msg_ref(wr_msg_t *m)
     m->refs++;
 }
 void wr_msg_unref(wr_msg_t *m);
+/* Frees the recycled small-message blocks (see message.c). */
+void wr_msg_cache_release(void);
 
 static inline wr_bytes_t wr_msg_exchange(const wr_msg_t *m)
 {

@@ -184,6 +184,7 @@ wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclu
     q->args = *args;
     q->last_used = wr_now_ms();
     wr_map_put(&vh->queues, name, q);
+    vh->names_gen++;
     return q;
 }
 
@@ -1408,6 +1409,7 @@ void wr_queue_trim_memory(void)
     if (mem_peak - now > (16u << 20) && now < mem_peak / 2) {
         wr_debug("returning freed memory (in use %" PRIu64 " bytes, peak %" PRIu64 ")", now,
                  mem_peak);
+        wr_msg_cache_release();
         malloc_trim(0);
         mem_peak = now;
     }
@@ -1601,6 +1603,7 @@ uint32_t wr_queue_delete(wr_queue_t *q)
         wr_binding_remove(q->bindings);
     uint32_t n = wr_queue_purge(q);
     wr_map_del(&q->vhost->queues, (wr_bytes_t){(uint8_t *)q->name, q->name_len});
+    q->vhost->names_gen++;
     if (q->ttl_timer) {
         uv_close((uv_handle_t *)q->ttl_timer, timer_closed);
         q->ttl_timer = NULL;

@@ -114,6 +114,7 @@ wr_exchange_t *wr_exchange_declare(wr_vhost_t *vh, wr_bytes_t name, wr_extype_t 
         }
     }
     wr_map_put(&vh->exchanges, name, x);
+    vh->names_gen++;
     return x;
 }
 
@@ -145,6 +146,7 @@ void wr_exchange_delete(wr_exchange_t *x)
     while (x->dest_bindings)
         wr_binding_remove(x->dest_bindings);
     wr_map_del(&x->vhost->exchanges, (wr_bytes_t){(uint8_t *)x->name, x->name_len});
+    x->vhost->names_gen++;
     wr_map_free(&x->by_key);
     if (x->topic)
         wr_topic_free(x->topic);

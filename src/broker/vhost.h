@@ -93,6 +93,9 @@ struct wr_vhost {
     wr_map_t exchanges;
     wr_map_t queues;
     uint64_t route_epoch;
+    /* Bumped whenever an exchange or queue is added or removed: a pointer
+     * a channel cached under an older value may be stale. */
+    uint64_t names_gen;
 };
 
 wr_vhost_t *wr_vhost_new(const char *name);

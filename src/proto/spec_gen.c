@@ -864,9 +864,12 @@ static void enc_confirm_select(wr_buf_t *b, const wr_confirm_select_t *m)
 
 int wr_method_decode(const uint8_t *p, size_t n, wr_method_t *out)
 {
-    memset(out, 0, sizeof *out);
-    if (n < 4)
+    /* No memset of the whole union: it is the size of the largest
+     * method, and the decoder of each method sets all its arguments. */
+    if (n < 4) {
+        out->id = 0;
         return WR_EFRAME;
+    }
     out->id = wr_get_u32(p);
     cursor_t c = {p + 4, p + n, 0};
     switch (out->id) {

@@ -561,7 +561,8 @@ typedef struct wr_method {
 
 /*
  * wr_method_decode decodes a method frame payload p[0..n), which starts
- * with the class id and method id.  *out is zeroed first; on success its
+ * with the class id and method id.  out->id and every argument of that
+ * method are set (to zero where the payload falls short); on success
  * strings and tables are views into p.  Every table argument is checked
  * with wr_table_validate.
  *

@@ -53,6 +53,43 @@ def test_mandatory_default_exchange_missing_queue_returned(conn):
     assert (returned[0].reply_code, returned[0].reply_text) == (312, "NO_ROUTE")
 
 
+def test_publish_follows_queue_and_exchange_redeclared_on_same_channel(conn):
+    """warren caches the exchange and the default-exchange queue a channel
+    last published to; deleting and declaring them again, on the same or
+    another channel, must be seen by the very next publish."""
+    ch = conn.channel()
+    other = conn.channel()
+    ch.confirm_delivery()
+    q, x = uid("cacheq"), uid("cachex")
+    ch.queue_declare(q)
+    ch.exchange_declare(x, "fanout")
+    ch.queue_bind(q, x)
+    ch.basic_publish("", q, b"1")
+    ch.basic_publish(x, "", b"2")
+    assert [b for _, b in get_all(ch, q, auto_ack=True)] == ["1", "2"]
+    # Queue deleted and declared again by another channel: a new queue.
+    other.queue_delete(q)
+    other.queue_declare(q)
+    ch.basic_publish("", q, b"3")
+    assert [b for _, b in get_all(other, q, auto_ack=True)] == ["3"]
+    # The fanout exchange lost its binding with the old queue.
+    ch.basic_publish(x, "", b"4")
+    assert get_all(other, q, auto_ack=True) == []
+    # Exchange deleted: the next publish to it fails with 404.
+    other.exchange_delete(x)
+    channel_error(ch, lambda: ch.basic_publish(x, "", b"5"), 404,
+                  "NOT_FOUND - no exchange '%s' in vhost '/'" % x)
+    # Queue deleted: a default-exchange publish is dropped (returned).
+    ch = conn.channel()
+    returned = []
+    ch.add_on_return_callback(lambda c, m, p, b: returned.append(b))
+    ch.basic_publish("", q, b"6")
+    other.queue_delete(q)
+    ch.basic_publish("", q, b"7", mandatory=True)
+    assert pump(conn, lambda: returned)
+    assert returned == [b"7"]
+
+
 def test_non_mandatory_unroutable_is_dropped_silently(conn):
     ch = conn.channel()
     returned = []
