@@ -319,25 +319,39 @@ static size_t content_size(uint32_t frame_max, const wr_msg_t *m)
     return 8 + 12 + m->props_len + frames * 8 + m->body_len;
 }
 
+/* A content-carrying method goes out in place: content_begin reserves room
+ * for the method frame (args_len bytes of arguments) and the message,
+ * writes the method frame's header and returns where the arguments go;
+ * content_end, given the end of the arguments, writes the rest. */
+static uint8_t *content_begin(wr_channel_t *ch, uint32_t method_id, size_t args_len,
+                              const wr_msg_t *m)
+{
+    wr_conn_t *c = ch->conn;
+    uint8_t *p =
+        wr_buf_reserve(wr_sock_out(c->sock), 8 + 4 + args_len + content_size(c->frame_max, m));
+    p[0] = 1;
+    wr_set_u16(p + 1, ch->id);
+    wr_set_u32(p + 3, (uint32_t)(4 + args_len));
+    wr_set_u32(p + 7, method_id);
+    return p + 11;
+}
+
+static void content_end(wr_channel_t *ch, uint8_t *p, const wr_msg_t *m)
+{
+    wr_buf_t *b = wr_sock_out(ch->conn->sock);
+    *p++ = WR_FRAME_END_OCTET;
+    p = put_content(p, ch->id, ch->conn->frame_max, m);
+    b->len = (size_t)(p - b->p);
+}
+
 /* Writes a content-carrying method (its arguments already encoded in args)
  * followed by the message. */
 static void send_with_content(wr_channel_t *ch, uint32_t method_id, const uint8_t *args,
                               size_t args_len, const wr_msg_t *m)
 {
-    wr_conn_t *c = ch->conn;
-    wr_buf_t *b = wr_sock_out(c->sock);
-    size_t need = 8 + 4 + args_len + content_size(c->frame_max, m);
-    uint8_t *p = wr_buf_reserve(b, need);
-    uint8_t *start = p;
-    p[0] = 1;
-    wr_set_u16(p + 1, ch->id);
-    wr_set_u32(p + 3, (uint32_t)(4 + args_len));
-    wr_set_u32(p + 7, method_id);
-    memcpy(p + 11, args, args_len);
-    p += 11 + args_len;
-    *p++ = WR_FRAME_END_OCTET;
-    p = put_content(p, ch->id, c->frame_max, m);
-    b->len += (size_t)(p - start);
+    uint8_t *p = content_begin(ch, method_id, args_len, m);
+    memcpy(p, args, args_len);
+    content_end(ch, p + args_len, m);
 }
 
 static size_t put_short(uint8_t *p, wr_bytes_t s)
@@ -352,14 +366,17 @@ static void consumer_deliver(wr_consumer_t *base, wr_qent_t *e)
     wr_chconsumer_t *cc = (wr_chconsumer_t *)base;
     wr_channel_t *ch = cc->ch;
     uint64_t tag = ch->next_tag++;
-    uint8_t args[1 + 255 + 8 + 1 + 1 + 255 + 1 + 255];
-    size_t n = put_short(args, (wr_bytes_t){(uint8_t *)cc->tag, cc->tag_len});
-    wr_set_u64(args + n, tag);
-    n += 8;
-    args[n++] = e->deliveries > 0;
-    n += put_short(args + n, wr_msg_exchange(e->msg));
-    n += put_short(args + n, wr_msg_routing_key(e->msg));
-    send_with_content(ch, WR_M_BASIC_DELIVER, args, n, e->msg);
+    wr_bytes_t x = wr_msg_exchange(e->msg), rk = wr_msg_routing_key(e->msg);
+    /* basic.deliver's arguments go straight into the output buffer. */
+    uint8_t *p =
+        content_begin(ch, WR_M_BASIC_DELIVER, 1 + cc->tag_len + 8 + 1 + 1 + x.n + 1 + rk.n, e->msg);
+    p += put_short(p, (wr_bytes_t){(uint8_t *)cc->tag, cc->tag_len});
+    wr_set_u64(p, tag);
+    p += 8;
+    *p++ = e->deliveries > 0;
+    p += put_short(p, x);
+    p += put_short(p, rk);
+    content_end(ch, p, e->msg);
     if (base->no_ack) {
         ua_skip(ch);
         wr_queue_taken(base->queue, e);
@@ -1608,22 +1625,28 @@ static void tx_commit(wr_channel_t *ch)
 
 /* ---- dispatch ---- */
 
+void wr_channel_publish(wr_channel_t *ch, wr_bytes_t exchange, wr_bytes_t routing_key,
+                        int mandatory, int immediate)
+{
+    if (immediate) {
+        wr_conn_error(ch->conn, WR_AMQP_NOT_IMPLEMENTED, WR_M_BASIC_PUBLISH, "immediate=true");
+        return;
+    }
+    ch->pub_mandatory = (uint8_t)(mandatory != 0);
+    ch->pub_exchange_len = (uint8_t)exchange.n;
+    memcpy(ch->pub_exchange, exchange.p, exchange.n);
+    ch->pub_rk_len = (uint8_t)routing_key.n;
+    memcpy(ch->pub_rk, routing_key.p, routing_key.n);
+    ch->content = WR_CONTENT_HEADER;
+}
+
 void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
 {
     wr_conn_t *c = ch->conn;
     switch (m->id) {
     case WR_M_BASIC_PUBLISH: {
         const wr_basic_publish_t *a = &m->u.basic_publish;
-        if (a->immediate) {
-            wr_conn_error(c, WR_AMQP_NOT_IMPLEMENTED, m->id, "immediate=true");
-            return;
-        }
-        ch->pub_mandatory = a->mandatory;
-        ch->pub_exchange_len = (uint8_t)a->exchange.n;
-        memcpy(ch->pub_exchange, a->exchange.p, a->exchange.n);
-        ch->pub_rk_len = (uint8_t)a->routing_key.n;
-        memcpy(ch->pub_rk, a->routing_key.p, a->routing_key.n);
-        ch->content = WR_CONTENT_HEADER;
+        wr_channel_publish(ch, a->exchange, a->routing_key, a->mandatory, a->immediate);
         return;
     }
     case WR_M_BASIC_ACK:

@@ -233,6 +233,10 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id);
 void wr_channel_release(wr_channel_t *ch);
 void wr_channel_free(wr_channel_t *ch);
 void wr_channel_method(wr_channel_t *ch, wr_method_t *m);
+/* basic.publish's arguments: the content frames that follow are its
+ * message (the connection's fast path decodes the method itself). */
+void wr_channel_publish(wr_channel_t *ch, wr_bytes_t exchange, wr_bytes_t routing_key,
+                        int mandatory, int immediate);
 void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload);
 void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
 /* The store reports generations up to gen synced (err == 0) or failed:

@@ -34,7 +34,7 @@ static void test_frame_complete(void)
     CHECK_EQ(wr_get_u32(b.p + 3), 12);
     CHECK_EQ(b.p[b.len - 1], 0xCE);
 
-    wr_frame_t f;
+    wr_frame_t f = {0};
     CHECK_EQ(wr_frame_parse(b.p, b.len, FRAME_MAX, &f), (long)b.len);
     CHECK_EQ(f.type, WR_AMQP_FRAME_METHOD);
     CHECK_EQ(f.channel, 3);
@@ -53,7 +53,7 @@ static void test_frame_partial_every_prefix(void)
     wr_buf_t b;
     wr_buf_init(&b);
     put_tune_ok(&b, 1);
-    wr_frame_t f;
+    wr_frame_t f = {0};
     for (size_t n = 0; n < b.len; n++)
         CHECK_EQ(wr_frame_parse(b.p, n, FRAME_MAX, &f), 0);
     CHECK_EQ(wr_frame_parse(b.p, b.len, FRAME_MAX, &f), (long)b.len);
@@ -70,7 +70,7 @@ static void test_frame_back_to_back(void)
     wr_buf_put(&b, "hello", 5);
     wr_frame_end(&b, start);
 
-    wr_frame_t f;
+    wr_frame_t f = {0};
     size_t off = 0;
     long n = wr_frame_parse(b.p, b.len, FRAME_MAX, &f);
     CHECK_EQ(n, 20);
@@ -99,7 +99,7 @@ static void test_frame_heartbeat(void)
     static const uint8_t want[] = {8, 0, 0, 0, 0, 0, 0, 0xCE};
     CHECK_EQ(b.len, sizeof want);
     CHECK_MEM(b.p, want, sizeof want);
-    wr_frame_t f;
+    wr_frame_t f = {0};
     CHECK_EQ(wr_frame_parse(b.p, b.len, FRAME_MAX, &f), 8);
     CHECK_EQ(f.type, 8);
     CHECK_EQ(f.channel, 0);
@@ -116,7 +116,7 @@ static void test_frame_bad_end_octet(void)
     wr_buf_init(&b);
     put_tune_ok(&b, 1);
     b.p[b.len - 1] = 0xCD;
-    wr_frame_t f;
+    wr_frame_t f = {0};
     CHECK_EQ(wr_frame_parse(b.p, b.len, FRAME_MAX, &f), WR_EFRAME);
     /* Until the end octet arrives the frame is just incomplete. */
     CHECK_EQ(wr_frame_parse(b.p, b.len - 1, FRAME_MAX, &f), 0);
@@ -128,14 +128,14 @@ static void test_frame_unknown_type(void)
     static const uint8_t types[] = {0, 4, 5, 7, 9, 'A', 0xCE, 0xFF};
     for (size_t i = 0; i < sizeof types; i++) {
         uint8_t fr[8] = {types[i], 0, 0, 0, 0, 0, 0, 0xCE};
-        wr_frame_t f;
+        wr_frame_t f = {0};
         CHECK_EQ(wr_frame_parse(fr, sizeof fr, FRAME_MAX, &f), WR_EFRAME);
         /* The type is judged from the header alone. */
         CHECK_EQ(wr_frame_parse(fr, 7, FRAME_MAX, &f), WR_EFRAME);
     }
     /* "AMQP" (a protocol header sent again) is not a frame. */
     static const uint8_t hdr[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
-    wr_frame_t f;
+    wr_frame_t f = {0};
     CHECK_EQ(wr_frame_parse(hdr, sizeof hdr, FRAME_MAX, &f), WR_EFRAME);
 }
 
@@ -144,7 +144,7 @@ static void test_frame_oversized(void)
     /* Only the 7-byte header: a 4 GiB payload is refused before any of it
      * arrives. */
     static const uint8_t huge[7] = {3, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF};
-    wr_frame_t f;
+    wr_frame_t f = {0};
     CHECK_EQ(wr_frame_parse(huge, sizeof huge, FRAME_MAX, &f), WR_ETOOBIG);
     CHECK_EQ(wr_frame_parse(huge, sizeof huge, UINT32_MAX, &f), WR_ETOOBIG);
 
@@ -188,7 +188,7 @@ static void test_frame_content_header(void)
     wr_props_encode(&b, &p);
     wr_frame_end(&b, start);
 
-    wr_frame_t f;
+    wr_frame_t f = {0};
     CHECK_EQ(wr_frame_parse(b.p, b.len, FRAME_MAX, &f), (long)b.len);
     CHECK_EQ(f.type, WR_AMQP_FRAME_HEADER);
     CHECK_EQ(wr_get_u16(f.payload.p), 60);
