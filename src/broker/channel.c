@@ -654,7 +654,7 @@ static void send_return(wr_channel_t *ch, const wr_msg_t *m, uint16_t code, cons
 static wr_channel_t *store_waiting; /* channels with pending confirms */
 static uint64_t failed_gen;         /* every generation <= this failed */
 
-static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack)
+static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack, int commit)
 {
     if (ch->pc_count == ch->pc_cap) {
         size_t ncap = ch->pc_cap ? ch->pc_cap * 2 : 64;
@@ -670,6 +670,7 @@ static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack)
     e->seq = seq;
     e->gen = gen;
     e->nack = (uint8_t)nack;
+    e->commit = (uint8_t)commit;
     ch->pc_count++;
     if (!ch->store_waiting) {
         ch->store_waiting = 1;
@@ -684,7 +685,22 @@ static void pending_advance(wr_channel_t *ch, uint64_t synced)
 {
     while (ch->pc_count) {
         wr_pending_confirm_t *e = &ch->pc[ch->pc_head];
-        if (e->nack || (e->gen && e->gen <= failed_gen))
+        if (e->commit) {
+            /* A transaction's persistent messages are on disk (or the
+             * store failed): only now is tx.commit answered. */
+            if (e->gen <= failed_gen) {
+                ch->pc_count = 0;
+                wr_channel_error(ch, WR_AMQP_INTERNAL_ERROR, WR_M_TX_COMMIT,
+                                 "the message store failed to write the transaction");
+                return;
+            }
+            if (e->gen > synced)
+                break;
+            if (ch->state == WR_CH_OPEN) {
+                wr_method_t r = {.id = WR_M_TX_COMMIT_OK};
+                wr_conn_send_method(ch->conn, ch->id, &r);
+            }
+        } else if (e->nack || (e->gen && e->gen <= failed_gen))
             confirm_nack(ch, e->seq);
         else if (e->gen == 0 || e->gen <= synced)
             confirm_mark(ch, e->seq);
@@ -729,7 +745,7 @@ static void confirm_publish(wr_channel_t *ch, uint64_t seq, uint64_t gen, int na
             confirm_mark(ch, seq);
         return;
     }
-    pending_push(ch, seq, gen, nack);
+    pending_push(ch, seq, gen, nack, 0);
     wr_store_t *st = ch->conn->vhost->store;
     pending_advance(ch, st ? wr_store_synced_gen(st) : 0);
 }
@@ -764,8 +780,10 @@ static wr_queue_t *publish_queue(wr_channel_t *ch, wr_bytes_t name)
 }
 
 /* Routes m (consuming the caller's reference), stores it if it is
- * persistent and reached durable queues, and answers the publisher. */
-static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory, uint64_t seq)
+ * persistent and reached durable queues, and answers the publisher.
+ * Returns the store generation that holds it (0 if none). */
+static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory,
+                           uint64_t seq)
 {
     static wr_route_t r; /* reused: routing allocates nothing per message */
     r.n = 0;
@@ -791,7 +809,7 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
             if (seq)
                 confirm_publish(ch, seq, derr ? 0 : dgen, derr != 0);
             wr_msg_unref(m);
-            return;
+            return derr ? 0 : dgen;
         }
     }
     /* A reply goes to its channel and still counts as unrouted: RabbitMQ
@@ -839,13 +857,14 @@ static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mand
         if (seq)
             confirm_publish(ch, seq, 0, 1);
         wr_msg_unref(m);
-        return;
+        return 0;
     }
     if (n == 0 && mandatory)
         send_return(ch, m, WR_AMQP_NO_ROUTE, "NO_ROUTE");
     if (seq)
         confirm_publish(ch, seq, gen, rejected);
     wr_msg_unref(m);
+    return gen;
 }
 
 static void txop_add(wr_channel_t *ch, const wr_txop_t *op)
@@ -1595,8 +1614,11 @@ static void basic_settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, 
 
 /* ---- tx ---- */
 
-static void tx_commit(wr_channel_t *ch)
+/* Runs the transaction's operations; returns the store generation that
+ * holds its persistent messages (0 if none). */
+static uint64_t tx_commit(wr_channel_t *ch)
 {
+    uint64_t gen = 0;
     size_t n = ch->n_txops;
     wr_txop_t *ops = ch->txops;
     ch->txops = NULL;
@@ -1610,9 +1632,11 @@ static void tx_commit(wr_channel_t *ch)
         }
         if (op->kind == 0) {
             wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, wr_msg_exchange(op->msg));
-            if (x)
-                do_publish(ch, x, op->msg, op->mandatory, 0);
-            else
+            if (x) {
+                uint64_t g = do_publish(ch, x, op->msg, op->mandatory, 0);
+                if (g > gen)
+                    gen = g;
+            } else
                 wr_msg_unref(op->msg);
         } else {
             int how = op->kind == 1 ? SETTLE_ACK : op->requeue ? SETTLE_REQUEUE : SETTLE_DISCARD;
@@ -1621,6 +1645,7 @@ static void tx_commit(wr_channel_t *ch)
         }
     }
     free(ops);
+    return gen;
 }
 
 /* ---- dispatch ---- */
@@ -1791,7 +1816,15 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
             return;
         }
         if (m->id == WR_M_TX_COMMIT) {
-            tx_commit(ch);
+            uint64_t gen = tx_commit(ch);
+            wr_store_t *st = c->vhost->store;
+            if (ch->state == WR_CH_OPEN &&
+                (ch->pc_count || (gen && st && wr_store_synced_gen(st) < gen))) {
+                /* tx.commit-ok once the persistent messages are on disk,
+                 * in order behind earlier commits still waiting. */
+                pending_push(ch, 0, gen, 0, 1);
+                return;
+            }
         } else {
             for (size_t i = 0; i < ch->n_txops; i++)
                 if (ch->txops[i].msg)

@@ -65,6 +65,7 @@ typedef struct wr_pending_confirm {
     uint64_t seq;
     uint64_t gen; /* store generation to wait for; 0 = none */
     uint8_t nack;
+    uint8_t commit; /* a tx.commit-ok to send once gen is synced, not a confirm */
 } wr_pending_confirm_t;
 
 enum { WR_CH_OPEN = 1, WR_CH_CLOSING };

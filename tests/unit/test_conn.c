@@ -4,10 +4,13 @@
  * (connection.blocked and holding publishers), and publish/get.
  */
 #define _GNU_SOURCE
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker/conn.h"
+#include "broker/persist.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "proto/frame.h"
@@ -208,6 +211,110 @@ static void test_conn_alarm_blocks_publishers(void)
     teardown(s);
 }
 
+/* Feeds a content header (class 60, body_len, delivery mode 2 if
+ * persistent, else no properties) and one body frame on channel ch. */
+static void feed_content(wr_sock_t *s, uint16_t ch, const char *body, int persistent)
+{
+    wr_buf_t c;
+    wr_buf_init(&c);
+    size_t st = wr_frame_begin(&c, 2, ch);
+    wr_buf_put_u16(&c, 60);
+    wr_buf_put_u16(&c, 0);
+    wr_buf_put_u64(&c, strlen(body));
+    if (persistent) {
+        wr_buf_put_u16(&c, WR_PROP_DELIVERY_MODE);
+        wr_buf_put_u8(&c, 2);
+    } else {
+        wr_buf_put_u16(&c, 0);
+    }
+    wr_frame_end(&c, st);
+    st = wr_frame_begin(&c, 3, ch);
+    wr_buf_put(&c, body, strlen(body));
+    wr_frame_end(&c, st);
+    wr_sock_feed(s, c.p, c.len);
+    wr_buf_free(&c);
+}
+
+/* Writes what the store buffered and waits (up to 10 s) until generation
+ * gen is synced; returns whether it was. */
+static int store_sync(wr_store_t *st, uint64_t gen)
+{
+    wr_store_flush(st);
+    for (int i = 0; i < 10000 && wr_store_synced_gen(st) < gen; i++) {
+        uv_run(wr_loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    return wr_store_synced_gen(st) >= gen;
+}
+
+/* tx.commit-ok for a transaction with persistent messages waits for the
+ * store's fsync, as a publisher confirm does; one without waits for
+ * nothing. */
+static void test_conn_tx_commit_waits_for_sync(void)
+{
+    setup();
+    char dir[] = "/tmp/warren-test-tx-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char err[256];
+    CHECK_EQ(wr_persist_open(wr_broker.vhost, dir, 0, err, sizeof err), 0);
+    wr_store_t *store = wr_broker.vhost->store;
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    wr_method_t r, m = {.id = WR_M_CHANNEL_OPEN};
+    send_method(s, 1, &m);
+    wr_method_t d = {.id = WR_M_QUEUE_DECLARE};
+    d.u.queue_declare.queue = WR_BYTES_LIT("txq");
+    d.u.queue_declare.durable = 1;
+    send_method(s, 1, &d);
+    CHECK(take_method(s, WR_M_QUEUE_DECLARE_OK, &r));
+    wr_method_t ts = {.id = WR_M_TX_SELECT};
+    send_method(s, 1, &ts);
+    CHECK(take_method(s, WR_M_TX_SELECT_OK, &r));
+    /* Let the declare's own records reach the disk first. */
+    CHECK(store_sync(store, wr_store_gen(store)));
+    wr_sock_detached_drain(s);
+
+    wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
+    p.u.basic_publish.routing_key = WR_BYTES_LIT("txq");
+    send_method(s, 1, &p);
+    feed_content(s, 1, "durable", 1);
+    wr_method_t tc = {.id = WR_M_TX_COMMIT};
+    send_method(s, 1, &tc);
+    /* Routed and written to the store's buffer, not yet synced: no answer. */
+    wr_queue_t *q = wr_vhost_queue(wr_broker.vhost, WR_BYTES_LIT("txq"));
+    CHECK_EQ(wr_queue_ready(q), 1);
+    uint64_t gen = wr_store_gen(store);
+    CHECK(wr_store_synced_gen(store) < gen);
+    CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
+    CHECK(store_sync(store, gen));
+    CHECK(take_method(s, WR_M_TX_COMMIT_OK, &r));
+    wr_sock_detached_drain(s);
+
+    /* A transient message: answered at once. */
+    send_method(s, 1, &p);
+    feed_content(s, 1, "transient", 0);
+    send_method(s, 1, &tc);
+    CHECK(take_method(s, WR_M_TX_COMMIT_OK, &r));
+    CHECK_EQ(wr_queue_ready(q), 2);
+    wr_sock_detached_drain(s);
+
+    /* An empty commit behind one still waiting answers in order. */
+    send_method(s, 1, &p);
+    feed_content(s, 1, "durable2", 1);
+    send_method(s, 1, &tc);
+    send_method(s, 1, &tc);
+    CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
+    CHECK(store_sync(store, wr_store_gen(store)));
+    CHECK(take_method(s, WR_M_TX_COMMIT_OK, &r));
+    CHECK(take_method(s, WR_M_TX_COMMIT_OK, &r));
+
+    wr_sock_detached_free(s);
+    wr_persist_close(wr_broker.vhost);
+    teardown(NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
 static void test_conn_publish_and_get(void)
 {
     setup();
@@ -259,4 +366,5 @@ WR_SUITE(conn)
     RUN(test_conn_bad_password);
     RUN(test_conn_alarm_blocks_publishers);
     RUN(test_conn_publish_and_get);
+    RUN(test_conn_tx_commit_waits_for_sync);
 }
