@@ -1,205 +1,116 @@
 #!/usr/bin/env bash
-# bench/run.sh - warren against RabbitMQ, side by side, on this machine.
+# bench/run.sh - warren against RabbitMQ, side by side, on this machine:
+# every scenario of PRODUCT.md's "Speed and size" (issue 5) from one command,
 #
-# Starts warren (a fresh data directory, a free port) and Debian's
-# rabbitmq-server (its own node name, ports, data and log directories, run
-# as the rabbitmq user), then runs warren-perf against each RUNS times and
-# prints every run's summary line, the median end-to-end rate of each
-# broker and the ratio warren / RabbitMQ.  Both brokers are stopped by
-# their pid at the end, whatever happens; nothing outside the temporary
-# directory is touched (an epmd that Erlang starts for the RabbitMQ node is
-# left running, as it may serve other nodes).
+#   sudo SCENARIOS=all bench/run.sh
 #
-# Scenario 1 (the default): 16-byte transient messages, 1 producer -> 1
-# queue -> 1 auto-ack consumer, no rate limit.  PERF_ARGS replaces it.
-# SCENARIOS picks others (PRODUCT.md's numbering; each broker is started
-# once and runs every chosen scenario in turn):
-#   1   16-byte transient, 1 -> 1, auto-ack, unlimited (PERF_ARGS)
+# For each broker in turn it starts a fresh instance (bench/lib.sh: warren
+# on a free port with a temporary data directory; Debian's rabbitmq-server
+# as the rabbitmq user with its own node name, ports, data, log and config
+# files, no plugins), runs the chosen scenarios against it, RUNS runs each,
+# and stops it by its pid; scenario 7 gets fresh instances of its own.
+# Every run's figures are printed as they come, each broker's medians after
+# its runs, and at the end a summary table: scenario, warren, RabbitMQ,
+# ratio warren / RabbitMQ.  Every figure (each run and the medians) is also
+# written to RESULTS as CSV (scenario,broker,run,metric,value), for
+# bench/plot.py.  Both brokers are stopped by their pid at the end,
+# whatever happens; nothing outside the temporary directory is touched (an
+# epmd that Erlang starts for the RabbitMQ node is left running, as it may
+# serve other nodes).
+#
+# Scenarios (SCENARIOS; "all" = "6 1 2 3 4 5 8 7": 6 first, on the fresh
+# broker):
+#   1   16-byte transient, 1 producer -> 1 queue -> 1 auto-ack consumer,
+#       unlimited (warren-perf PERF_ARGS)
+#   2   16-byte persistent, durable queue, confirms (<= 1000 in flight), 1
+#       consumer with prefetch 1000 and a multiple ack every 100 (as
+#       bench/persist.sh's throughput part); end-to-end and confirm rates
 #   3   1 KB and 64 KB transient messages, 1 -> 1, auto-ack (3a, 3b)
-#   4   fanout 1 -> 10 queues: SKIPPED, warren-perf publishes only to the
-#       default exchange (no exchange/binding options)
+#   4   fanout 1 -> 10 queues, 10 auto-ack consumers (warren-perf --fanout):
+#       publish rate and delivery rate over all 10 consumers
 #   5   latency at a fixed 10,000 and 100,000 msg/s: p50/p99/p99.9 (5a, 5b)
 #   6   broker RSS idle, with 1,000 idle connections, then with 10,000
-#       non-durable queues (python3 + pika); run first, on the fresh broker
+#       non-durable queues (python3 + pika); one run
+#   7   a backlog of BACKLOG_N 16-byte persistent messages published with
+#       confirms into a durable queue with no consumer, on a fresh instance:
+#       RSS beyond the idle RSS per message, then the drain rate with one
+#       consumer (bench/persist.sh's backlog part, without its restart
+#       unless BACKLOG_RESTART=1).  With RabbitMQ among BROKERS and
+#       BACKLOG_N above RABBIT_MAX_N, both brokers first run N=RABBIT_MAX_N
+#       (a size RabbitMQ finishes); RabbitMQ then gets BACKLOG_N only if its
+#       rate at RABBIT_MAX_N predicts less than twice RABBIT_LARGE_LIMIT
+#       seconds, and its publish is cut off at RABBIT_LARGE_LIMIT.  One run
 #   8   topic exchange with 10,000 bindings: routing rate (python3 raw-socket
 #       publisher; the queue is counted with a passive queue.declare)
-# "all" = "6 1 3 4 5 8".  Every figure (each run and the medians) is also
-# written to RESULTS as CSV, for bench/plot.py.
 #
 # Environment (all optional):
 #   WARREN_BIN   warren binary (default build/warren)
 #   PERF_BIN     warren-perf binary (default: next to WARREN_BIN, else build/)
-#   RUNS         runs per broker (default 3)
+#   SCENARIOS    scenarios to run (default "1"; "all" = "6 1 2 3 4 5 8 7")
+#   RUNS         runs per scenario and broker (default 3)
 #   DURATION     seconds per run (default 10)
 #   BROKERS      which brokers, in order (default "warren rabbitmq")
-#   PERF_ARGS    warren-perf options for the scenario (default: scenario 1)
-#   SCENARIOS    scenarios to run (default "1"; "all" = "6 1 3 4 5 8")
+#   PERF_ARGS    warren-perf options of scenario 1 (default: as above)
 #   RESULTS      CSV of the results (default /tmp/warren-bench-results.csv)
 #   MEM_CONNS, MEM_QUEUES  scenario 6 sizes (default 1000, 10000)
+#   BACKLOG_N    scenario 7 backlog (default 10000000)
+#   BACKLOG_RESTART=1  scenario 7 also restarts the broker before the drain
+#                and times it until the N messages are back
+#   RABBIT_MAX_N, RABBIT_LARGE_LIMIT  scenario 7 bounds for RabbitMQ (1000000, 600)
 #   TOPIC_BINDINGS, TOPIC_MAX  scenario 8: bindings (10000), cap on messages
 #                per run (3000000)
+#   PERF_RECORD=1  perf record warren (-g) during its last run of each
+#                warren-perf scenario and print the top symbols
 #   RABBITMQ_SERVER  rabbitmq-server script (default /usr/lib/rabbitmq/bin/rabbitmq-server)
 #   KEEP_TMP=1   keep the temporary directory (logs) for inspection
 set -u
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WARREN_BIN=${WARREN_BIN:-$ROOT/build/warren}
-if [ -z "${PERF_BIN:-}" ]; then
-    PERF_BIN=$(dirname "$WARREN_BIN")/warren-perf
-    [ -x "$PERF_BIN" ] || PERF_BIN=$ROOT/build/warren-perf
-fi
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
 BROKERS=${BROKERS:-warren rabbitmq}
 PERF_ARGS=${PERF_ARGS:---producers 1 --consumers 1 --size 16 --auto-ack --rate 0}
-RABBITMQ_SERVER=${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabbitmq-server}
 SCENARIOS=${SCENARIOS:-1}
-[ "$SCENARIOS" = all ] && SCENARIOS="6 1 3 4 5 8"
+[ "$SCENARIOS" = all ] && SCENARIOS="6 1 2 3 4 5 8 7"
 RESULTS=${RESULTS:-/tmp/warren-bench-results.csv}
 MEM_CONNS=${MEM_CONNS:-1000}
 MEM_QUEUES=${MEM_QUEUES:-10000}
+BACKLOG_N=${BACKLOG_N:-10000000}
+BACKLOG_RESTART=${BACKLOG_RESTART:-0}
 TOPIC_BINDINGS=${TOPIC_BINDINGS:-10000}
 TOPIC_MAX=${TOPIC_MAX:-3000000}
-PY=/usr/bin/python3
 
-die() {
-    echo "bench: $*" >&2
-    exit 1
-}
+# The scenarios run by warren-perf: label and options.
+declare -A SC_ARGS=(
+    [1]="$PERF_ARGS"
+    [2]="$TPUT_ARGS"
+    [3a]="--producers 1 --consumers 1 --size 1024 --auto-ack --rate 0"
+    [3b]="--producers 1 --consumers 1 --size 65536 --auto-ack --rate 0"
+    [4]="--producers 1 --consumers 10 --size 16 --fanout --auto-ack --rate 0"
+    [5a]="--producers 1 --consumers 1 --size 16 --auto-ack --latency --rate 10000"
+    [5b]="--producers 1 --consumers 1 --size 16 --auto-ack --latency --rate 100000"
+)
+LABELS=()
+BACKLOG=0
+for sc in $SCENARIOS; do
+    case $sc in
+    1 | 2 | 4 | 6 | 8) LABELS+=("$sc") ;;
+    3) LABELS+=(3a 3b) ;;
+    5) LABELS+=(5a 5b) ;;
+    7) BACKLOG=1 ;;
+    *) die "unknown scenario $sc (known: 1 to 8, or all)" ;;
+    esac
+done
+for b in $BROKERS; do
+    case $b in warren | rabbitmq) ;; *) die "unknown broker $b (known: warren rabbitmq)" ;; esac
+done
+BACKLOG_SIZES=
+[ $BACKLOG = 0 ] || BACKLOG_SIZES=$(backlog_sizes "$BACKLOG_N")
 
-[ -x "$PERF_BIN" ] || die "no warren-perf at $PERF_BIN (make warren-perf, or set PERF_BIN)"
-
-TMP=$(mktemp -d /tmp/warren-bench.XXXXXX) || die "mktemp failed"
-# The rabbitmq user must reach its directories below this one.
-chmod 755 "$TMP"
-BROKER_PID=
-BROKER_NAME=
-
-stop_broker() {
-    [ -n "$BROKER_PID" ] || return 0
-    kill -TERM "$BROKER_PID" 2>/dev/null
-    # RabbitMQ shuts down in a few seconds; do not wait forever.
-    for _ in $(seq 1 300); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$BROKER_PID" 2>/dev/null; then
-        echo "bench: $BROKER_NAME (pid $BROKER_PID) ignored SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$BROKER_PID" 2>/dev/null
-    fi
-    wait "$BROKER_PID" 2>/dev/null
-    BROKER_PID=
-}
-
-cleanup() {
-    stop_broker
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        echo "bench: logs kept in $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_port PORT SECONDS: until something accepts on 127.0.0.1:PORT, as
-# long as the broker is still alive.
-wait_port() {
-    local deadline=$((SECONDS + $2))
-    while [ $SECONDS -lt "$deadline" ]; do
-        kill -0 "$BROKER_PID" 2>/dev/null || return 1
-        if "$PY" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
-            "$1" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    return 1
-}
-
-start_warren() {
-    [ -x "$WARREN_BIN" ] || die "no warren at $WARREN_BIN (build it, or set WARREN_BIN)"
-    local port
-    port=$(free_port)
-    mkdir -p "$TMP/warren/data"
-    "$WARREN_BIN" --listen "127.0.0.1:$port" --data-dir "$TMP/warren/data" \
-        >"$TMP/warren/warren.log" 2>&1 &
-    BROKER_PID=$!
-    BROKER_NAME=warren
-    wait_port "$port" 20 || die "warren did not start; see $TMP/warren/warren.log"
-    URI="amqp://guest:guest@127.0.0.1:$port/"
-}
-
-start_rabbitmq() {
-    [ -x "$RABBITMQ_SERVER" ] || die "no rabbitmq-server at $RABBITMQ_SERVER"
-    local port dist dir=$TMP/rabbitmq
-    port=$(free_port)
-    dist=$(free_port)
-    mkdir -p "$dir/mnesia" "$dir/log"
-    cat >"$dir/rabbitmq.conf" <<EOF
-listeners.tcp.default = 127.0.0.1:$port
-loopback_users.guest = true
-EOF
-    echo '[].' >"$dir/enabled_plugins"
-    # setpriv and env exec, so $! is the rabbitmq-server script itself: it
-    # runs the Erlang VM as its child and turns SIGTERM into an orderly stop.
-    local as_rabbitmq=()
-    if [ "$(id -u)" = 0 ]; then
-        chown -R rabbitmq:rabbitmq "$dir"
-        as_rabbitmq=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups)
-    elif [ "$(id -un)" != rabbitmq ]; then
-        die "RabbitMQ must run as the rabbitmq user: run this script as root or rabbitmq"
-    fi
-    "${as_rabbitmq[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-        HOME=/var/lib/rabbitmq \
-        RABBITMQ_NODENAME="bench-$$@localhost" \
-        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-        RABBITMQ_NODE_PORT="$port" \
-        RABBITMQ_DIST_PORT="$dist" \
-        RABBITMQ_MNESIA_BASE="$dir/mnesia" \
-        RABBITMQ_LOG_BASE="$dir/log" \
-        RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
-        RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
-        "$RABBITMQ_SERVER" >"$dir/stdout.log" 2>&1 &
-    BROKER_PID=$!
-    BROKER_NAME=rabbitmq
-    wait_port "$port" 90 || die "RabbitMQ did not start; see $dir/stdout.log and $dir/log"
-    URI="amqp://guest:guest@127.0.0.1:$port/"
-}
-
-# CPU seconds (user + system) the broker has used so far: the process and
-# its children (RabbitMQ's Erlang VM is a child of the start script).
-broker_cpu_s() {
-    local pids=("/proc/$BROKER_PID/stat")
-    for c in $(pgrep -P "$BROKER_PID"); do
-        pids+=("/proc/$c/stat")
-    done
-    # The command name in field 2 has no spaces for either broker.
-    cat "${pids[@]}" 2>/dev/null | awk -v hz="$(getconf CLK_TCK)" '{ t += $14 + $15 }
-        END { print t / hz }'
-}
-
-median() {
-    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2];
-        else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# The process whose VmRSS is the broker's: warren itself, or RabbitMQ's
-# beam.smp (a child of the start script).
-rss_pid() {
-    local c
-    for c in $(pgrep -P "$BROKER_PID"); do
-        if [ "$(cat "/proc/$c/comm" 2>/dev/null)" = beam.smp ]; then
-            echo "$c"
-            return
-        fi
-    done
-    echo "$BROKER_PID"
-}
+bench_init
 
 # Scenario 6: RSS idle, with MEM_CONNS idle connections, with MEM_QUEUES
 # queues more.  Prints one key=value line.
@@ -350,172 +261,131 @@ ch.exchange_delete(EX)
 setup.close()
 EOF
 
-# The scenarios run by warren-perf: label and options.
-declare -A SC_ARGS=(
-    [1]="$PERF_ARGS"
-    [3a]="--producers 1 --consumers 1 --size 1024 --auto-ack --rate 0"
-    [3b]="--producers 1 --consumers 1 --size 65536 --auto-ack --rate 0"
-    [5a]="--producers 1 --consumers 1 --size 16 --auto-ack --latency --rate 10000"
-    [5b]="--producers 1 --consumers 1 --size 16 --auto-ack --latency --rate 100000"
-)
-LABELS=()
-for sc in $SCENARIOS; do
-    case $sc in
-    1 | 6 | 8) LABELS+=("$sc") ;;
-    3) LABELS+=(3a 3b) ;;
-    5) LABELS+=(5a 5b) ;;
-    4) echo "bench: scenario 4 (fanout 1 -> 10 queues) skipped: warren-perf publishes only to" \
-        "the default exchange and cannot bind queues to a fanout exchange" >&2 ;;
-    *) die "unknown scenario $sc (known: 1 3 4 5 6 8, or all)" ;;
-    esac
-done
-
-echo "scenario,broker,run,metric,value" >"$RESULTS"
-csv() { echo "$1,$2,$3,$4,$5" >>"$RESULTS"; }
-
-# Scenario 1 alone keeps the output it always had; other labels prefix
-# their lines with [label].
-pfx() { [ "$1" = 1 ] || printf '[%s] ' "$1"; }
-
-echo "bench: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); scenarios ${LABELS[*]}" \
-    "(1: warren-perf $PERF_ARGS); --duration $DURATION, $RUNS runs per broker"
-awk '$1 > 0.5 { print "bench: warning: the machine is already busy (load " $1 "); numbers will be low" }' \
-    /proc/loadavg >&2
+csv_init
+chosen="${LABELS[*]}"
+[ -z "$BACKLOG_SIZES" ] || chosen+="${chosen:+ }7 (N = $BACKLOG_SIZES)"
+print_header "scenarios $chosen; --duration $DURATION, $RUNS runs per scenario and broker;" \
+    "brokers: $BROKERS"
+[[ " ${LABELS[*]} " != *" 1 "* ]] || echo "$BENCH_NAME: scenario 1 is warren-perf $PERF_ARGS"
 csv all all - loadavg_start "$(cut -d' ' -f1 /proc/loadavg)"
 
-declare -A MEDIAN P50 P99 P999 MEM
-# perf_scenario LABEL BROKER: RUNS runs of warren-perf with SC_ARGS[LABEL].
-perf_scenario() {
-    local sc=$1 broker=$2 run line rc rate bcpu cpu0 cpu1 t0 t1 v k
-    local rates=() p50s=() p99s=() p999s=()
-    for run in $(seq 1 "$RUNS"); do
-        cpu0=$(broker_cpu_s)
-        t0=$(date +%s.%N)
-        # shellcheck disable=SC2086 # the scenario's options are a list
-        line=$(timeout $((DURATION + 30)) "$PERF_BIN" --uri "$URI" ${SC_ARGS[$sc]} \
-            --duration "$DURATION" 2>"$TMP/perf-$sc-$broker-$run.log")
-        rc=$?
-        cpu1=$(broker_cpu_s)
-        t1=$(date +%s.%N)
-        if [ $rc -ne 0 ] || [ -z "$line" ]; then
-            echo "bench: $(pfx "$sc")$broker run $run failed (exit $rc):" >&2
-            tail -5 "$TMP/perf-$sc-$broker-$run.log" >&2
-            continue
-        fi
-        rate=$(sed -n 's/.*recv_rate=\([0-9.]*\).*/\1/p' <<<"$line")
-        [ -n "$rate" ] || rate=$(sed -n 's/.*send_rate=\([0-9.]*\).*/\1/p' <<<"$line")
-        bcpu=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
-            'BEGIN { printf "%.0f", 100 * (b - a) / (e - s) }')
-        rates+=("$rate")
-        csv "$sc" "$broker" "$run" rate "$rate"
-        csv "$sc" "$broker" "$run" broker_cpu_pct "$bcpu"
-        for k in p50 p99 p999; do
-            v=$(sed -n "s/.* ${k}_us=\\([0-9.]*\\).*/\\1/p" <<<"$line")
-            [ -n "$v" ] || continue
-            csv "$sc" "$broker" "$run" "${k}_us" "$v"
-            case $k in p50) p50s+=("$v") ;; p99) p99s+=("$v") ;; p999) p999s+=("$v") ;; esac
-        done
-        printf '%s%-8s run %d: %s broker_cpu_pct=%s\n' "$(pfx "$sc")" "$broker" "$run" "$line" "$bcpu"
-    done
-    if [ ${#rates[@]} -eq 0 ]; then
-        echo "bench: $(pfx "$sc")every $broker run failed" >&2
-        return
-    fi
-    MEDIAN[$sc,$broker]=$(printf '%s\n' "${rates[@]}" | median)
-    csv "$sc" "$broker" median rate "${MEDIAN[$sc,$broker]}"
-    printf '%s%-8s median: %.0f msg/s (runs: %s)\n' "$(pfx "$sc")" "$broker" "${MEDIAN[$sc,$broker]}" "${rates[*]}"
-    if [ ${#p99s[@]} -gt 0 ]; then
-        P50[$sc,$broker]=$(printf '%s\n' "${p50s[@]}" | median)
-        P99[$sc,$broker]=$(printf '%s\n' "${p99s[@]}" | median)
-        P999[$sc,$broker]=$(printf '%s\n' "${p999s[@]}" | median)
-        csv "$sc" "$broker" median p50_us "${P50[$sc,$broker]}"
-        csv "$sc" "$broker" median p99_us "${P99[$sc,$broker]}"
-        csv "$sc" "$broker" median p999_us "${P999[$sc,$broker]}"
-        if [ "$sc" = 1 ]; then
-            printf '%-8s median p99 latency: %s us (runs: %s)\n' "$broker" "${P99[$sc,$broker]}" "${p99s[*]}"
-        else
-            printf '[%s] %-8s median latency: p50 %s us, p99 %s us, p99.9 %s us (p99 runs: %s)\n' "$sc" \
-                "$broker" "${P50[$sc,$broker]}" "${P99[$sc,$broker]}" "${P999[$sc,$broker]}" "${p99s[*]}"
-        fi
-    fi
-}
-
+# mem_scenario BROKER: scenario 6 on the current (fresh) instance.
 mem_scenario() {
-    local broker=$1 line k v
-    line=$(timeout 600 "$PY" "$TMP/mem.py" "$URI" "$(rss_pid)" "$MEM_CONNS" "$MEM_QUEUES" \
-        2>"$TMP/mem-$broker.log")
-    if [ $? -ne 0 ] || [ -z "$line" ]; then
-        echo "bench: [6] $broker failed:" >&2
-        tail -5 "$TMP/mem-$broker.log" >&2
+    local b=$1 line kv
+    if ! line=$(timeout 600 "$PY" "$TMP/mem.py" "$URI" "$(rss_pid)" "$MEM_CONNS" "$MEM_QUEUES" \
+        2>"$TMP/mem-$b.log") || [ -z "$line" ]; then
+        note "[6] $b failed:"
+        tail -5 "$TMP/mem-$b.log" >&2
         return
     fi
-    printf '[6] %-8s %s\n' "$broker" "$line"
+    printf '[6] %-8s %s\n' "$b" "$line"
     for kv in $line; do
-        k=${kv%%=*}
-        v=${kv#*=}
-        MEM[$k,$broker]=$v
-        csv 6 "$broker" 1 "$k" "$v"
+        R[$b.6.${kv%%=*}]=${kv#*=}
+        csv 6 "$b" 1 "${kv%%=*}" "${kv#*=}"
     done
 }
 
+# topic_scenario BROKER: scenario 8, RUNS runs.
 topic_scenario() {
-    local broker=$1 line rates=()
+    local b=$1 line rates=()
     while read -r line; do
-        printf '[8] %-8s run %d: %s\n' "$broker" $((${#rates[@]} + 1)) "$line"
-        rates+=("$(sed -n 's/.*route_rate=\([0-9.]*\).*/\1/p' <<<"$line")")
-        csv 8 "$broker" ${#rates[@]} rate "${rates[-1]}"
+        printf '[8] %-8s run %d: %s\n' "$b" $((${#rates[@]} + 1)) "$line"
+        rates+=("$(field route_rate "$line")")
+        csv 8 "$b" ${#rates[@]} rate "${rates[-1]}"
     done < <(timeout $((RUNS * (DURATION + 60) + 300)) "$PY" "$TMP/topic.py" "$URI" \
-        "$TOPIC_BINDINGS" "$DURATION" "$TOPIC_MAX" "$RUNS" 2>"$TMP/topic-$broker.log")
+        "$TOPIC_BINDINGS" "$DURATION" "$TOPIC_MAX" "$RUNS" 2>"$TMP/topic-$b.log")
     if [ ${#rates[@]} -eq 0 ]; then
-        echo "bench: [8] $broker failed:" >&2
-        tail -5 "$TMP/topic-$broker.log" >&2
+        note "[8] $b failed:"
+        tail -5 "$TMP/topic-$b.log" >&2
         return
     fi
-    MEDIAN[8,$broker]=$(printf '%s\n' "${rates[@]}" | median)
-    csv 8 "$broker" median rate "${MEDIAN[8,$broker]}"
-    printf '[8] %-8s median: %.0f msg/s routed (runs: %s; %s)\n' "$broker" "${MEDIAN[8,$broker]}" \
-        "${rates[*]}" "$(head -1 "$TMP/topic-$broker.log")"
+    R[$b.8.rate]=$(printf '%s\n' "${rates[@]}" | median)
+    csv 8 "$b" median rate "${R[$b.8.rate]}"
+    printf '[8] %-8s median: %.0f msg/s routed (runs: %s; %s)\n' "$b" "${R[$b.8.rate]}" \
+        "${rates[*]}" "$(head -1 "$TMP/topic-$b.log")"
 }
 
-for broker in $BROKERS; do
-    case $broker in
-    warren) start_warren ;;
-    rabbitmq) start_rabbitmq ;;
-    *) die "unknown broker $broker" ;;
-    esac
-    for sc in "${LABELS[@]}"; do
-        case $sc in
-        6) mem_scenario "$broker" ;;
-        8) topic_scenario "$broker" ;;
-        *) perf_scenario "$sc" "$broker" ;;
-        esac
+for b in $BROKERS; do
+    if [ ${#LABELS[@]} -gt 0 ]; then
+        new_instance "$b" main
+        start_broker
+        for sc in "${LABELS[@]}"; do
+            case $sc in
+            6) mem_scenario "$b" ;;
+            8) topic_scenario "$b" ;;
+            *)
+                [ "$sc" != 2 ] || note "[2] $b: disk: $(disk_probe)"
+                # shellcheck disable=SC2086 # the scenario's options are a list
+                perf_runs "$sc" "$b" $((DURATION + 90)) ${SC_ARGS[$sc]}
+                ;;
+            esac
+        done
+        stop_broker 120
+        log_check
+    fi
+    for n in $BACKLOG_SIZES; do
+        part_backlog "$b" "$n" "$BACKLOG_RESTART"
+        backlog_csv "$b" "$n"
     done
-    stop_broker
 done
 csv all all - loadavg_end "$(cut -d' ' -f1 /proc/loadavg)"
 
-for sc in "${LABELS[@]}"; do
-    if [ "$sc" = 6 ]; then
-        [ -n "${MEM[per_conn_b,warren]:-}" ] && [ -n "${MEM[per_conn_b,rabbitmq]:-}" ] || continue
-        awk -v wc="${MEM[per_conn_b,warren]}" -v rc="${MEM[per_conn_b,rabbitmq]}" \
-            -v wq="${MEM[per_queue_b,warren]}" -v rq="${MEM[per_queue_b,rabbitmq]}" \
-            -v wi="${MEM[idle_kb,warren]}" -v ri="${MEM[idle_kb,rabbitmq]}" 'BEGIN {
-            printf "RESULT 6 idle_kb warren=%d rabbitmq=%d; per idle connection warren=%.0f B rabbitmq=%.0f B ratio=%.3f;", wi, ri, wc, rc, (rc > 0 ? wc / rc : 0)
-            printf " per queue warren=%.0f B rabbitmq=%.0f B ratio=%.3f\n", wq, rq, (rq > 0 ? wq / rq : 0) }'
-        continue
-    fi
-    [ -n "${MEDIAN[$sc,warren]:-}" ] && [ -n "${MEDIAN[$sc,rabbitmq]:-}" ] || continue
-    awk -v w="${MEDIAN[$sc,warren]}" -v r="${MEDIAN[$sc,rabbitmq]}" -v wl="${P99[$sc,warren]:-}" \
-        -v rl="${P99[$sc,rabbitmq]:-}" -v lab="$(pfx "$sc" | sed 's/^\[\(.*\)\] $/\1 /')" \
-        -v w5="${P50[$sc,warren]:-}" -v r5="${P50[$sc,rabbitmq]:-}" \
-        -v w9="${P999[$sc,warren]:-}" -v r9="${P999[$sc,rabbitmq]:-}" 'BEGIN {
-        printf "RESULT %swarren=%.0f msg/s rabbitmq=%.0f msg/s ratio=%.2f", lab, w, r, (r > 0 ? w / r : 0)
-        if (wl != "" && rl != "" && lab != "")
-            printf " warren_p50_us=%s rabbitmq_p50_us=%s", w5, r5
-        if (wl != "" && rl != "")
-            printf " warren_p99_us=%s rabbitmq_p99_us=%s", wl, rl
-        if (wl != "" && rl != "" && lab != "")
-            printf " warren_p999_us=%s rabbitmq_p999_us=%s", w9, r9
-        printf "\n" }'
+# ---- summary ----------------------------------------------------------------
+
+W=warren
+Q=rabbitmq
+# rrow LABEL KEY [FORMAT]: a summary row of R[BROKER.KEY], through fmt0 or
+# mb, or as it is.
+as_is() { printf '%s' "${1:-}"; }
+rrow() {
+    local f=${3:-as_is}
+    row "$1" "$("$f" "${R[$W.$2]:-}")" "$("$f" "${R[$Q.$2]:-}")"
+}
+echo
+echo "SUMMARY (medians of $RUNS runs of ${DURATION}s, scenarios 6 and 7 one run; load average now $(loadavg))"
+row_header scenario
+# In the order of the scenarios' numbers, whatever order they ran in.
+for sc in 1 2 3a 3b 4 5a 5b 6 7 8; do
+    [[ " ${LABELS[*]} " == *" $sc "* ]] || [ "$sc" = 7 ] || continue
+    case $sc in
+    1) rrow "1 16 B transient 1->1 msg/s" 1.rate fmt0 ;;
+    2)
+        rrow "2 persistent+confirm end to end msg/s" 2.rate fmt0
+        rrow "2 persistent+confirm confirmed msg/s" 2.confirm_rate fmt0
+        ;;
+    3a) rrow "3 1 KB msg/s" 3a.rate fmt0 ;;
+    3b) rrow "3 64 KB msg/s" 3b.rate fmt0 ;;
+    4)
+        rrow "4 fanout 1->10 published msg/s" 4.send_rate fmt0
+        rrow "4 fanout 1->10 delivered msg/s (10 queues)" 4.rate fmt0
+        ;;
+    5a | 5b)
+        r=10k
+        [ "$sc" = 5a ] || r=100k
+        rrow "5 at $r msg/s: delivered msg/s" "$sc.rate" fmt0
+        rrow "5 at $r msg/s: p50 us" "$sc.p50_us"
+        rrow "5 at $r msg/s: p99 us" "$sc.p99_us"
+        rrow "5 at $r msg/s: p99.9 us" "$sc.p999_us"
+        ;;
+    6)
+        rrow "6 idle RSS kB" 6.idle_kb
+        rrow "6 RSS per idle connection B" 6.per_conn_b
+        rrow "6 RSS per queue B" 6.per_queue_b
+        ;;
+    7)
+        for n in $BACKLOG_SIZES; do
+            rrow "7 N=$n publish (confirmed) msg/s" "$n.publish" fmt0
+            rrow "7 N=$n RSS after publish MB" "$n.rss_kb" mb
+            rrow "7 N=$n RSS per message beyond idle B" "$n.rss_per_msg_b"
+            [ "$BACKLOG_RESTART" != 1 ] || rrow "7 N=$n restart until N visible s" "$n.restart_s"
+            rrow "7 N=$n drain msg/s" "$n.drain" fmt0
+            for b in $BROKERS; do
+                [ -z "${R[$b.$n.skipped]:-}" ] || echo "  $b N=$n not (fully) run: ${R[$b.$n.skipped]}"
+            done
+        done
+        ;;
+    8) rrow "8 topic, $TOPIC_BINDINGS bindings: routed msg/s" 8.rate fmt0 ;;
+    esac
 done
-echo "bench: results in $RESULTS" >&2
+echo "(ratio = warren / RabbitMQ: above 1 is better for warren for rates, below 1 for latency and memory)"
+echo "$BENCH_NAME: results in $RESULTS; draw them with /usr/bin/python3 bench/plot.py" >&2

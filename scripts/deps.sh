@@ -2,14 +2,26 @@
 # deps.sh - installs what warren needs from Debian 12's packages (idempotent).
 #   scripts/deps.sh build   compiler, CMake, libuv
 #   scripts/deps.sh test    the above plus the test tools and clients
+#   scripts/deps.sh bench   build plus RabbitMQ (the reference), pika,
+#                           matplotlib (the plot) and valgrind (callgrind)
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev)
 test_pkgs=(clang clang-format python3 python3-pika python3-pytest amqp-specs
            golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev)
 
+bench_pkgs=(rabbitmq-server python3 python3-pika python3-matplotlib valgrind)
+
 want=("${build_pkgs[@]}")
-[ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
+case "${1:-build}" in
+build) ;;
+test) want+=("${test_pkgs[@]}") ;;
+bench) want+=("${bench_pkgs[@]}") ;;
+*)
+    echo "usage: $0 [build|test|bench]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

@@ -16,7 +16,7 @@
  *
  * The main thread starts the consumers and waits until each has its
  * basic.consume-ok, then starts the producers (which connect and declare
- * the queue before being released together), prints one progress line a
+ * their queues before being released together), prints one progress line a
  * second on stderr, stops the producers after --duration, lets the
  * consumers drain for up to two seconds, and prints one summary line of
  * key=value pairs on stdout.  A connection.close or channel.close from the
@@ -26,8 +26,16 @@
  * the producer encoded it; producers and consumers share one process and
  * so one clock, and consumers record receive time minus that stamp in a
  * histogram (hist.h).
+ *
+ * With --queues N a producer publishes round-robin to N queues, QUEUE.0 to
+ * QUEUE.(N-1) with the number zero-padded so that every name, and so every
+ * message, has the same length: the template then holds one message per
+ * queue, back to back, and the producer cycles through them.  Consumer i
+ * consumes, on its one channel, every queue q with q % consumers == i (or
+ * queue i % N, shared, when there are more consumers than queues).
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -80,6 +88,13 @@
 #define PRODUCER_CLOSE_NS (10 * NS_PER_SEC)
 /* --await-messages polls the queue this often. */
 #define AWAIT_POLL_NS (10 * 1000000LL)
+/* Setup sends at most this many queue.declare at once before reading the
+ * replies: pipelined, because one round trip per queue would make setting
+ * up thousands of queues slow, and bounded, so that replies we do not read
+ * yet cannot fill the socket buffers and stall both sides. */
+#define DECLARE_WINDOW 64
+/* Room for a queue name (at most 255 bytes) and a suffix. */
+#define QNAME_CAP 300
 /* Threads wake at least this often to notice the stop flags. */
 #define IDLE_POLL_MS 100
 #define CHANNEL      1
@@ -101,6 +116,8 @@ typedef struct options {
     uint64_t cmessages; /* each consumer receives this many, then stops; 0 = no limit */
     int predeclared;    /* use the queue as it is: passive declare only */
     int fanout;         /* publish to a fanout exchange, one queue per consumer */
+    int queues;         /* --queues: producers publish round-robin to this many */
+    int queue_width;    /* digits of the queue number in QUEUE.N (with queues > 1) */
     int await;          /* --await-messages given: poll the queue, no load */
     uint64_t await_n;   /* ... until it holds at least this many messages */
 } options_t;
@@ -561,11 +578,6 @@ static void conn_close(conn_t *c, int64_t timeout_ns)
     wr_buf_free(&c->out);
 }
 
-/* Non-durable auto-delete by default, so that nothing outlives the run;
- * --durable makes a durable queue that stays.  With --predeclared the
- * queue is only looked up (a passive declare, which fails with 404 if it
- * does not exist) and used as it is.  *count, if not NULL, receives the
- * queue's message count (ready messages) from queue.declare-ok. */
 /* With --fanout: the exchange producers publish to ("QUEUE.fanout") and
  * consumer i's own queue bound to it ("QUEUE.i"). */
 static char fanout_exchange[300];
@@ -580,25 +592,70 @@ static int declare_fanout(conn_t *c)
     return conn_rpc(c, &m, WR_M_EXCHANGE_DECLARE_OK, &r);
 }
 
-static int declare_queue_named(conn_t *c, const char *name, uint32_t *count);
-
-static int declare_queue(conn_t *c, uint32_t *count)
+/* Queue q of the --queues (0 <= q < opt.queues) into name (QNAME_CAP
+ * bytes): QUEUE itself when there is one, else QUEUE.q with q zero-padded
+ * to the width of the largest number, so that all names have one length. */
+static void queue_name(int q, char *name)
 {
-    return declare_queue_named(c, opt.queue, count);
+    if (opt.queues == 1)
+        snprintf(name, QNAME_CAP, "%s", opt.queue);
+    else
+        snprintf(name, QNAME_CAP, "%s.%0*d", opt.queue, opt.queue_width, q);
 }
 
-static int declare_queue_named(conn_t *c, const char *name, uint32_t *count)
+/* The k-th queue (from 0) of worker w into name; 0 if w has fewer than
+ * k + 1 queues.  A producer publishes to all of them.  Consumer i consumes
+ * every queue q with q % consumers == i, or, when there are more consumers
+ * than queues, queue i % queues, which it then shares with others.  With
+ * --fanout consumer i has one queue of its own, QUEUE.i. */
+static int worker_queue(const worker_t *w, int k, char *name)
 {
-    wr_method_t m = {.id = WR_M_QUEUE_DECLARE}, r;
-    m.u.queue_declare.queue = wr_bytes_of(name);
-    m.u.queue_declare.passive = (uint8_t)(opt.predeclared != 0);
-    m.u.queue_declare.durable = (uint8_t)(opt.durable != 0);
-    m.u.queue_declare.auto_delete = (uint8_t)(opt.durable == 0);
-    m.u.queue_declare.arguments = WR_BYTES_LIT("");
-    if (conn_rpc(c, &m, WR_M_QUEUE_DECLARE_OK, &r) < 0)
-        return -1;
-    if (count)
-        *count = r.u.queue_declare_ok.message_count;
+    if (opt.fanout && !w->is_producer) {
+        if (k > 0)
+            return 0;
+        snprintf(name, QNAME_CAP, "%s.%d", opt.queue, w->index);
+        return 1;
+    }
+    int q = w->is_producer ? k : w->index % opt.queues + k * opt.consumers;
+    if (q >= opt.queues)
+        return 0;
+    queue_name(q, name);
+    return 1;
+}
+
+/* Declares every queue of worker w: non-durable auto-delete by default, so
+ * that nothing outlives the run; --durable makes durable queues that stay.
+ * With --predeclared the queue is only looked up (a passive declare, which
+ * fails with 404 if it does not exist) and used as it is.  *count, if not
+ * NULL, receives the first queue's message count (ready messages) from its
+ * queue.declare-ok. */
+static int declare_queues(conn_t *c, const worker_t *w, uint32_t *count)
+{
+    char name[QNAME_CAP];
+    int k = 0, more = 1;
+    while (more) {
+        int n = 0;
+        while (n < DECLARE_WINDOW && (more = worker_queue(w, k + n, name)) != 0) {
+            wr_method_t m = {.id = WR_M_QUEUE_DECLARE};
+            m.u.queue_declare.queue = wr_bytes_of(name);
+            m.u.queue_declare.passive = (uint8_t)(opt.predeclared != 0);
+            m.u.queue_declare.durable = (uint8_t)(opt.durable != 0);
+            m.u.queue_declare.auto_delete = (uint8_t)(opt.durable == 0);
+            m.u.queue_declare.arguments = WR_BYTES_LIT("");
+            put_method(&c->out, CHANNEL, &m);
+            n++;
+        }
+        if (conn_flush(c) < 0)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            wr_method_t r;
+            if (conn_wait_method(c, WR_M_QUEUE_DECLARE_OK, &r) < 0)
+                return -1;
+            if (count && k + i == 0)
+                *count = r.u.queue_declare_ok.message_count;
+        }
+        k += n;
+    }
     return 0;
 }
 
@@ -607,9 +664,11 @@ static int declare_queue_named(conn_t *c, const char *name, uint32_t *count)
 typedef struct producer {
     worker_t *w;
     conn_t c;
-    uint8_t *tpl; /* one message's frames, ready to copy; owned */
-    size_t tpl_len;
-    size_t ts_off;      /* offset of the first body byte in tpl */
+    /* ntpl messages' frames, ready to copy, one per queue and each tpl_len
+     * bytes long, back to back; owned. */
+    uint8_t *tpl;
+    size_t tpl_len, ntpl;
+    size_t ts_off;      /* offset of the first body byte in each message of tpl */
     uint64_t published; /* messages encoded so far; the next one gets tag published + 1 */
     uint64_t written;   /* bytes of messages handed to the kernel */
     double rate;        /* this producer's share of --rate */
@@ -624,42 +683,63 @@ typedef struct producer {
     uint64_t confirmed, nacked, returned;
 } producer_t;
 
-static void build_template(producer_t *p)
+/* Appends one message's frames (basic.publish, content header, body) to
+ * b, with the body's first byte at *ts_off from the message's start. */
+static void put_message(producer_t *p, wr_buf_t *b, wr_bytes_t routing_key, size_t *ts_off)
 {
-    wr_buf_t b;
-    wr_buf_init(&b);
+    size_t msg_start = b->len;
     wr_method_t m = {.id = WR_M_BASIC_PUBLISH};
     m.u.basic_publish.exchange = opt.fanout ? wr_bytes_of(fanout_exchange) : WR_BYTES_LIT("");
-    m.u.basic_publish.routing_key = opt.fanout ? WR_BYTES_LIT("") : wr_bytes_of(opt.queue);
-    put_method(&b, CHANNEL, &m);
+    m.u.basic_publish.routing_key = routing_key;
+    put_method(b, CHANNEL, &m);
 
-    size_t start = wr_frame_begin(&b, WR_AMQP_FRAME_HEADER, CHANNEL);
-    wr_buf_put_u16(&b, WR_CLASS_BASIC);
-    wr_buf_put_u16(&b, 0); /* weight */
-    wr_buf_put_u64(&b, opt.size);
+    size_t start = wr_frame_begin(b, WR_AMQP_FRAME_HEADER, CHANNEL);
+    wr_buf_put_u16(b, WR_CLASS_BASIC);
+    wr_buf_put_u16(b, 0); /* weight */
+    wr_buf_put_u64(b, opt.size);
     wr_basic_props_t pr;
     memset(&pr, 0, sizeof pr);
     if (opt.persistent) {
         pr.flags = WR_PROP_DELIVERY_MODE;
         pr.delivery_mode = 2;
     }
-    wr_props_encode(&b, &pr);
-    wr_frame_end(&b, start);
+    wr_props_encode(b, &pr);
+    wr_frame_end(b, start);
 
     size_t chunk = p->c.frame_max - WR_FRAME_OVERHEAD;
-    p->ts_off = 0;
+    *ts_off = 0;
     for (size_t done = 0; done < opt.size;) {
         size_t k = opt.size - done < chunk ? opt.size - done : chunk;
-        start = wr_frame_begin(&b, WR_AMQP_FRAME_BODY, CHANNEL);
+        start = wr_frame_begin(b, WR_AMQP_FRAME_BODY, CHANNEL);
         if (done == 0)
-            p->ts_off = b.len;
-        memset(wr_buf_reserve(&b, k), 0, k);
-        b.len += k;
-        wr_frame_end(&b, start);
+            *ts_off = b->len - msg_start;
+        memset(wr_buf_reserve(b, k), 0, k);
+        b->len += k;
+        wr_frame_end(b, start);
         done += k;
     }
+}
+
+/* One message per queue: with --fanout one to the exchange, else one per
+ * queue of the --queues, whose names all have the same length, so that
+ * every message does too. */
+static void build_template(producer_t *p)
+{
+    wr_buf_t b;
+    wr_buf_init(&b);
+    p->ntpl = opt.fanout ? 1 : (size_t)opt.queues;
+    for (size_t q = 0; q < p->ntpl; q++) {
+        char name[QNAME_CAP];
+        queue_name((int)q, name);
+        size_t ts_off;
+        put_message(p, &b, opt.fanout ? WR_BYTES_LIT("") : wr_bytes_of(name), &ts_off);
+        if (q == 0) {
+            p->tpl_len = b.len;
+            p->ts_off = ts_off;
+        }
+        assert(b.len == (q + 1) * p->tpl_len && ts_off == p->ts_off);
+    }
     p->tpl = b.p;
-    p->tpl_len = b.len;
 }
 
 static void on_confirm(producer_t *p, uint64_t tag, int multiple, int nack)
@@ -774,12 +854,17 @@ static uint64_t producer_budget(producer_t *p, int64_t now, int64_t *wait_ns)
     return n;
 }
 
+/* Appends the next n messages.  Message k goes to queue k % ntpl: t is
+ * the template of message published + i, kept without a division. */
 static void producer_fill(producer_t *p, uint64_t n)
 {
     size_t bytes = (size_t)n * p->tpl_len;
     uint8_t *dst = wr_buf_reserve(&p->c.out, bytes);
+    size_t t = (size_t)(p->published % p->ntpl);
     for (uint64_t i = 0; i < n; i++, dst += p->tpl_len) {
-        memcpy(dst, p->tpl, p->tpl_len);
+        memcpy(dst, p->tpl + t * p->tpl_len, p->tpl_len);
+        if (++t == p->ntpl)
+            t = 0;
         if (opt.latency)
             wr_set_u64(dst + p->ts_off, (uint64_t)now_ns());
     }
@@ -803,7 +888,7 @@ static void *producer_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 
     wr_method_t r;
-    if (conn_open(c) < 0 || (opt.fanout ? declare_fanout(c) : declare_queue(c, NULL)) < 0)
+    if (conn_open(c) < 0 || (opt.fanout ? declare_fanout(c) : declare_queues(c, w, NULL)) < 0)
         goto done;
     if (opt.confirm) {
         wr_method_t cs = {.id = WR_M_CONFIRM_SELECT};
@@ -915,6 +1000,8 @@ typedef struct consumer {
     int have_stamp;
     uint64_t received, unacked;
     uint64_t lat_sum, lat_n;
+    int consumes;    /* basic.consume sent, one per queue */
+    int consume_oks; /* basic.consume-ok received */
 } consumer_t;
 
 /* Appends basic.ack; hand-encoded because with per-message acks it is
@@ -955,7 +1042,8 @@ static void consumer_done(consumer_t *q, int64_t now)
     }
 }
 
-/* Any method but basic.deliver: only closes and cancels matter. */
+/* Any method but basic.deliver: only closes, cancels and consume-oks
+ * matter. */
 static int consumer_method(consumer_t *q, const wr_frame_t *f)
 {
     wr_method_t m;
@@ -969,6 +1057,9 @@ static int consumer_method(consumer_t *q, const wr_frame_t *f)
     case WR_M_BASIC_CANCEL:
         fail(&q->c, "consumer cancelled by the broker (queue deleted?)");
         return -1;
+    case WR_M_BASIC_CONSUME_OK:
+        q->consume_oks++;
+        return 0;
     default:
         return 0;
     }
@@ -1051,14 +1142,12 @@ static void *consumer_main(void *arg)
     snprintf(c->name, sizeof c->name, "consumer %d", w->index);
 
     wr_method_t r;
-    uint32_t count;
-    char qname[300];
-    snprintf(qname, sizeof qname, "%s", opt.queue);
-    if (opt.fanout)
-        snprintf(qname, sizeof qname, "%s.%d", opt.queue, w->index);
-    if (conn_open(c) < 0 || declare_queue_named(c, qname, &count) < 0)
+    uint32_t count = 0;
+    char qname[QNAME_CAP];
+    if (conn_open(c) < 0 || declare_queues(c, w, &count) < 0)
         goto done;
     if (opt.fanout) {
+        worker_queue(w, 0, qname);
         wr_method_t qb = {.id = WR_M_QUEUE_BIND};
         qb.u.queue_bind.queue = wr_bytes_of(qname);
         qb.u.queue_bind.exchange = wr_bytes_of(fanout_exchange);
@@ -1085,18 +1174,28 @@ static void *consumer_main(void *arg)
             usleep(100);
         }
     }
-    /* A short consumer tag: it is repeated in every delivery. */
-    char tag[16];
-    snprintf(tag, sizeof tag, "c%d", w->index);
-    wr_method_t bc = {.id = WR_M_BASIC_CONSUME};
-    bc.u.basic_consume.queue = wr_bytes_of(qname);
-    bc.u.basic_consume.consumer_tag = wr_bytes_of(tag);
-    bc.u.basic_consume.no_ack = (uint8_t)(opt.auto_ack != 0);
-    bc.u.basic_consume.arguments = WR_BYTES_LIT("");
-    if (conn_rpc(c, &bc, WR_M_BASIC_CONSUME_OK, &r) < 0)
-        goto done;
-    if (opt.producers > 0)
-        atomic_fetch_add(&ready_count, 1);
+    /* One basic.consume per queue, all sent at once.  Their consume-oks are
+     * awaited in the loop below and not with conn_rpc: once the first queue
+     * delivers, deliveries and the remaining consume-oks interleave, and a
+     * delivery must be counted and acked, not skipped.  Short consumer
+     * tags, c<consumer> and then c<consumer>.<k> for its k-th queue: a tag
+     * is repeated in every delivery. */
+    for (int k = 0; worker_queue(w, k, qname); k++) {
+        char tag[32];
+        if (k == 0)
+            snprintf(tag, sizeof tag, "c%d", w->index);
+        else
+            snprintf(tag, sizeof tag, "c%d.%d", w->index, k);
+        wr_method_t bc = {.id = WR_M_BASIC_CONSUME};
+        bc.u.basic_consume.queue = wr_bytes_of(qname);
+        bc.u.basic_consume.consumer_tag = wr_bytes_of(tag);
+        bc.u.basic_consume.no_ack = (uint8_t)(opt.auto_ack != 0);
+        bc.u.basic_consume.arguments = WR_BYTES_LIT("");
+        put_method(&c->out, CHANNEL, &bc);
+        q.consumes++;
+    }
+    int subscribed = 0; /* every consume-ok is in */
+    int64_t consume_deadline = now_ns() + 30 * NS_PER_SEC;
 
     while (!atomic_load_explicit(&fatal_error, memory_order_relaxed) &&
            !atomic_load_explicit(&stop_consumers, memory_order_relaxed)) {
@@ -1114,11 +1213,25 @@ static void *consumer_main(void *arg)
                 atomic_store_explicit(&w->lat_sum_ns, q.lat_sum, memory_order_relaxed);
                 atomic_store_explicit(&w->lat_count, q.lat_n, memory_order_relaxed);
             }
-            if (opt.cmessages && q.received >= opt.cmessages) {
+            if (!subscribed && q.consume_oks == q.consumes) {
+                subscribed = 1;
+                if (opt.producers > 0)
+                    atomic_fetch_add(&ready_count, 1);
+            }
+            /* Not before every consume-ok: the main thread may still be
+             * waiting for this consumer to be ready. */
+            if (subscribed && opt.cmessages && q.received >= opt.cmessages) {
                 /* Done: conn_close sends the last acks before the close. */
                 atomic_store(&w->finished, 1);
                 break;
             }
+        }
+        if (!subscribed && now_ns() >= consume_deadline) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "timed out waiting for %s",
+                     wr_method_name(WR_M_BASIC_CONSUME_OK));
+            fail(c, msg);
+            goto done;
         }
         int pending = c->out.len > c->out_off;
         if (pending && conn_write_some(c) < 0)
@@ -1145,6 +1258,12 @@ static void usage(FILE *f)
             "  -y, --consumers N      consumer connections, one thread each (default 1)\n"
             "  -u, --queue NAME       queue (default warren-perf-PID), non-durable auto-delete\n"
             "      --durable          declare the queue durable (and not auto-delete)\n"
+            "      --queues N         N queues (1..10000, default 1): QUEUE.0 .. QUEUE.(N-1),\n"
+            "                         the number zero-padded (QUEUE.00 .. QUEUE.99 for 100);\n"
+            "                         each producer publishes round-robin to all of them;\n"
+            "                         consumer i consumes every queue q with\n"
+            "                         q %% consumers == i (with more consumers than queues,\n"
+            "                         queue i %% N, shared); --cmessages stays per consumer\n"
             "  -s, --size BYTES       message body size (default 16)\n"
             "  -f, --persistent       publish with delivery_mode 2\n"
             "  -c, --confirm N        publisher confirms, at most N unconfirmed per producer\n"
@@ -1256,13 +1375,14 @@ static int parse_num(const char *name, const char *s, double lo, double hi, doub
 
 static int parse_options(int argc, char **argv)
 {
-    enum { OPT_DURABLE = 256, OPT_HELP, OPT_PREDECLARED, OPT_AWAIT, OPT_FANOUT };
+    enum { OPT_DURABLE = 256, OPT_HELP, OPT_PREDECLARED, OPT_AWAIT, OPT_FANOUT, OPT_QUEUES };
     static const struct option longopts[] = {
         {"uri", required_argument, NULL, 'h'},
         {"producers", required_argument, NULL, 'x'},
         {"consumers", required_argument, NULL, 'y'},
         {"queue", required_argument, NULL, 'u'},
         {"durable", no_argument, NULL, OPT_DURABLE},
+        {"queues", required_argument, NULL, OPT_QUEUES},
         {"size", required_argument, NULL, 's'},
         {"persistent", no_argument, NULL, 'f'},
         {"confirm", required_argument, NULL, 'c'},
@@ -1282,8 +1402,8 @@ static int parse_options(int argc, char **argv)
     };
     const char *uri = "amqp://guest:guest@127.0.0.1:5672/";
     double v;
-    int ch, multi_ack_given = 0, duration_given = 0;
-    opt.producers = opt.consumers = 1;
+    int ch, multi_ack_given = 0, duration_given = 0, queues_given = 0;
+    opt.producers = opt.consumers = opt.queues = 1;
     opt.size = 16;
     opt.multi_ack = 1;
     opt.duration = 10;
@@ -1307,6 +1427,12 @@ static int parse_options(int argc, char **argv)
             break;
         case OPT_DURABLE:
             opt.durable = 1;
+            break;
+        case OPT_QUEUES:
+            if (parse_num("queues", optarg, 1, 10000, &v) < 0)
+                return -1;
+            opt.queues = (int)v;
+            queues_given = 1;
             break;
         case 's':
             if (parse_num("size", optarg, 0, 512.0 * 1024 * 1024, &v) < 0)
@@ -1397,11 +1523,28 @@ static int parse_options(int argc, char **argv)
         snprintf(name, sizeof name, "warren-perf-%d", (int)getpid());
         opt.queue = name;
     }
-    if (strlen(opt.queue) > 255) {
+    opt.queue_width = 1;
+    for (int n = opt.queues - 1; n >= 10; n /= 10)
+        opt.queue_width++;
+    if (strlen(opt.queue) + (opt.queues > 1 ? 1 + (size_t)opt.queue_width : 0) > 255) {
         say("queue name longer than 255 bytes");
         return -1;
     }
     snprintf(fanout_exchange, sizeof fanout_exchange, "%.200s.fanout", opt.queue);
+    /* These work on the one queue that --queue names. */
+    if (queues_given && (opt.fanout || opt.predeclared || opt.await)) {
+        const char *other = opt.fanout ? "--fanout" : "--predeclared";
+        if (opt.await)
+            other = "--await-messages";
+        say("--queues and %s exclude each other", other);
+        return -1;
+    }
+    /* Every producer holds one encoded message per queue. */
+    if (opt.queues > 1 && (double)opt.size * opt.queues > 1024.0 * 1024 * 1024) {
+        say("--queues %d with --size %zu: over 1 GiB of encoded messages per producer", opt.queues,
+            opt.size);
+        return -1;
+    }
     if (opt.auto_ack && multi_ack_given) {
         say("--auto-ack and --multi-ack exclude each other");
         return -1;
@@ -1733,10 +1876,12 @@ int main(int argc, char **argv)
         double run_s = (double)(now_ns() - t_start) / 1e9, pcpu = 0, ccpu = 0;
         for (int i = 0; i < total; i++)
             *(ws[i].is_producer ? &pcpu : &ccpu) += ws[i].cpu_s;
-        printf(" returned=%llu producers=%d consumers=%d size=%zu duration_s=%.2f"
-               " producer_cpu_pct=%.0f consumer_cpu_pct=%.0f\n",
-               (unsigned long long)s.returned, opt.producers, opt.consumers, opt.size, run_s,
-               opt.producers ? 100 * pcpu / run_s / opt.producers : 0,
+        printf(" returned=%llu producers=%d consumers=%d", (unsigned long long)s.returned,
+               opt.producers, opt.consumers);
+        if (opt.queues > 1)
+            printf(" queues=%d", opt.queues);
+        printf(" size=%zu duration_s=%.2f producer_cpu_pct=%.0f consumer_cpu_pct=%.0f\n", opt.size,
+               run_s, opt.producers ? 100 * pcpu / run_s / opt.producers : 0,
                opt.consumers ? 100 * ccpu / run_s / opt.consumers : 0);
         fflush(stdout);
     }
