@@ -680,8 +680,10 @@ static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack,
 }
 
 /* Answers the pending confirms at the front that are decided: synced
- * (ack), failed or refused (nack); stops at the first still waiting. */
-static void pending_advance(wr_channel_t *ch, uint64_t synced)
+ * (ack), failed or refused (nack); stops at the first still waiting.
+ * Returns -1 if a failed transaction closed the connection, which frees
+ * its channels (ch among them): the caller must not touch ch again. */
+static int pending_advance(wr_channel_t *ch, uint64_t synced)
 {
     while (ch->pc_count) {
         wr_pending_confirm_t *e = &ch->pc[ch->pc_head];
@@ -692,7 +694,7 @@ static void pending_advance(wr_channel_t *ch, uint64_t synced)
                 ch->pc_count = 0;
                 wr_channel_error(ch, WR_AMQP_INTERNAL_ERROR, WR_M_TX_COMMIT,
                                  "the message store failed to write the transaction");
-                return;
+                return -1;
             }
             if (e->gen > synced)
                 break;
@@ -709,6 +711,7 @@ static void pending_advance(wr_channel_t *ch, uint64_t synced)
         ch->pc_head = (ch->pc_head + 1) & (ch->pc_cap - 1);
         ch->pc_count--;
     }
+    return 0;
 }
 
 static void unlink_store_waiting(wr_channel_t *ch)
@@ -722,15 +725,24 @@ static void unlink_store_waiting(wr_channel_t *ch)
     ch->store_waiting = 0;
 }
 
+void wr_channel_store_opened(void)
+{
+    failed_gen = 0; /* generations count afresh in a newly opened store */
+}
+
 void wr_channel_store_synced(uint64_t gen, int err)
 {
     if (err && gen > failed_gen)
         failed_gen = gen;
     wr_store_t *st = wr_broker.vhost ? wr_broker.vhost->store : NULL;
     uint64_t synced = st ? wr_store_synced_gen(st) : gen;
+restart:
     for (wr_channel_t *ch = store_waiting, *next; ch; ch = next) {
         next = ch->store_next;
-        pending_advance(ch, synced);
+        /* A failed transaction closes its connection, freeing channels
+         * that may include next (each unlinks itself): start over. */
+        if (pending_advance(ch, synced) < 0)
+            goto restart;
         if (ch->pc_count == 0)
             unlink_store_waiting(ch);
     }
@@ -747,7 +759,7 @@ static void confirm_publish(wr_channel_t *ch, uint64_t seq, uint64_t gen, int na
     }
     pending_push(ch, seq, gen, nack, 0);
     wr_store_t *st = ch->conn->vhost->store;
-    pending_advance(ch, st ? wr_store_synced_gen(st) : 0);
+    (void)pending_advance(ch, st ? wr_store_synced_gen(st) : 0); /* no commits in confirm mode */
 }
 
 /* Whether a[0..n) equals b[0..n): inline, for the short names of the

@@ -243,6 +243,8 @@ void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
 /* The store reports generations up to gen synced (err == 0) or failed:
  * answer the confirms that waited for them. */
 void wr_channel_store_synced(uint64_t gen, int err);
+/* A store was opened: forget the failures of any earlier one. */
+void wr_channel_store_opened(void);
 /* Points every unacknowledged delivery stored in segment seg at its new
  * location after compaction (every channel of every connection). */
 void wr_conn_relocate(uint32_t seg, const wr_reloc_t *tab, size_t n);

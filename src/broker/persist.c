@@ -112,6 +112,7 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
         return rc;
     }
     vh->store = st;
+    wr_channel_store_opened();
     if (segment_size)
         wr_store_set_segment_size(st, segment_size);
     for (size_t i = 0; i < r.n_exclusive; i++)

@@ -315,6 +315,53 @@ static void test_conn_tx_commit_waits_for_sync(void)
     CHECK_EQ(system(cmd), 0);
 }
 
+/* A failed sync fails the transactions waiting for it: the connection is
+ * closed with 541, and every channel waiting goes with it (two here, so
+ * that the channel list of wr_channel_store_synced changes under it). */
+static void test_conn_tx_commit_store_failure_closes(void)
+{
+    setup();
+    char dir[] = "/tmp/warren-test-txf-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char err[256];
+    CHECK_EQ(wr_persist_open(wr_broker.vhost, dir, 0, err, sizeof err), 0);
+    wr_store_t *store = wr_broker.vhost->store;
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    wr_method_t r;
+    for (uint16_t ch = 1; ch <= 2; ch++) {
+        wr_method_t m = {.id = WR_M_CHANNEL_OPEN};
+        send_method(s, ch, &m);
+        wr_method_t d = {.id = WR_M_QUEUE_DECLARE};
+        d.u.queue_declare.queue = WR_BYTES_LIT("txfq");
+        d.u.queue_declare.durable = 1;
+        send_method(s, ch, &d);
+        wr_method_t ts = {.id = WR_M_TX_SELECT};
+        send_method(s, ch, &ts);
+    }
+    CHECK(store_sync(store, wr_store_gen(store)));
+    wr_sock_detached_drain(s);
+    for (uint16_t ch = 1; ch <= 2; ch++) {
+        wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
+        p.u.basic_publish.routing_key = WR_BYTES_LIT("txfq");
+        send_method(s, ch, &p);
+        feed_content(s, ch, "lost", 1);
+        wr_method_t tc = {.id = WR_M_TX_COMMIT};
+        send_method(s, ch, &tc);
+    }
+    CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
+    /* As the store reports a failed fdatasync of that generation. */
+    wr_channel_store_synced(wr_store_gen(store), WR_EIO);
+    CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
+    CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &r));
+    CHECK_EQ(r.u.connection_close.reply_code, 541);
+    wr_sock_detached_free(s);
+    wr_persist_close(wr_broker.vhost);
+    teardown(NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
 static void test_conn_publish_and_get(void)
 {
     setup();
@@ -367,4 +414,5 @@ WR_SUITE(conn)
     RUN(test_conn_alarm_blocks_publishers);
     RUN(test_conn_publish_and_get);
     RUN(test_conn_tx_commit_waits_for_sync);
+    RUN(test_conn_tx_commit_store_failure_closes);
 }
