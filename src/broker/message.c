@@ -18,7 +18,18 @@ uint64_t wr_msg_mem_bytes;
  * bytes in all. */
 #define MSG_CLASS_SIZE 64
 #define MSG_CLASSES    8
-#define MSG_CACHE_MAX  (1u << 20)
+/* Under AddressSanitizer nothing is recycled, so that a message used after
+ * its last reference is dropped is still caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MSG_CACHE_MAX 0u
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MSG_CACHE_MAX 0u
+#endif
+#endif
+#ifndef MSG_CACHE_MAX
+#define MSG_CACHE_MAX (1u << 20)
+#endif
 
 typedef struct msg_free {
     struct msg_free *next;

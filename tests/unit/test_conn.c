@@ -247,17 +247,37 @@ static int store_sync(wr_store_t *st, uint64_t gen)
     return wr_store_synced_gen(st) >= gen;
 }
 
+/* setup() with a message store in a fresh directory dir (a mkdtemp
+ * template, rewritten); *store is the store, NULL if it failed. */
+static void setup_with_store(char *dir, wr_store_t **store)
+{
+    setup();
+    *store = NULL;
+    CHECK(mkdtemp(dir) != NULL);
+    char err[256];
+    CHECK_EQ(wr_persist_open(wr_broker.vhost, dir, 0, err, sizeof err), 0);
+    *store = wr_broker.vhost->store;
+}
+
+static void teardown_with_store(wr_sock_t *s, const char *dir)
+{
+    wr_sock_detached_free(s);
+    wr_persist_close(wr_broker.vhost);
+    teardown(NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
 /* tx.commit-ok for a transaction with persistent messages waits for the
  * store's fsync, as a publisher confirm does; one without waits for
  * nothing. */
 static void test_conn_tx_commit_waits_for_sync(void)
 {
-    setup();
     char dir[] = "/tmp/warren-test-tx-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char err[256];
-    CHECK_EQ(wr_persist_open(wr_broker.vhost, dir, 0, err, sizeof err), 0);
-    wr_store_t *store = wr_broker.vhost->store;
+    wr_store_t *store;
+    setup_with_store(dir, &store);
+    CHECK(store != NULL);
     wr_sock_t *s = handshake(1, "guest", "guest");
     wr_method_t r, m = {.id = WR_M_CHANNEL_OPEN};
     send_method(s, 1, &m);
@@ -307,12 +327,7 @@ static void test_conn_tx_commit_waits_for_sync(void)
     CHECK(take_method(s, WR_M_TX_COMMIT_OK, &r));
     CHECK(take_method(s, WR_M_TX_COMMIT_OK, &r));
 
-    wr_sock_detached_free(s);
-    wr_persist_close(wr_broker.vhost);
-    teardown(NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ(system(cmd), 0);
+    teardown_with_store(s, dir);
 }
 
 /* A failed sync fails the transactions waiting for it: the connection is
@@ -320,12 +335,10 @@ static void test_conn_tx_commit_waits_for_sync(void)
  * that the channel list of wr_channel_store_synced changes under it). */
 static void test_conn_tx_commit_store_failure_closes(void)
 {
-    setup();
     char dir[] = "/tmp/warren-test-txf-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char err[256];
-    CHECK_EQ(wr_persist_open(wr_broker.vhost, dir, 0, err, sizeof err), 0);
-    wr_store_t *store = wr_broker.vhost->store;
+    wr_store_t *store;
+    setup_with_store(dir, &store);
+    CHECK(store != NULL);
     wr_sock_t *s = handshake(1, "guest", "guest");
     wr_method_t r;
     for (uint16_t ch = 1; ch <= 2; ch++) {
@@ -354,12 +367,7 @@ static void test_conn_tx_commit_store_failure_closes(void)
     CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
     CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &r));
     CHECK_EQ(r.u.connection_close.reply_code, 541);
-    wr_sock_detached_free(s);
-    wr_persist_close(wr_broker.vhost);
-    teardown(NULL);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_EQ(system(cmd), 0);
+    teardown_with_store(s, dir);
 }
 
 static void test_conn_publish_and_get(void)
@@ -376,20 +384,7 @@ static void test_conn_publish_and_get(void)
     wr_method_t p = {.id = WR_M_BASIC_PUBLISH};
     p.u.basic_publish.routing_key = WR_BYTES_LIT("q1");
     send_method(s, 1, &p);
-    /* Content header (class 60, body 5 bytes, no properties) and body. */
-    wr_buf_t c;
-    wr_buf_init(&c);
-    size_t st = wr_frame_begin(&c, 2, 1);
-    wr_buf_put_u16(&c, 60);
-    wr_buf_put_u16(&c, 0);
-    wr_buf_put_u64(&c, 5);
-    wr_buf_put_u16(&c, 0);
-    wr_frame_end(&c, st);
-    st = wr_frame_begin(&c, 3, 1);
-    wr_buf_put(&c, "hello", 5);
-    wr_frame_end(&c, st);
-    wr_sock_feed(s, c.p, c.len);
-    wr_buf_free(&c);
+    feed_content(s, 1, "hello", 0);
     wr_queue_t *q = wr_vhost_queue(wr_broker.vhost, WR_BYTES_LIT("q1"));
     CHECK(q != NULL);
     CHECK_EQ(wr_queue_ready(q), 1);
