@@ -639,17 +639,21 @@ class Load:
                     r = rng.random()
                     i = rng.randrange(len(pending))
                     tag, key = pending[i]
+                    # The model counts an ack as (maybe) sent before the
+                    # call: pika may hand the frame to the kernel and then
+                    # raise because the broker died, and the broker may
+                    # have applied the ack before it was killed.
                     if r < 0.45:
+                        model.ack_sent(qi, [key])
                         ch.basic_ack(tag)
                         del pending[i]
-                        model.ack_sent(qi, [key])
                         unproven.append((qi, key))
                     elif r < 0.8:
                         # multiple=true settles every pending tag <= tag
                         keys = [k for _, k in pending[:i + 1]]
+                        model.ack_sent(qi, keys)
                         ch.basic_ack(tag, multiple=True)
                         del pending[:i + 1]
-                        model.ack_sent(qi, keys)
                         unproven.extend((qi, k) for k in keys)
                     elif r < 0.92:
                         ch.basic_nack(tag, multiple=False, requeue=True)
