@@ -690,7 +690,7 @@ static int pending_advance(wr_channel_t *ch, uint64_t synced)
         if (e->commit) {
             /* A transaction's persistent messages are on disk (or the
              * store failed): only now is tx.commit answered. */
-            if (e->gen <= failed_gen) {
+            if (e->gen && e->gen <= failed_gen) {
                 ch->pc_count = 0;
                 wr_channel_error(ch, WR_AMQP_INTERNAL_ERROR, WR_M_TX_COMMIT,
                                  "the message store failed to write the transaction");
