@@ -24,7 +24,8 @@
 
 #define WARREN_VERSION "0.1.0"
 
-static uv_tcp_t listener;
+static wr_listener_t *listeners;
+static size_t n_listeners;
 static uv_prepare_t prepare_handle;
 static uv_check_t check_handle;
 static uv_timer_t tick_timer;
@@ -85,7 +86,8 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     shutting_down = 1;
     wr_info("received signal %d, shutting down", signum);
-    uv_close((uv_handle_t *)&listener, NULL);
+    for (size_t i = 0; i < n_listeners; i++)
+        wr_listener_close(&listeners[i]);
     wr_conn_shutdown_all("broker shutdown");
     before_sleep();
     uv_timer_start(&shutdown_timer, on_shutdown_timer, 200, 0);
@@ -99,6 +101,54 @@ static void usage(FILE *f)
                "Starts the warren AMQP 0-9-1 broker.  With no arguments it listens on\n"
                "127.0.0.1:5672 with the built-in defaults.  FILE uses RabbitMQ's\n"
                "rabbitmq.conf format (see docs/configuration.md); flags override it.\n");
+}
+
+/* Binds one address of a listener; a failure is logged with the key that
+ * asked for it. */
+static int listen_one(const char *name, const char *host, int port)
+{
+    wr_listener_t *l = &listeners[n_listeners++];
+    int r = wr_listen(wr_loop, l, host, port, &wr_conn_handler, wr_conn_accept);
+    if (r != 0) {
+        wr_error("cannot listen on %s (listeners.tcp.%s): %s", l->addr, name, uv_strerror(r));
+        return r;
+    }
+    wr_info("listening for AMQP on %s", l->addr);
+    return 0;
+}
+
+/* Starts every configured listener.  A bare port means every interface,
+ * as in RabbitMQ: "::" (IPv6 only) and "0.0.0.0"; a host without IPv6
+ * gets the IPv4 one alone. */
+static int start_listeners(const wr_config_t *cfg)
+{
+    listeners = wr_xcalloc(2 * cfg->n_listeners + 1, sizeof *listeners);
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const wr_listen_addr_t *a = &cfg->listeners[i];
+        if (a->host) {
+            if (listen_one(a->name, a->host, a->port) != 0)
+                return -1;
+            continue;
+        }
+        wr_listener_t *l6 = &listeners[n_listeners];
+        int r = wr_listen(wr_loop, l6, "::", a->port, &wr_conn_handler, wr_conn_accept);
+        n_listeners++;
+        if (r == UV_EAFNOSUPPORT || r == UV_EADDRNOTAVAIL) {
+            wr_warn("no IPv6 on this host (%s): listeners.tcp.%s listens on IPv4 only",
+                    uv_strerror(r), a->name);
+        } else if (r != 0) {
+            wr_error("cannot listen on %s (listeners.tcp.%s): %s", l6->addr, a->name,
+                     uv_strerror(r));
+            return -1;
+        } else {
+            wr_info("listening for AMQP on %s", l6->addr);
+        }
+        if (listen_one(a->name, "0.0.0.0", a->port) != 0)
+            return -1;
+    }
+    if (cfg->n_listeners == 0)
+        wr_warn("no AMQP listeners (listeners.tcp = none)");
+    return 0;
 }
 
 static int mkdir_p(const char *path)
@@ -185,12 +235,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    r = wr_listen(wr_loop, cfg.listen_host, cfg.listen_port, &wr_conn_handler, wr_conn_accept,
-                  &listener);
-    if (r != 0) {
-        wr_error("cannot listen on %s:%u: %s", cfg.listen_host, cfg.listen_port, uv_strerror(r));
+    if (start_listeners(&cfg) != 0)
         return 1;
-    }
     uv_prepare_init(wr_loop, &prepare_handle);
     uv_prepare_start(&prepare_handle, on_prepare);
     uv_check_init(wr_loop, &check_handle);
@@ -203,8 +249,7 @@ int main(int argc, char **argv)
     uv_signal_init(wr_loop, &sigint_handle);
     uv_signal_start(&sigint_handle, on_signal, SIGINT);
 
-    wr_info("warren %s listening on %s:%u, data in %s", WARREN_VERSION, cfg.listen_host,
-            cfg.listen_port, cfg.data_dir);
+    wr_info("warren %s started, data in %s", WARREN_VERSION, cfg.data_dir);
     uv_run(wr_loop, UV_RUN_DEFAULT);
 
     /* Orderly teardown: release what connections hold, then the broker
@@ -217,6 +262,7 @@ int main(int argc, char **argv)
     uv_walk(wr_loop, close_walk, NULL);
     uv_run(wr_loop, UV_RUN_DEFAULT);
     uv_loop_close(wr_loop);
+    free(listeners);
     wr_config_free(&cfg);
     wr_info("warren stopped");
     return 0;

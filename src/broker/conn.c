@@ -26,6 +26,26 @@ static const uint8_t protocol_header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
 
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define CLOSE_TIMEOUT_MS     3000
+/* RabbitMQ's: after close-ok the peer has 30 s to hang up; a handshake
+ * error before tuning is answered by 3 s of silence, then a hang-up. */
+#define CLOSED_TIMEOUT_MS      30000
+#define SILENT_CLOSE_DELAY_MS  3000
+#define WARREN_PRODUCT         "warren"
+#define WARREN_PRODUCT_VERSION "0.1.0"
+
+/* The internal user database keeps no state that a new secret could
+ * change: RabbitMQ 3.10 accepts update-secret with it whatever the
+ * secret, and so does warren. */
+static int internal_update_secret(const char *user, wr_bytes_t secret, char *why, size_t n)
+{
+    (void)user;
+    (void)secret;
+    (void)why;
+    (void)n;
+    return 0;
+}
+
+const wr_auth_backend_t wr_auth_internal = {"internal", internal_update_secret};
 
 size_t wr_conn_count(void)
 {
@@ -130,19 +150,21 @@ static void send_start(wr_conn_t *c)
     put_bool(&props, "per_consumer_qos", 1);
     put_bool(&props, "direct_reply_to", 1);
     wr_table_end(&props, caps);
-    put_str(&props, "cluster_name", "warren@localhost");
+    const wr_config_t *cfg = wr_broker.cfg;
+    put_str(&props, "cluster_name", cfg->cluster_name ? cfg->cluster_name : "warren@localhost");
     put_str(&props, "copyright", "Copyright (c) the warren authors");
     put_str(&props, "information", "warren, an AMQP 0-9-1 message broker");
     put_str(&props, "platform", "C/libuv");
-    put_str(&props, "product", "warren");
-    put_str(&props, "version", "0.1.0");
+    put_str(&props, "product", cfg->product ? cfg->product : WARREN_PRODUCT);
+    put_str(&props, "version",
+            cfg->product_version ? cfg->product_version : WARREN_PRODUCT_VERSION);
     wr_table_end(&props, top);
 
     wr_method_t m = {.id = WR_M_CONNECTION_START};
     m.u.connection_start.version_major = 0;
     m.u.connection_start.version_minor = 9;
     m.u.connection_start.server_properties = (wr_bytes_t){props.p + 4, props.len - 4};
-    m.u.connection_start.mechanisms = WR_BYTES_LIT("AMQPLAIN PLAIN");
+    m.u.connection_start.mechanisms = WR_BYTES_LIT("PLAIN AMQPLAIN");
     m.u.connection_start.locales = WR_BYTES_LIT("en_US");
     wr_conn_send_method(c, 0, &m);
     wr_buf_free(&props);
@@ -239,6 +261,53 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
     c->state = WR_CONN_TUNE_OK;
 }
 
+/* Everything this connection has produced, sent or still queued. */
+static uint64_t bytes_produced(const wr_sock_t *s)
+{
+    return s->bytes_out + wr_sock_queued(s);
+}
+
+static void heartbeat_timeout(wr_conn_t *c)
+{
+    /* RabbitMQ hangs up without a connection.close. */
+    wr_warn("connection %s: missed heartbeats from client, timeout: %us", c->sock->peer,
+            c->heartbeat);
+    c->state = WR_CONN_DEAD;
+    release_all(c);
+    wr_sock_close(c->sock);
+}
+
+/* Every T/2 (see conn.h): the receive check (every other firing) first,
+ * so a connection that timed out gets no last heartbeat; then the send
+ * check. */
+static void heartbeat_cb(wr_sock_t *s)
+{
+    wr_conn_t *c = s->ud;
+    if (c->state >= WR_CONN_CLOSING) {
+        wr_sock_set_timer(s, 0, NULL);
+        return;
+    }
+    if (++c->hb_ticks % 2 == 0) {
+        /* A connection we stopped reading (blocked publisher,
+         * back-pressure) is not silent by its own doing: as RabbitMQ
+         * pauses its monitor, the count starts again once reading
+         * resumes. */
+        if (s->read_held || s->read_paused || s->bytes_in != c->hb_in) {
+            c->hb_in = s->bytes_in;
+            c->hb_silent = 0;
+        } else if (c->hb_silent < 1) {
+            c->hb_silent++;
+        } else {
+            heartbeat_timeout(c);
+            return;
+        }
+    }
+    if (!c->hb_started || bytes_produced(s) == c->hb_out)
+        wr_frame_put_heartbeat(wr_sock_out(s));
+    c->hb_started = 1;
+    c->hb_out = bytes_produced(s);
+}
+
 static void on_tune_ok(wr_conn_t *c, const wr_connection_tune_ok_t *m)
 {
     const wr_config_t *cfg = wr_broker.cfg;
@@ -258,6 +327,9 @@ static void on_tune_ok(wr_conn_t *c, const wr_connection_tune_ok_t *m)
     c->channel_max = chm;
     c->heartbeat = m->heartbeat;
     c->state = WR_CONN_OPEN_WAIT;
+    /* As RabbitMQ: the client's value, whatever we offered. */
+    if (c->heartbeat)
+        wr_sock_set_timer(c->sock, (uint64_t)c->heartbeat * 500, heartbeat_cb);
 }
 
 static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
@@ -277,15 +349,49 @@ static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
 
 /* ---- frame dispatch ---- */
 
+/* Sends close-ok and waits for the peer to hang up (see conn.h). */
+static void closed_by_peer(wr_conn_t *c)
+{
+    wr_method_t r = {.id = WR_M_CONNECTION_CLOSE_OK};
+    wr_conn_send_method(c, 0, &r);
+    if (c->state < WR_CONN_CLOSING)
+        release_all(c);
+    c->state = WR_CONN_CLOSED;
+    c->deadline = wr_now_ms() + CLOSED_TIMEOUT_MS;
+    wr_sock_set_timer(c->sock, 0, NULL);
+}
+
+/* Before the connection is tuned RabbitMQ answers a protocol error with
+ * silence and hangs up after a delay; input is ignored meanwhile. */
+static void silent_close(wr_conn_t *c, const char *why, uint32_t method_id)
+{
+    wr_warn("connection %s: %s %s during the handshake; closing", c->sock->peer, why,
+            wr_method_name(method_id));
+    c->discard_input = 1;
+    c->deadline = wr_now_ms() + SILENT_CLOSE_DELAY_MS;
+}
+
+static void update_secret(wr_conn_t *c, const wr_connection_update_secret_t *m)
+{
+    const wr_auth_backend_t *auth = wr_broker.auth ? wr_broker.auth : &wr_auth_internal;
+    char why[200] = "";
+    if (auth->update_secret(c->user, m->new_secret, why, sizeof why) != 0) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_UPDATE_SECRET,
+                      "Refused to update secret: %s", why);
+        return;
+    }
+    wr_info("connection %s: user '%s' updated its secret (reason: %.*s)", c->sock->peer, c->user,
+            (int)m->reason.n, (const char *)m->reason.p);
+    wr_method_t r = {.id = WR_M_CONNECTION_UPDATE_SECRET_OK};
+    wr_conn_send_method(c, 0, &r);
+}
+
 static void connection_method(wr_conn_t *c, wr_method_t *m)
 {
+    if (c->state == WR_CONN_CLOSED)
+        return; /* handle_frame answered a close; nothing else matters */
     if (m->id == WR_M_CONNECTION_CLOSE) {
-        wr_method_t r = {.id = WR_M_CONNECTION_CLOSE_OK};
-        wr_conn_send_method(c, 0, &r);
-        if (c->state < WR_CONN_CLOSING)
-            release_all(c);
-        c->state = WR_CONN_DEAD;
-        wr_sock_close(c->sock);
+        closed_by_peer(c);
         return;
     }
     if (m->id == WR_M_CONNECTION_CLOSE_OK) {
@@ -305,13 +411,21 @@ static void connection_method(wr_conn_t *c, wr_method_t *m)
         return; /* a client may not block us; ignore as RabbitMQ does */
     }
     if (c->state == WR_CONN_OPEN) {
+        if (m->id == WR_M_CONNECTION_UPDATE_SECRET) {
+            update_secret(c, &m->u.connection_update_secret);
+            return;
+        }
         wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m->id,
                       "unexpected method in connection state running");
         return;
     }
     if (m->id != expect) {
-        wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m->id, "unexpected method %s on channel 0",
-                      wr_method_name(m->id));
+        /* RabbitMQ's state names: starting, tuning, opening. */
+        if (c->state == WR_CONN_OPEN_WAIT)
+            wr_conn_error(c, WR_AMQP_CHANNEL_ERROR, m->id,
+                          "unexpected method in connection state opening");
+        else
+            silent_close(c, "unexpected method", m->id);
         return;
     }
     switch (m->id) {
@@ -411,6 +525,15 @@ static int publish_fast(wr_conn_t *c, const wr_frame_t *f)
 
 static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
 {
+    if (c->state == WR_CONN_CLOSED) {
+        /* Every further connection.close gets its close-ok. */
+        if (f->type == 1 && f->channel == 0 && f->payload.n >= 4 &&
+            wr_get_u32(f->payload.p) == WR_M_CONNECTION_CLOSE) {
+            wr_method_t r = {.id = WR_M_CONNECTION_CLOSE_OK};
+            wr_conn_send_method(c, 0, &r);
+        }
+        return;
+    }
     if (f->type == 8) {
         if (f->payload.n != 0)
             wr_conn_error(c, WR_AMQP_FRAME_ERROR, 0, "type 8, heartbeat frame with a payload");
@@ -448,11 +571,8 @@ static void handle_frame(wr_conn_t *c, const wr_frame_t *f)
             connection_method(c, &m);
             return;
         }
-        if (conn_class) {
-            wr_conn_error(c, WR_AMQP_COMMAND_INVALID, m.id, "connection method %s on channel %u",
-                          wr_method_name(m.id), f->channel);
-            return;
-        }
+        /* A connection method on another channel is a method that channel
+         * cannot take: 503 if it is open, 504 if not (channel.c). */
         if (c->state == WR_CONN_CLOSING)
             return;
         if (c->state != WR_CONN_OPEN) {
@@ -488,7 +608,6 @@ static void on_read(wr_sock_t *s)
         wr_sock_consume(s, n);
         return;
     }
-    c->last_recv = wr_now_ms();
     if (c->state == WR_CONN_HEADER) {
         size_t k = n < 8 ? n : 8;
         if (memcmp(p, protocol_header, k) != 0 || (n >= 8 && p[4] != 0)) {
@@ -557,7 +676,7 @@ static void on_drain(wr_sock_t *s)
 static void on_close(wr_sock_t *s)
 {
     wr_conn_t *c = s->ud;
-    if (c->state != WR_CONN_DEAD && c->state != WR_CONN_CLOSING)
+    if (c->state < WR_CONN_CLOSING)
         wr_info("connection %s closed by peer", s->peer);
     release_all(c);
     if (c->prev)
@@ -583,8 +702,7 @@ void wr_conn_accept(wr_sock_t *s)
     s->ud = c;
     c->state = WR_CONN_HEADER;
     c->frame_max = WR_AMQP_FRAME_MIN_SIZE;
-    c->last_recv = wr_now_ms();
-    c->deadline = c->last_recv + HANDSHAKE_TIMEOUT_MS;
+    c->deadline = wr_now_ms() + HANDSHAKE_TIMEOUT_MS;
     wr_buf_init(&c->client_props);
     c->next = all_conns;
     if (all_conns)
@@ -599,34 +717,14 @@ void wr_conn_accept(wr_sock_t *s)
 static void tick_conn(wr_conn_t *c, int64_t now)
 {
     if (c->deadline && now >= c->deadline && c->state != WR_CONN_DEAD) {
-        if (c->state < WR_CONN_OPEN)
+        if (c->state < WR_CONN_OPEN && !c->discard_input)
             wr_warn("connection %s: handshake timeout", c->sock->peer);
+        if (c->state < WR_CONN_CLOSING)
+            release_all(c);
         c->state = WR_CONN_DEAD;
         wr_sock_close(c->sock);
         return;
     }
-    if (c->state < WR_CONN_OPEN_WAIT || c->state == WR_CONN_DEAD || c->heartbeat == 0)
-        goto timeouts;
-    int64_t hb = (int64_t)c->heartbeat * 1000;
-    /* A connection we stopped reading (blocked publisher, back-pressure)
-     * is not silent by its own doing: as RabbitMQ, do not time it out. */
-    if (c->sock->read_held || c->sock->read_paused)
-        c->last_recv = now;
-    if (now - c->last_recv > 2 * hb) {
-        wr_warn("connection %s: missed heartbeats from client, timeout: %us", c->sock->peer,
-                c->heartbeat);
-        c->state = WR_CONN_DEAD;
-        release_all(c);
-        wr_sock_close(c->sock);
-        return;
-    }
-    /* Send a heartbeat when we wrote nothing for half the interval. */
-    if (now - c->last_send_check >= hb / 2) {
-        if (wr_sock_queued(c->sock) == 0)
-            wr_frame_put_heartbeat(wr_sock_out(c->sock));
-        c->last_send_check = now;
-    }
-timeouts:
     if (c->state == WR_CONN_OPEN) {
         uint64_t to = wr_broker.cfg->consumer_timeout_ms;
         for (wr_channel_t *ch = c->channel_list, *next; ch; ch = next) {
@@ -762,14 +860,17 @@ void wr_conn_close_all_now(void)
         wr_sock_close(c->sock);
     }
     wr_sock_flush_all();
+    wr_sock_abort_all();
 }
 
 void wr_conn_shutdown_all(const char *reason)
 {
     for (wr_conn_t *c = all_conns; c; c = c->next) {
-        if (c->state == WR_CONN_OPEN)
+        if (c->state == WR_CONN_OPEN) {
             wr_conn_error(c, WR_AMQP_CONNECTION_FORCED, 0, "%s", reason);
-        else if (c->state != WR_CONN_DEAD)
+        } else if (c->state != WR_CONN_DEAD) {
+            c->state = WR_CONN_DEAD;
             wr_sock_close(c->sock);
+        }
     }
 }

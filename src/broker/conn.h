@@ -7,8 +7,20 @@
  *
  *   HEADER --"AMQP 0-9-1"--> START_OK --start-ok (auth ok)--> TUNE_OK
  *     --tune-ok--> OPEN_WAIT --open--> OPEN
- *   any --hard error or close sent--> CLOSING --close-ok / timeout--> closed
- *   any --peer sent close--> (close-ok sent) closed
+ *   any --hard error or close sent--> CLOSING --close-ok / timeout--> DEAD
+ *   OPEN or CLOSING --peer sent close--> (close-ok sent) CLOSED
+ *     --peer hangs up, or 30 s--> DEAD
+ *   START_OK or TUNE_OK --unexpected method--> (3 s of silence) DEAD
+ * DEAD means the socket is closing (gracefully: see net/sock.h).  A CLOSED
+ * connection answers every further connection.close with close-ok and
+ * ignores everything else, as RabbitMQ does, so a client whose threads
+ * close at once gets a close-ok for each and reads EOF, not a reset.
+ *
+ * Heartbeats (RabbitMQ's rabbit_heartbeat, from tune-ok on, with the
+ * interval T of the client's tune-ok; 0 disables both directions): every
+ * T/2 a heartbeat goes out if nothing was sent since the previous check
+ * (the first check always sends one); every T the bytes received are
+ * compared, and two checks in a row without any close the connection.
  *
  * Channel states: (absent) --open--> OPEN --soft error--> CLOSING
  *   --close-ok--> (absent);  OPEN --close--> (close-ok sent) (absent).
@@ -147,6 +159,7 @@ enum {
     WR_CONN_OPEN_WAIT,
     WR_CONN_OPEN,
     WR_CONN_CLOSING,
+    WR_CONN_CLOSED,
     WR_CONN_DEAD
 };
 
@@ -162,10 +175,12 @@ struct wr_conn {
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;
-    int64_t last_recv;
-    int64_t last_send_check;
-    uint64_t last_out_bytes;
-    int64_t deadline; /* handshake or close-ok deadline, 0 = none */
+    uint8_t hb_started; /* the first heartbeat check is done */
+    uint8_t hb_silent;  /* receive checks in a row with nothing read */
+    uint32_t hb_ticks;  /* timer firings (every T/2) */
+    uint64_t hb_out;    /* bytes produced at the last send check */
+    uint64_t hb_in;     /* bytes read at the last receive check */
+    int64_t deadline;   /* handshake, close-ok or hang-up deadline, 0 = none */
     char *user;
     wr_vhost_t *vhost;
     wr_buf_t client_props;
@@ -205,11 +220,25 @@ void wr_conn_hold_publisher(wr_conn_t *c);
 void wr_conn_close_all_now(void);
 size_t wr_conn_count(void);
 
+/*
+ * The authentication backend: where credentials are checked.  Only the
+ * internal database exists today; connection.update-secret asks it, so a
+ * token backend (OAuth 2) can refuse a new secret later.
+ */
+typedef struct wr_auth_backend {
+    const char *name;
+    /* connection.update-secret: 0 to accept the new secret for user, or
+     * -1 with the reason in why. */
+    int (*update_secret)(const char *user, wr_bytes_t secret, char *why, size_t whylen);
+} wr_auth_backend_t;
+extern const wr_auth_backend_t wr_auth_internal;
+
 /* Broker-wide state the protocol layer uses; set up by wr_broker_init. */
 typedef struct wr_broker {
     wr_config_t *cfg;
-    int alarms;        /* WR_ALARM_* bits in force */
-    wr_vhost_t *vhost; /* the default (and for now only) vhost */
+    const wr_auth_backend_t *auth; /* NULL: wr_auth_internal */
+    int alarms;                    /* WR_ALARM_* bits in force */
+    wr_vhost_t *vhost;             /* the default (and for now only) vhost */
 } wr_broker_t;
 extern wr_broker_t wr_broker;
 

@@ -50,6 +50,37 @@ static void replace_str(char **slot, const char *value)
     *slot = xstrdup(value);
 }
 
+/* ---- listeners --------------------------------------------------------- */
+
+static void listeners_clear(wr_config_t *c)
+{
+    for (size_t i = 0; i < c->n_listeners; i++) {
+        free(c->listeners[i].name);
+        free(c->listeners[i].host);
+    }
+    free(c->listeners);
+    c->listeners = NULL;
+    c->n_listeners = 0;
+}
+
+/* Sets listener NAME (replacing its address if it exists); takes host. */
+static void listener_set(wr_config_t *c, const char *name, char *host, uint16_t port)
+{
+    wr_listen_addr_t *l = NULL;
+    for (size_t i = 0; i < c->n_listeners; i++)
+        if (strcmp(c->listeners[i].name, name) == 0)
+            l = &c->listeners[i];
+    if (l == NULL) {
+        c->listeners = wr_xrealloc(c->listeners, (c->n_listeners + 1) * sizeof *c->listeners);
+        l = &c->listeners[c->n_listeners++];
+        l->name = xstrdup(name);
+        l->host = NULL;
+    }
+    free(l->host);
+    l->host = host;
+    l->port = port;
+}
+
 /* ---- loopback user list ------------------------------------------------ */
 
 static void loopback_clear(wr_config_t *c)
@@ -134,8 +165,8 @@ const char *wr_config_default_data_dir(void)
 void wr_config_init(wr_config_t *c)
 {
     memset(c, 0, sizeof *c);
-    c->listen_host = xstrdup("127.0.0.1");
-    c->listen_port = 5672;
+    listener_set(c, "default", xstrdup("127.0.0.1"), 5672);
+    c->listeners_builtin = 1;
     c->default_user = xstrdup("guest");
     c->default_pass = xstrdup("guest");
     c->default_vhost = xstrdup("/");
@@ -153,7 +184,10 @@ void wr_config_init(wr_config_t *c)
 
 void wr_config_free(wr_config_t *c)
 {
-    free(c->listen_host);
+    listeners_clear(c);
+    free(c->product);
+    free(c->product_version);
+    free(c->cluster_name);
     free(c->default_user);
     free(c->default_pass);
     free(c->default_vhost);
@@ -233,7 +267,7 @@ static int parse_port(const char *s, uint16_t *out)
 }
 
 /*
- * A listener is a bare port (all IPv4 interfaces), "IP:PORT" split at the
+ * A listener is a bare port (every interface: *host is NULL), "IP:PORT" split at the
  * last colon as cuttlefish's ip datatype does (so "::1:5672" is IPv6
  * loopback), or "[IPv6]:PORT".  The address must be numeric: RabbitMQ does
  * not resolve host names here either.
@@ -246,7 +280,7 @@ static int parse_listener(const char *s, char **host, uint16_t *port)
     unsigned char tmp[sizeof(struct in6_addr)];
 
     if (parse_port(s, port) == 0) {
-        *host = xstrdup("0.0.0.0");
+        *host = NULL;
         return 0;
     }
     if (s[0] == '[') {
@@ -365,27 +399,34 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         return WR_EINVAL;
     }
 
-    if (strcmp(key, "listeners.tcp.default") == 0) {
+    if (key_suffix_word(key, "listeners.tcp.", word, sizeof word)) {
         char *host;
         uint16_t port;
         if (parse_listener(value, &host, &port) < 0)
             return bad_value(err, errlen, key, value,
                              "a port or IP:port (e.g. 5672, 127.0.0.1:5672, ::1:5672, "
                              "[::1]:5672)");
-        free(c->listen_host);
-        c->listen_host = host;
-        c->listen_port = port;
+        /* As in RabbitMQ, configured listeners replace the built-in one. */
+        if (c->listeners_builtin)
+            listeners_clear(c);
+        c->listeners_builtin = 0;
+        listener_set(c, word, host, port);
         return 0;
     }
     if (strcmp(key, "listeners.tcp") == 0) {
-        seterr(err, errlen, "%s: warren needs a TCP listener; '%s' is not supported", key, value);
-        return WR_EINVAL;
+        if (strcmp(value, "none") != 0)
+            return bad_value(err, errlen, key, value,
+                             "'none' (listeners are set as listeners.tcp.NAME = ADDRESS)");
+        listeners_clear(c);
+        c->listeners_builtin = 0;
+        return 0;
     }
-    if (key_suffix_word(key, "listeners.tcp.", word, sizeof word)) {
-        seterr(err, errlen,
-               "%s: warren has a single TCP listener; configure it as listeners.tcp.default", key);
-        return WR_EINVAL;
-    }
+    if (strcmp(key, "server_properties.product") == 0)
+        return set_string(&c->product, key, value, err, errlen);
+    if (strcmp(key, "server_properties.version") == 0)
+        return set_string(&c->product_version, key, value, err, errlen);
+    if (strcmp(key, "cluster_name") == 0)
+        return set_string(&c->cluster_name, key, value, err, errlen);
     if (strcmp(key, "default_user") == 0)
         return set_string(&c->default_user, key, value, err, errlen);
     if (strcmp(key, "default_pass") == 0)

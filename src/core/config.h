@@ -27,10 +27,25 @@
 
 #include "core/buf.h"
 
+/* One AMQP listener, listeners.tcp.NAME = VALUE. */
+typedef struct wr_listen_addr {
+    char *name;    /* the NAME of the key ("default", "1", "local_v6", ...) */
+    char *host;    /* numeric IPv4 or IPv6 address, no brackets; NULL for a
+                    * bare port: every interface, IPv6 ("::") and IPv4 */
+    uint16_t port; /* 0: let the kernel pick a free port */
+} wr_listen_addr_t;
+
 typedef struct wr_config {
-    char *listen_host;    /* numeric IPv4 or IPv6 address, no brackets */
-    uint16_t listen_port; /* 0: let the kernel pick a free port */
-    char *default_user;   /* created on first start */
+    wr_listen_addr_t *listeners; /* in the order first configured */
+    size_t n_listeners;          /* 0 after "listeners.tcp = none" */
+    int listeners_builtin;       /* still the built-in default (the first
+                                  * listeners.tcp.* key replaces it) */
+    /* connection.start's server properties (product, version) and
+     * cluster_name; NULL = warren's own. */
+    char *product;
+    char *product_version;
+    char *cluster_name;
+    char *default_user; /* created on first start */
     char *default_pass;
     char *default_vhost;
     uint32_t heartbeat;           /* seconds offered in connection.tune; 0 disables */
@@ -55,7 +70,7 @@ typedef struct wr_config {
 
 /* Fills c with the defaults (RabbitMQ's, except listening on 127.0.0.1
  * only):
- * 127.0.0.1:5672, guest/guest, vhost "/", heartbeat 60, frame_max 131072,
+ * listeners.tcp.default = 127.0.0.1:5672, guest/guest, vhost "/", heartbeat 60, frame_max 131072,
  * channel_max 2047, consumer_timeout 1800000 (30 min), loopback_users
  * ["guest"], log level info, data_dir wr_config_default_data_dir(). */
 void wr_config_init(wr_config_t *c);

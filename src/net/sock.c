@@ -3,12 +3,18 @@
  *
  * State of a socket:
  *
- *   open --wr_sock_close--> closing --output written or failed--> closed
- *     \------peer EOF / error -----------------------------------^
+ *   open --wr_sock_close--> closing --output written--> lingering
+ *     |                        |        (shutdown(SHUT_WR) sent; reading
+ *     |                        |         and discarding)
+ *     |                        |              |
+ *     |                        |              +--peer EOF / linger timeout--+
+ *     +--peer EOF / error / wr_sock_abort-----+-----------------------------+--> closed
  *
- * While closing, nothing more is read; queued output is still flushed so
- * that a connection.close (or the protocol header reply) reaches the peer.
- * on_close runs exactly once, when libuv has released the handle.
+ * While closing, input is read and discarded (never given to on_read);
+ * queued output is still flushed so that a connection.close-ok (or the
+ * protocol header reply) reaches the peer, and the shutdown lets the peer
+ * read EOF after it instead of a reset.  on_close runs exactly once, when
+ * libuv has released both handles (the TCP handle and the timer).
  */
 #include "net/sock.h"
 
@@ -18,12 +24,12 @@
 #include "core/log.h"
 
 static wr_sock_t *dirty_list;
-static wr_accept_cb accept_cb;
-static const wr_sock_handler_t *accept_handler;
+static wr_sock_t *all_socks; /* every socket with a descriptor */
 
 #define READ_CHUNK (64 * 1024)
 
 static void do_close(wr_sock_t *s);
+static void finish_close(wr_sock_t *s);
 static void unlink_dirty(wr_sock_t *s);
 static void update_read(wr_sock_t *s);
 
@@ -81,8 +87,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         do_close(s);
         return;
     }
-    if (nread == 0 || s->closing)
+    if (nread == 0)
         return;
+    s->bytes_in += (uint64_t)nread;
+    if (s->closing)
+        return; /* discarded: the protocol is done with this peer */
     s->in.len += (size_t)nread;
     /* libuv reads a busy socket many times in one loop pass; refresh the
      * loop's clock so deadlines computed from it (TTLs, delays) are not
@@ -94,7 +103,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 static void update_read(wr_sock_t *s)
 {
     if (s->closing || s->detached)
-        return;
+        return; /* a closing socket reads until the end (finish_close) */
     int want = !s->read_held && wr_sock_queued(s) < WR_SOCK_READ_STOP;
     if (want && s->read_paused) {
         s->read_paused = 0;
@@ -123,6 +132,14 @@ void wr_sock_consume(wr_sock_t *s, size_t n)
 static void closed_cb(uv_handle_t *h)
 {
     wr_sock_t *s = h->data;
+    if (--s->handles > 0)
+        return;
+    if (s->all_prev)
+        s->all_prev->all_next = s->all_next;
+    else
+        all_socks = s->all_next;
+    if (s->all_next)
+        s->all_next->all_prev = s->all_prev;
     s->h->on_close(s);
     wr_buf_free(&s->in);
     wr_buf_free(&s->out);
@@ -139,11 +156,61 @@ static void do_close(wr_sock_t *s)
     if (uv_is_closing((uv_handle_t *)&s->tcp))
         return;
     s->closing = 1;
-    if (s->writing)
-        return; /* write_cb finishes the close */
-    /* The dirty list may still point at s: unlink before it is freed. */
+    /* The dirty list may still point at s: unlink before it is freed.  A
+     * write in flight is cancelled (write_cb sees UV_ECANCELED). */
     unlink_dirty(s);
     uv_close((uv_handle_t *)&s->tcp, closed_cb);
+    if (s->timer_init)
+        uv_close((uv_handle_t *)&s->timer, closed_cb);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    wr_sock_t *s = req->data;
+    if (status < 0)
+        do_close(s);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    wr_sock_t *s = t->data;
+    if (s->lingering)
+        do_close(s); /* the peer did not close within the linger time */
+    else if (s->timer_cb && !s->closing)
+        s->timer_cb(s);
+}
+
+static void timer_start(wr_sock_t *s, uint64_t ms, uint64_t repeat)
+{
+    if (!s->timer_init) {
+        uv_timer_init(s->tcp.loop, &s->timer);
+        s->timer.data = s;
+        s->timer_init = 1;
+        s->handles++;
+    }
+    uv_timer_start(&s->timer, timer_cb, ms, repeat);
+}
+
+/* Everything queued is written: shut down our side, then read until the
+ * peer closes its side (read_cb's EOF) or the linger time passes. */
+static void finish_close(wr_sock_t *s)
+{
+    if (s->lingering || s->detached || uv_is_closing((uv_handle_t *)&s->tcp))
+        return;
+    s->lingering = 1;
+    unlink_dirty(s);
+    s->shut.data = s;
+    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, shutdown_cb) != 0) {
+        do_close(s);
+        return;
+    }
+    timer_start(s, WR_SOCK_LINGER_MS, 0);
+    wr_buf_free(&s->in);
+    if (s->read_paused) {
+        s->read_paused = 0;
+        if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) != 0)
+            do_close(s);
+    }
 }
 
 static void flush(wr_sock_t *s);
@@ -152,17 +219,18 @@ static void write_cb(uv_write_t *req, int status)
 {
     wr_sock_t *s = req->data;
     s->writing = 0;
-    s->inflight.len = 0;
     if (status < 0) {
+        s->inflight.len = 0;
         s->out.len = s->out_off = 0;
-        s->closing = 1;
         do_close(s);
         return;
     }
+    s->bytes_out += s->inflight.len - s->inflight_off;
+    s->inflight.len = 0;
     if (s->out.len > s->out_off) {
         flush(s);
     } else if (s->closing) {
-        do_close(s);
+        finish_close(s);
         return;
     }
     update_congestion(s);
@@ -170,8 +238,13 @@ static void write_cb(uv_write_t *req, int status)
 
 static void flush(wr_sock_t *s)
 {
-    if (s->detached)
-        return; /* output stays in s->out for the test to read */
+    if (s->detached) {
+        /* Output stays in s->out for the test to read; it counts as
+         * written. */
+        s->bytes_out += s->out.len - s->out_off;
+        s->out_off = s->out.len;
+        return;
+    }
     if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp))
         return;
     size_t pending = s->out.len - s->out_off;
@@ -183,9 +256,10 @@ static void flush(wr_sock_t *s)
         r = 0;
     if (r < 0) {
         s->out.len = s->out_off = 0;
-        s->closing = 1;
+        do_close(s);
         return;
     }
+    s->bytes_out += (uint64_t)r;
     s->out_off += (size_t)r;
     if (s->out_off == s->out.len) {
         s->out.len = s->out_off = 0;
@@ -205,7 +279,7 @@ static void flush(wr_sock_t *s)
     r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
     if (r < 0) {
         s->writing = 0;
-        s->closing = 1;
+        do_close(s);
     }
 }
 
@@ -216,8 +290,10 @@ void wr_sock_flush_all(void)
         dirty_list = s->dirty_next;
         s->dirty = 0;
         flush(s);
+        if (s->detached || uv_is_closing((uv_handle_t *)&s->tcp))
+            continue;
         if (s->closing && !s->writing)
-            do_close(s);
+            finish_close(s);
         else
             update_congestion(s);
     }
@@ -228,10 +304,44 @@ void wr_sock_close(wr_sock_t *s)
     if (s->closing)
         return;
     s->closing = 1;
+    s->timer_cb = NULL;
+    s->timer_ms = 0;
     if (s->detached)
         return;
-    uv_read_stop((uv_stream_t *)&s->tcp);
+    if (s->timer_init)
+        uv_timer_stop(&s->timer);
     mark_dirty(s);
+}
+
+void wr_sock_abort(wr_sock_t *s)
+{
+    s->out.len = s->out_off = 0;
+    if (s->detached) {
+        s->closing = 1;
+        return;
+    }
+    do_close(s);
+}
+
+void wr_sock_abort_all(void)
+{
+    for (wr_sock_t *s = all_socks; s; s = s->all_next)
+        if (!uv_is_closing((uv_handle_t *)&s->tcp))
+            do_close(s);
+}
+
+void wr_sock_set_timer(wr_sock_t *s, uint64_t interval_ms, wr_sock_timer_cb cb)
+{
+    if (s->closing)
+        return;
+    s->timer_cb = interval_ms ? cb : NULL;
+    s->timer_ms = interval_ms;
+    if (s->detached)
+        return;
+    if (interval_ms)
+        timer_start(s, interval_ms, interval_ms);
+    else if (s->timer_init)
+        uv_timer_stop(&s->timer);
 }
 
 static void unlink_dirty(wr_sock_t *s)
@@ -262,8 +372,17 @@ void wr_sock_feed(wr_sock_t *s, const uint8_t *p, size_t n)
 {
     if (s->closing)
         return;
+    s->bytes_in += n;
     wr_buf_put(&s->in, p, n);
     s->h->on_read(s);
+}
+
+int wr_sock_detached_fire_timer(wr_sock_t *s)
+{
+    if (s->timer_cb == NULL || s->closing)
+        return 0;
+    s->timer_cb(s);
+    return 1;
 }
 
 void wr_sock_detached_drain(wr_sock_t *s)
@@ -313,14 +432,20 @@ static void on_connection(uv_stream_t *server, int status)
         wr_warn("accept failed: %s", uv_strerror(status));
         return;
     }
+    wr_listener_t *l = server->data;
     wr_sock_t *s = wr_xcalloc(1, sizeof *s);
     uv_tcp_init(server->loop, &s->tcp);
     s->tcp.data = s;
-    s->h = accept_handler;
+    s->h = l->h;
     if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
         uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
         return;
     }
+    s->handles = 1;
+    s->all_next = all_socks;
+    if (all_socks)
+        all_socks->all_prev = s;
+    all_socks = s;
     uv_tcp_nodelay(&s->tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -332,26 +457,45 @@ static void on_connection(uv_stream_t *server, int status)
     if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
         addr_string(&ss, s->local, sizeof s->local, &lo);
     s->read_paused = 1;
-    accept_cb(s);
+    l->on_accept(s);
     update_read(s);
 }
 
-int wr_listen(uv_loop_t *loop, const char *host, int port, const wr_sock_handler_t *h,
-              wr_accept_cb on_accept, uv_tcp_t *server)
+int wr_listen(uv_loop_t *loop, wr_listener_t *l, const char *host, int port,
+              const wr_sock_handler_t *h, wr_accept_cb on_accept)
 {
     struct sockaddr_storage addr;
-    int r;
-    if (strchr(host, ':'))
+    int r, v6 = strchr(host, ':') != NULL;
+    if (v6)
         r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
     else
         r = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    l->h = h;
+    l->on_accept = on_accept;
+    l->port = port;
+    snprintf(l->addr, sizeof l->addr, v6 ? "[%s]:%d" : "%s:%d", host, port);
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = l;
     if (r < 0)
         return r;
-    accept_handler = h;
-    accept_cb = on_accept;
-    uv_tcp_init(loop, server);
-    r = uv_tcp_bind(server, (const struct sockaddr *)&addr, 0);
+    /* An IPv6 listener takes IPv6 only, so that "::" and "0.0.0.0" on
+     * the same port can both be bound, as RabbitMQ binds them. */
+    r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)server, 1024, on_connection);
+        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+    if (r == 0) {
+        int len = sizeof addr;
+        int lo;
+        if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&addr, &len) == 0) {
+            addr_string(&addr, l->addr, sizeof l->addr, &lo);
+            l->port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+        }
+    }
     return r;
+}
+
+void wr_listener_close(wr_listener_t *l)
+{
+    if (!uv_is_closing((uv_handle_t *)&l->tcp))
+        uv_close((uv_handle_t *)&l->tcp, NULL);
 }

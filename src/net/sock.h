@@ -1,6 +1,7 @@
 /*
  * sock.h - the TCP transport: listeners, per-connection buffers, batched
- * writes and read back-pressure, on a libuv loop.
+ * writes, read back-pressure, a per-socket timer and graceful close, on a
+ * libuv loop.
  *
  * The protocol layer never writes to a socket directly.  It appends bytes
  * to wr_sock_out(s), which marks the socket dirty; wr_sock_flush_all(),
@@ -18,6 +19,13 @@
  * Input buffering: bytes read are appended to s->in; the handler consumes a
  * prefix with wr_sock_consume().  The buffer grows to hold a whole frame
  * (the protocol bounds frames by frame_max).
+ *
+ * Closing is graceful: wr_sock_close() writes what is queued, then shuts
+ * down the sending side (the peer reads EOF) and keeps reading, discarding
+ * what the peer still sends, until the peer closes too or WR_SOCK_LINGER_MS
+ * pass.  Closing a socket with unread input would make the kernel answer
+ * with a reset, and the peer could lose the last frames we sent (a
+ * close-ok) to it.  wr_sock_abort() closes at once.
  */
 #ifndef WR_SOCK_H
 #define WR_SOCK_H
@@ -39,8 +47,12 @@ typedef struct wr_sock_handler {
     void (*on_close)(wr_sock_t *s);
 } wr_sock_handler_t;
 
+typedef void (*wr_sock_timer_cb)(wr_sock_t *s);
+
 struct wr_sock {
     uv_tcp_t tcp;
+    uv_timer_t timer; /* the protocol's timer, then the linger timeout */
+    uv_shutdown_t shut;
     const wr_sock_handler_t *h;
     void *ud; /* the protocol layer's connection */
     wr_buf_t in;
@@ -56,18 +68,38 @@ struct wr_sock {
     uint8_t read_held;   /* by the protocol layer (wr_sock_hold_read) */
     uint8_t congested;   /* queued output above the high watermark */
     uint8_t is_loopback;
-    uint8_t detached; /* no descriptor: tests and fuzzing */
-    char peer[64];    /* "host:port" of the peer */
+    uint8_t detached;  /* no descriptor: tests and fuzzing */
+    uint8_t lingering; /* shut down, reading until the peer closes */
+    uint8_t handles;   /* libuv handles not yet closed (tcp, timer) */
+    uint8_t timer_init;
+    uint64_t bytes_in;  /* read from the kernel */
+    uint64_t bytes_out; /* handed to the kernel */
+    wr_sock_timer_cb timer_cb;
+    uint64_t timer_ms; /* the protocol timer's period, 0 = stopped */
+    char peer[64];     /* "host:port" of the peer */
     char local[64];
     wr_sock_t *dirty_next;
+    wr_sock_t *all_next, *all_prev;
 };
 
 typedef void (*wr_accept_cb)(wr_sock_t *s);
 
-/* Sets the handler used for accepted sockets and starts listening.
- * Returns 0 or a negative libuv error. */
-int wr_listen(uv_loop_t *loop, const char *host, int port, const wr_sock_handler_t *h,
-              wr_accept_cb on_accept, uv_tcp_t *server);
+/* A listening socket; sockets it accepts get its handler. */
+typedef struct wr_listener {
+    uv_tcp_t tcp;
+    const wr_sock_handler_t *h;
+    wr_accept_cb on_accept;
+    char addr[72]; /* "IP:PORT" or "[IPv6]:PORT" as bound */
+    int port;      /* the port bound (the kernel's choice for 0) */
+} wr_listener_t;
+
+/* Binds host (a numeric IPv4 or IPv6 address; an IPv6 listener takes only
+ * IPv6 connections) and port and starts listening; accepted sockets get
+ * handler h, then on_accept is called.  Returns 0 or a negative libuv error
+ * (the handle is then closed by the caller's loop walk, never used). */
+int wr_listen(uv_loop_t *loop, wr_listener_t *l, const char *host, int port,
+              const wr_sock_handler_t *h, wr_accept_cb on_accept);
+void wr_listener_close(wr_listener_t *l);
 
 /* Output: the returned buffer may be appended to until control returns to
  * the loop; the socket is scheduled for flushing. */
@@ -84,10 +116,20 @@ void wr_sock_consume(wr_sock_t *s, size_t n);
 /* Stops/starts reading for the protocol layer's own reasons (a blocked
  * publisher); independent from back-pressure pauses. */
 void wr_sock_hold_read(wr_sock_t *s, int hold);
-/* Flushes queued output, then closes. */
+/* Flushes queued output, then closes gracefully (see above).  The
+ * protocol timer stops; on_read is not called again. */
 void wr_sock_close(wr_sock_t *s);
+/* Closes now, dropping queued output. */
+void wr_sock_abort(wr_sock_t *s);
+/* Aborts every socket (final teardown). */
+void wr_sock_abort_all(void);
 /* Writes every dirty socket; called once per loop pass. */
 void wr_sock_flush_all(void);
+
+/* Calls cb every interval_ms until stopped (interval_ms 0), replacing any
+ * earlier timer, until the socket closes.  One timer a socket: the
+ * protocol layer uses it for heartbeats. */
+void wr_sock_set_timer(wr_sock_t *s, uint64_t interval_ms, wr_sock_timer_cb cb);
 
 /*
  * Detached sockets have no descriptor: bytes are fed with wr_sock_feed and
@@ -100,11 +142,16 @@ wr_sock_t *wr_sock_new_detached(const wr_sock_handler_t *h, int loopback);
 void wr_sock_feed(wr_sock_t *s, const uint8_t *p, size_t n);
 void wr_sock_detached_drain(wr_sock_t *s);
 void wr_sock_detached_free(wr_sock_t *s);
+/* Runs a detached socket's timer callback as if its period had passed;
+ * returns 0 if no timer is set. */
+int wr_sock_detached_fire_timer(wr_sock_t *s);
 
 /* Delivery watermark (bytes queued) above which a socket is congested and
  * below half of which it drains; and the hard limit above which reading
  * from it stops until it drains. */
 #define WR_SOCK_HIGH_WATER (1u << 20)
 #define WR_SOCK_READ_STOP  (8u << 20)
+/* How long a closed socket waits for the peer to close its side. */
+#define WR_SOCK_LINGER_MS 2000
 
 #endif

@@ -112,8 +112,11 @@ def warren_bin():
     return os.environ.get("WARREN_BIN", str(REPO / "build" / "warren"))
 
 
-def start_warren(config_text=None, data_dir=None, **settings):
-    """Start warren with its own port and data dir; wait until it listens."""
+def start_warren(config_text=None, data_dir=None, listen=None, port=None, **settings):
+    """Start warren with its own port and data dir; wait until it listens.
+
+    listen is the --listen argument (default "127.0.0.1:PORT"); False gives
+    none, for a config_text with its own listeners on port."""
     binary = warren_bin()
     if not os.access(binary, os.X_OK):
         pytest.fail("warren binary not found at %s (build it, set WARREN_BIN, "
@@ -121,8 +124,12 @@ def start_warren(config_text=None, data_dir=None, **settings):
     tmp = tempfile.mkdtemp(prefix="warren-it-")
     data_dir = data_dir or os.path.join(tmp, "data")
     os.makedirs(data_dir, exist_ok=True)
-    port = free_port()
-    cmd = [binary, "--listen", "127.0.0.1:%d" % port, "--data-dir", data_dir]
+    port = port or free_port()
+    cmd = [binary, "--data-dir", data_dir]
+    if listen is None:
+        listen = "127.0.0.1:%d" % port
+    if listen is not False:
+        cmd += ["--listen", listen]
     if config_text is not None:
         cfg = os.path.join(tmp, "warren.conf")
         with open(cfg, "w") as f:

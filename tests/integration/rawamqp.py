@@ -37,6 +37,8 @@ METHODS = {
     (10, 51): ("connection.close-ok", ""),
     (10, 60): ("connection.blocked", "S"),
     (10, 61): ("connection.unblocked", ""),
+    (10, 70): ("connection.update-secret", "XS"),
+    (10, 71): ("connection.update-secret-ok", ""),
     (20, 10): ("channel.open", "S"),
     (20, 11): ("channel.open-ok", "X"),
     (20, 20): ("channel.flow", "b"),
@@ -92,7 +94,11 @@ BY_NAME = {name: (key, sig) for key, (name, sig) in METHODS.items()}
 
 
 class ConnectionClosedByPeer(Exception):
-    """The broker closed the TCP connection (EOF or reset)."""
+    """The broker closed the TCP connection: kind is "eof" or "reset"."""
+
+    def __init__(self, msg, kind="eof"):
+        super().__init__(msg)
+        self.kind = kind
 
 
 # --------------------------------------------------------------------------
@@ -437,7 +443,7 @@ class RawConnection:
             try:
                 chunk = self.sock.recv(65536)
             except ConnectionResetError:
-                raise ConnectionClosedByPeer("connection reset")
+                raise ConnectionClosedByPeer("connection reset", "reset")
             if not chunk:
                 raise ConnectionClosedByPeer("EOF after %d bytes" % len(self.buf))
             self.buf += chunk
@@ -605,6 +611,63 @@ class RawConnection:
             return True
         except OSError:
             return False
+
+
+class Transcript:
+    """What the broker sent on a connection, frame by frame, with times.
+
+    events is a list of (seconds since mark(), label, Frame) where label is
+    the method name, "heartbeat", "header" or "body"; end is how the socket
+    ended while recording: None (still open), "eof" or "reset", at end_t.
+    Used to assert the order and timing of frames in the handshake,
+    heartbeats and close, the same way against warren and RabbitMQ.
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.events = []
+        self.end = None
+        self.end_t = None
+        self.mark()
+
+    def mark(self):
+        self.t0 = time.monotonic()
+
+    def now(self):
+        return time.monotonic() - self.t0
+
+    def record(self, until_t, stop=None):
+        """Read frames until until_t seconds after mark(), the socket ends,
+        or stop(label) is true for a frame read.  Returns self."""
+        while self.end is None:
+            left = self.t0 + until_t - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                f = self.conn.read_frame(left)
+            except socket.timeout:
+                break
+            except ConnectionClosedByPeer as e:
+                self.end, self.end_t = e.kind, self.now()
+                break
+            label = {FRAME_HEARTBEAT: "heartbeat", FRAME_HEADER: "header",
+                     FRAME_BODY: "body"}.get(f.type, f.name)
+            self.events.append((self.now(), label, f))
+            if stop is not None and stop(label):
+                break
+        return self
+
+    def labels(self):
+        return [label for _, label, _ in self.events]
+
+    def times(self, label):
+        return [t for t, lab, _ in self.events if lab == label]
+
+    def __repr__(self):
+        rows = ["%.3f %s" % (t, lab) for t, lab, _ in self.events]
+        if self.end:
+            rows.append("%.3f %s" % (self.end_t, self.end))
+        return "<Transcript " + "; ".join(rows) + ">"
 
 
 def expect_connection_close(conn, code, text_prefix=None, class_id=None,

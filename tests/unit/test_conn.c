@@ -1,7 +1,8 @@
 /*
  * test_conn.c - the AMQP connection driven in-process through a detached
  * socket: handshake, loopback-only users, the resource alarm
- * (connection.blocked and holding publishers), and publish/get.
+ * (connection.blocked and holding publishers), publish/get, heartbeats
+ * (the socket timer fired by hand), close and update-secret.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -91,6 +92,8 @@ static int count_methods(wr_sock_t *s, uint32_t id)
     return n;
 }
 
+static uint16_t tune_heartbeat; /* the heartbeat handshake() sends in tune-ok */
+
 static wr_sock_t *handshake(int loopback, const char *user, const char *pass)
 {
     wr_sock_t *s = wr_sock_new_detached(&wr_conn_handler, loopback);
@@ -129,11 +132,160 @@ static wr_sock_t *handshake(int loopback, const char *user, const char *pass)
     wr_method_t t2 = {.id = WR_M_CONNECTION_TUNE_OK};
     t2.u.connection_tune_ok.channel_max = 100;
     t2.u.connection_tune_ok.frame_max = 131072;
+    t2.u.connection_tune_ok.heartbeat = tune_heartbeat;
     send_method(s, 0, &t2);
     wr_method_t o = {.id = WR_M_CONNECTION_OPEN};
     o.u.connection_open.virtual_host = WR_BYTES_LIT("/");
     send_method(s, 0, &o);
     return s;
+}
+
+/* Heartbeat frames in the socket's output. */
+static int count_heartbeats(wr_sock_t *s)
+{
+    int n = 0;
+    size_t off = 0;
+    wr_frame_t f;
+    long r;
+    while (off < s->out.len &&
+           (r = wr_frame_parse(s->out.p + off, s->out.len - off, 1u << 30, &f)) > 0) {
+        off += (size_t)r;
+        n += f.type == 8;
+    }
+    return n;
+}
+
+/* Fires the heartbeat timer once (flushing first, as the loop would);
+ * returns how many heartbeats it queued. */
+static int fire(wr_sock_t *s)
+{
+    wr_sock_flush_all();
+    wr_sock_detached_drain(s);
+    if (!wr_sock_detached_fire_timer(s))
+        return -1; /* no timer */
+    return count_heartbeats(s);
+}
+
+static void test_conn_heartbeats(void)
+{
+    setup();
+    tune_heartbeat = 2;
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    tune_heartbeat = 0;
+    wr_conn_t *c = s->ud;
+    CHECK_EQ(c->state, WR_CONN_OPEN);
+    CHECK_EQ(s->timer_ms, 1000); /* T/2 */
+    /* The handshake's output holds no heartbeat. */
+    CHECK_EQ(count_heartbeats(s), 0);
+    /* The first check always beats; then every check with nothing sent. */
+    CHECK_EQ(fire(s), 1);
+    CHECK_EQ(fire(s), 1);
+    /* Something sent since the last check: no beat. */
+    wr_method_t o = {.id = WR_M_CHANNEL_OPEN};
+    send_method(s, 1, &o);
+    CHECK_EQ(fire(s), 0);
+    CHECK_EQ(fire(s), 1); /* receive check here saw the channel.open */
+    /* Silence from the client: checks at 6 and 8 find nothing new; the
+     * second closes the connection, without a last beat. */
+    CHECK_EQ(fire(s), 1);
+    CHECK_EQ(fire(s), 1);
+    CHECK_EQ(fire(s), 1);
+    CHECK_EQ(c->state, WR_CONN_OPEN);
+    wr_sock_flush_all();
+    wr_sock_detached_drain(s);
+    CHECK(wr_sock_detached_fire_timer(s));
+    CHECK_EQ(count_heartbeats(s), 0);
+    CHECK_EQ(c->state, WR_CONN_DEAD);
+    CHECK(s->closing);
+    CHECK(!wr_sock_detached_fire_timer(s));
+    teardown(s);
+
+    /* Client heartbeats keep it alive. */
+    setup();
+    tune_heartbeat = 1;
+    s = handshake(1, "guest", "guest");
+    tune_heartbeat = 0;
+    c = s->ud;
+    CHECK_EQ(s->timer_ms, 500);
+    static const uint8_t hb[8] = {8, 0, 0, 0, 0, 0, 0, 0xce};
+    for (int i = 0; i < 20; i++) {
+        wr_sock_feed(s, hb, sizeof hb);
+        CHECK_EQ(fire(s), 1);
+    }
+    CHECK_EQ(c->state, WR_CONN_OPEN);
+    teardown(s);
+
+    /* heartbeat = 0 in tune-ok: no timer at all. */
+    setup();
+    s = handshake(1, "guest", "guest");
+    CHECK_EQ(s->timer_ms, 0);
+    CHECK(!wr_sock_detached_fire_timer(s));
+    teardown(s);
+}
+
+static void test_conn_close_waits_for_peer(void)
+{
+    setup();
+    tune_heartbeat = 5;
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    tune_heartbeat = 0;
+    wr_conn_t *c = s->ud;
+    wr_method_t o = {.id = WR_M_CHANNEL_OPEN};
+    send_method(s, 1, &o);
+    wr_sock_detached_drain(s);
+    wr_method_t cl = {.id = WR_M_CONNECTION_CLOSE};
+    cl.u.connection_close.reply_code = 200;
+    cl.u.connection_close.reply_text = WR_BYTES_LIT("bye");
+    send_method(s, 0, &cl);
+    CHECK_EQ(count_methods(s, WR_M_CONNECTION_CLOSE_OK), 1);
+    CHECK_EQ(c->state, WR_CONN_CLOSED);
+    CHECK_EQ(c->n_channels, 0); /* released at once */
+    CHECK(!s->closing);         /* the peer hangs up, or the deadline does */
+    CHECK(c->deadline > 0);
+    CHECK(!wr_sock_detached_fire_timer(s)); /* heartbeats stopped */
+    /* Each further close gets its close-ok; anything else is dropped. */
+    send_method(s, 0, &cl);
+    send_method(s, 0, &cl);
+    send_method(s, 2, &o);
+    CHECK_EQ(count_methods(s, WR_M_CONNECTION_CLOSE_OK), 3);
+    CHECK_EQ(count_methods(s, WR_M_CHANNEL_OPEN_OK), 0);
+    CHECK_EQ(c->state, WR_CONN_CLOSED);
+    teardown(s);
+}
+
+static int refuse_secret(const char *user, wr_bytes_t secret, char *why, size_t n)
+{
+    (void)user;
+    snprintf(why, n, "token %.*s expired", (int)secret.n, (const char *)secret.p);
+    return -1;
+}
+
+static void test_conn_update_secret(void)
+{
+    setup();
+    wr_sock_t *s = handshake(1, "guest", "guest");
+    wr_conn_t *c = s->ud;
+    wr_sock_detached_drain(s);
+    wr_method_t u = {.id = WR_M_CONNECTION_UPDATE_SECRET};
+    u.u.connection_update_secret.new_secret = WR_BYTES_LIT("abc");
+    u.u.connection_update_secret.reason = WR_BYTES_LIT("refresh");
+    send_method(s, 0, &u);
+    CHECK_EQ(count_methods(s, WR_M_CONNECTION_UPDATE_SECRET_OK), 1);
+    CHECK_EQ(c->state, WR_CONN_OPEN);
+    /* A backend that refuses the secret closes the connection with 530. */
+    static const wr_auth_backend_t refusing = {"refusing", refuse_secret};
+    wr_broker.auth = &refusing;
+    wr_sock_detached_drain(s);
+    send_method(s, 0, &u);
+    wr_broker.auth = NULL;
+    wr_method_t m;
+    CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &m));
+    CHECK_EQ(m.u.connection_close.reply_code, WR_AMQP_NOT_ALLOWED);
+    CHECK(wr_bytes_eq_str(m.u.connection_close.reply_text,
+                          "NOT_ALLOWED - Refused to update secret: token abc expired"));
+    CHECK_EQ(m.u.connection_close.class_id, 10);
+    CHECK_EQ(m.u.connection_close.method_id, 70);
+    teardown(s);
 }
 
 static void test_conn_handshake_and_channel(void)
@@ -428,4 +580,7 @@ WR_SUITE(conn)
     RUN(test_conn_publish_and_get);
     RUN(test_conn_tx_commit_waits_for_sync);
     RUN(test_conn_tx_commit_store_failure_closes);
+    RUN(test_conn_heartbeats);
+    RUN(test_conn_close_waits_for_peer);
+    RUN(test_conn_update_secret);
 }

@@ -151,8 +151,11 @@ static void test_config_defaults(void)
 {
     wr_config_t c;
     wr_config_init(&c);
-    CHECK_STR(c.listen_host, "127.0.0.1");
-    CHECK_EQ(c.listen_port, 5672);
+    CHECK_EQ(c.n_listeners, 1);
+    CHECK_STR(c.listeners[0].name, "default");
+    CHECK_STR(c.listeners[0].host, "127.0.0.1");
+    CHECK_EQ(c.listeners[0].port, 5672);
+    CHECK(c.product == NULL && c.product_version == NULL && c.cluster_name == NULL);
     CHECK_STR(c.default_user, "guest");
     CHECK_STR(c.default_pass, "guest");
     CHECK_STR(c.default_vhost, "/");
@@ -167,7 +170,7 @@ static void test_config_defaults(void)
     CHECK_EQ(c.log_level, WR_LOG_INFO);
     CHECK(c.data_dir != NULL && c.data_dir[0] != '\0');
     wr_config_free(&c);
-    CHECK(c.listen_host == NULL && c.loopback_users == NULL);
+    CHECK(c.listeners == NULL && c.loopback_users == NULL);
 }
 
 static void test_config_default_data_dir(void)
@@ -270,8 +273,9 @@ static void test_config_file_every_key(void)
     if (rc != 0)
         printf("  %s\n", err);
     CHECK_EQ(rc, 0);
-    CHECK_STR(c.listen_host, "10.1.2.3");
-    CHECK_EQ(c.listen_port, 5673);
+    CHECK_EQ(c.n_listeners, 1);
+    CHECK_STR(c.listeners[0].host, "10.1.2.3");
+    CHECK_EQ(c.listeners[0].port, 5673);
     CHECK_STR(c.default_user, "admin");
     CHECK_STR(c.default_pass, "s3cr#t pass");
     CHECK_STR(c.default_vhost, "/prod");
@@ -294,8 +298,8 @@ static void test_config_listeners(void)
         const char *host;
         int port;
     } ok[] = {
-        {"5672", "0.0.0.0", 5672},
-        {"0", "0.0.0.0", 0},
+        {"5672", NULL, 5672}, /* every interface, IPv6 and IPv4 */
+        {"0", NULL, 0},
         {"127.0.0.1:5673", "127.0.0.1", 5673},
         {"::1:5674", "::1", 5674},
         {"[::1]:5675", "::1", 5675},
@@ -328,8 +332,12 @@ static void test_config_listeners(void)
         if (rc != 0)
             printf("  '%s': %s\n", ok[i].value, err);
         CHECK_EQ(rc, 0);
-        CHECK_STR(c.listen_host, ok[i].host);
-        CHECK_EQ(c.listen_port, ok[i].port);
+        CHECK_EQ(c.n_listeners, 1);
+        if (ok[i].host)
+            CHECK_STR(c.listeners[0].host, ok[i].host);
+        else
+            CHECK(c.listeners[0].host == NULL);
+        CHECK_EQ(c.listeners[0].port, ok[i].port);
     }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = wr_config_set(&c, "listeners.tcp.default", bad[i], err, sizeof err);
@@ -339,11 +347,39 @@ static void test_config_listeners(void)
         CHECK(strncmp(err, "listeners.tcp.default: '", 24) == 0);
     }
     /* A failed set leaves the previous value. */
-    CHECK_STR(c.listen_host, "0.0.0.0");
-    CHECK_EQ(c.listen_port, 65535);
-    CHECK_EQ(wr_config_set(&c, "listeners.tcp.other", "5672", err, sizeof err), WR_EINVAL);
-    CHECK(strstr(err, "listeners.tcp.default") != NULL);
-    CHECK_EQ(wr_config_set(&c, "listeners.tcp", "none", err, sizeof err), WR_EINVAL);
+    CHECK_EQ(c.n_listeners, 1);
+    CHECK_STR(c.listeners[0].host, "0.0.0.0");
+    CHECK_EQ(c.listeners[0].port, 65535);
+    /* Several listeners, by name; setting a name again replaces it. */
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp.local_v6", "::1:5680", err, sizeof err), 0);
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp.2", "5681", err, sizeof err), 0);
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp.local_v6", "[::1]:5682", err, sizeof err), 0);
+    CHECK_EQ(c.n_listeners, 3);
+    CHECK_STR(c.listeners[1].name, "local_v6");
+    CHECK_STR(c.listeners[1].host, "::1");
+    CHECK_EQ(c.listeners[1].port, 5682);
+    CHECK_STR(c.listeners[2].name, "2");
+    CHECK(c.listeners[2].host == NULL);
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp", "none", err, sizeof err), 0);
+    CHECK_EQ(c.n_listeners, 0);
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp", "5672", err, sizeof err), WR_EINVAL);
+    wr_config_free(&c);
+
+    /* The built-in 127.0.0.1:5672 is replaced by the first configured
+     * listener, whatever its name, as RabbitMQ's default is. */
+    wr_config_init(&c);
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp.1", "127.0.0.1:5690", err, sizeof err), 0);
+    CHECK_EQ(c.n_listeners, 1);
+    CHECK_STR(c.listeners[0].name, "1");
+    CHECK_EQ(wr_config_set(&c, "listeners.tcp.default", "5691", err, sizeof err), 0);
+    CHECK_EQ(c.n_listeners, 2);
+    CHECK_EQ(wr_config_set(&c, "server_properties.product", "RabbitMQ", err, sizeof err), 0);
+    CHECK_EQ(wr_config_set(&c, "server_properties.version", "3.10.8", err, sizeof err), 0);
+    CHECK_EQ(wr_config_set(&c, "cluster_name", "rabbit@x", err, sizeof err), 0);
+    CHECK_STR(c.product, "RabbitMQ");
+    CHECK_STR(c.product_version, "3.10.8");
+    CHECK_STR(c.cluster_name, "rabbit@x");
+    CHECK_EQ(wr_config_set(&c, "server_properties.product", "", err, sizeof err), WR_EINVAL);
     wr_config_free(&c);
 }
 
