@@ -4,7 +4,10 @@
 #   1. C unit tests and the fuzz corpora as regression tests (ctest)
 #   2. integration tests: the real binary driven by pika (pytest), against
 #      the normal build and again against the sanitizer build
-#   3. the seed scenarios with the Go clients (../shared/seedcheck, when
+#   3. the crash test
+#   4. the client libraries' own test suites (tests/clients: amqp091-go and
+#      streadway/amqp against warren)
+#   5. the seed scenarios with the Go clients (../shared/seedcheck, when
 #      present beside the repository)
 # Each tier prints its own "N passed, N failed"; the script fails on the
 # first failing tier.
@@ -35,6 +38,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 WARREN_BIN="$root/build-asan/warren
 
 echo "== crash test"
 WARREN_BIN="$root/build/warren" /usr/bin/python3 tests/crash/crash_test.py
+
+echo "== client libraries' own test suites (tests/clients)"
+tests/clients/run.sh "$root/build/warren"
 
 if [ -d ../shared/seedcheck ]; then
     echo "== seed scenarios (../shared/seedcheck)"
