@@ -305,7 +305,8 @@ def test_100k_random_ttls_expire_on_time_with_flat_cpu(broker, connect, raw):
         assert p99 < 300.0, report
         assert mx < 1000.0, report
     # Publishing, expiring, dead-lettering and delivering 100k messages:
-    # an O(n) scan per expiry would take minutes.
-    assert cpu < 5.0, report
+    # an O(n) scan per expiry would take minutes.  The sanitizer build
+    # needs about 5 s on a loaded machine (5.38 s seen in CI rehearsal).
+    assert cpu < (15.0 if os.environ.get("ASAN_OPTIONS") else 5.0), report
     assert count(ch, q) == 0
     setup.close()
