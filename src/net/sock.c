@@ -8,7 +8,7 @@
  *     |                        |         and discarding)
  *     |                        |              |
  *     |                        |              +--peer EOF / linger timeout--+
- *     +--peer EOF / error / wr_sock_abort-----+-----------------------------+--> closed
+ *     +--peer EOF / error / abort all---------+-----------------------------+--> closed
  *
  * While closing, input is read and discarded (never given to on_read);
  * queued output is still flushed so that a connection.close-ok (or the
@@ -311,16 +311,6 @@ void wr_sock_close(wr_sock_t *s)
     if (s->timer_init)
         uv_timer_stop(&s->timer);
     mark_dirty(s);
-}
-
-void wr_sock_abort(wr_sock_t *s)
-{
-    s->out.len = s->out_off = 0;
-    if (s->detached) {
-        s->closing = 1;
-        return;
-    }
-    do_close(s);
 }
 
 void wr_sock_abort_all(void)

@@ -25,7 +25,7 @@
  * what the peer still sends, until the peer closes too or WR_SOCK_LINGER_MS
  * pass.  Closing a socket with unread input would make the kernel answer
  * with a reset, and the peer could lose the last frames we sent (a
- * close-ok) to it.  wr_sock_abort() closes at once.
+ * close-ok) to it.  wr_sock_abort_all() (teardown) closes at once.
  */
 #ifndef WR_SOCK_H
 #define WR_SOCK_H
@@ -119,8 +119,6 @@ void wr_sock_hold_read(wr_sock_t *s, int hold);
 /* Flushes queued output, then closes gracefully (see above).  The
  * protocol timer stops; on_read is not called again. */
 void wr_sock_close(wr_sock_t *s);
-/* Closes now, dropping queued output. */
-void wr_sock_abort(wr_sock_t *s);
 /* Aborts every socket (final teardown). */
 void wr_sock_abort_all(void);
 /* Writes every dirty socket; called once per loop pass. */
