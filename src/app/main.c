@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "admin/meta.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
 #include "core/config.h"
@@ -36,8 +37,10 @@ static int shutting_down;
 static void before_sleep(void)
 {
     wr_queue_run_pending();
-    if (wr_broker.vhost->store)
-        wr_store_flush(wr_broker.vhost->store);
+    size_t i = 0;
+    for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
+        if (vh->store)
+            wr_store_flush(vh->store);
     wr_conn_flush_confirms();
     wr_conn_check_memory();
     wr_sock_flush_all();
@@ -59,7 +62,8 @@ static void on_tick(uv_timer_t *t)
 {
     (void)t;
     wr_conn_tick();
-    wr_persist_tick(wr_broker.vhost, wr_broker.cfg->disk_free_limit);
+    wr_persist_tick(wr_broker.cfg->disk_free_limit);
+    wr_meta_tick();
     wr_queue_trim_memory();
 }
 
@@ -226,12 +230,9 @@ int main(int argc, char **argv)
     }
 
     wr_loop = uv_default_loop();
-    int r;
     wr_broker.cfg = &cfg;
-    wr_broker.vhost = wr_vhost_new(cfg.default_vhost);
-    r = wr_persist_open(wr_broker.vhost, cfg.data_dir, cfg.segment_size, err, sizeof err);
-    if (r != 0) {
-        wr_error("cannot open the message store: %s", err);
+    if (wr_meta_open(&cfg, err, sizeof err) != 0) {
+        wr_error("cannot open the data directory: %s", err);
         return 1;
     }
 
@@ -257,8 +258,7 @@ int main(int argc, char **argv)
      * more loop run lets the close callbacks free their memory. */
     wr_conn_close_all_now();
     wr_queue_run_pending();
-    wr_persist_close(wr_broker.vhost);
-    wr_vhost_free(wr_broker.vhost);
+    wr_meta_close();
     uv_walk(wr_loop, close_walk, NULL);
     uv_run(wr_loop, UV_RUN_DEFAULT);
     uv_loop_close(wr_loop);

@@ -651,9 +651,6 @@ static void send_return(wr_channel_t *ch, const wr_msg_t *m, uint16_t code, cons
 /* Routes m (consuming the caller's reference) and answers the publisher. */
 /* ---- confirms that wait for the store ---- */
 
-static wr_channel_t *store_waiting; /* channels with pending confirms */
-static uint64_t failed_gen;         /* every generation <= this failed */
-
 static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack, int commit)
 {
     if (ch->pc_count == ch->pc_cap) {
@@ -673,9 +670,10 @@ static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack,
     e->commit = (uint8_t)commit;
     ch->pc_count++;
     if (!ch->store_waiting) {
+        wr_vhost_t *vh = ch->conn->vhost;
         ch->store_waiting = 1;
-        ch->store_next = store_waiting;
-        store_waiting = ch;
+        ch->store_next = vh->store_waiting;
+        vh->store_waiting = ch;
     }
 }
 
@@ -685,6 +683,7 @@ static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack,
  * its channels (ch among them): the caller must not touch ch again. */
 static int pending_advance(wr_channel_t *ch, uint64_t synced)
 {
+    uint64_t failed_gen = ch->conn->vhost->failed_gen;
     while (ch->pc_count) {
         wr_pending_confirm_t *e = &ch->pc[ch->pc_head];
         if (e->commit) {
@@ -716,7 +715,7 @@ static int pending_advance(wr_channel_t *ch, uint64_t synced)
 
 static void unlink_store_waiting(wr_channel_t *ch)
 {
-    for (wr_channel_t **pp = &store_waiting; *pp; pp = &(*pp)->store_next) {
+    for (wr_channel_t **pp = &ch->conn->vhost->store_waiting; *pp; pp = &(*pp)->store_next) {
         if (*pp == ch) {
             *pp = ch->store_next;
             break;
@@ -725,19 +724,18 @@ static void unlink_store_waiting(wr_channel_t *ch)
     ch->store_waiting = 0;
 }
 
-void wr_channel_store_opened(void)
+void wr_channel_store_opened(wr_vhost_t *vh)
 {
-    failed_gen = 0; /* generations count afresh in a newly opened store */
+    vh->failed_gen = 0; /* generations count afresh in a newly opened store */
 }
 
-void wr_channel_store_synced(uint64_t gen, int err)
+void wr_channel_store_synced(wr_vhost_t *vh, uint64_t gen, int err)
 {
-    if (err && gen > failed_gen)
-        failed_gen = gen;
-    wr_store_t *st = wr_broker.vhost ? wr_broker.vhost->store : NULL;
-    uint64_t synced = st ? wr_store_synced_gen(st) : gen;
+    if (err && gen > vh->failed_gen)
+        vh->failed_gen = gen;
+    uint64_t synced = vh->store ? wr_store_synced_gen(vh->store) : gen;
 restart:
-    for (wr_channel_t *ch = store_waiting, *next; ch; ch = next) {
+    for (wr_channel_t *ch = vh->store_waiting, *next; ch; ch = next) {
         next = ch->store_next;
         /* A failed transaction closes its connection, freeing channels
          * that may include next (each unlinks itself): start over. */

@@ -334,12 +334,13 @@ static void on_tune_ok(wr_conn_t *c, const wr_connection_tune_ok_t *m)
 
 static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
 {
-    if (!wr_bytes_eq_str(m->virtual_host, wr_broker.vhost->name)) {
+    wr_vhost_t *vh = wr_broker_vhost(m->virtual_host);
+    if (vh == NULL) {
         wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN, "vhost %.*s not found",
                       (int)m->virtual_host.n, m->virtual_host.p);
         return;
     }
-    c->vhost = wr_broker.vhost;
+    c->vhost = vh;
     c->state = WR_CONN_OPEN;
     c->deadline = 0;
     wr_method_t r = {.id = WR_M_CONNECTION_OPEN_OK};
@@ -734,9 +735,8 @@ static void tick_conn(wr_conn_t *c, int64_t now)
     }
 }
 
-static void tick_queues(int64_t now)
+static void tick_queues(wr_vhost_t *vh, int64_t now)
 {
-    wr_vhost_t *vh = wr_broker.vhost;
     for (int again = 1; again;) {
         again = 0;
         size_t i = 0;
@@ -761,7 +761,9 @@ void wr_conn_tick(void)
         next = c->next;
         tick_conn(c, now);
     }
-    tick_queues(now);
+    size_t i = 0;
+    for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
+        tick_queues(vh, now);
     wr_queue_run_pending();
 }
 
@@ -837,18 +839,61 @@ void wr_conn_check_memory(void)
         wr_conn_set_alarm(WR_ALARM_MEMORY, 0);
 }
 
-void wr_conn_relocate(uint32_t seg, const wr_reloc_t *tab, size_t n)
+void wr_conn_relocate(wr_vhost_t *vh, uint32_t seg, const wr_reloc_t *tab, size_t n)
 {
     for (wr_conn_t *c = all_conns; c; c = c->next)
         for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next)
             for (size_t i = 0; i < ch->ua_count; i++) {
                 wr_unacked_t *u = &ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)];
-                if (u->queue && u->ent.loc.seg == seg) {
+                if (u->queue && u->queue->vhost == vh && u->ent.loc.seg == seg) {
                     const wr_reloc_t *r = wr_reloc_find(tab, n, u->ent.loc.off);
                     if (r)
                         u->ent.loc = r->new_loc;
                 }
             }
+}
+
+size_t wr_conn_close_vhost(wr_vhost_t *vh, uint16_t code, const char *text)
+{
+    size_t n = 0;
+    for (wr_conn_t *c = all_conns; c; c = c->next) {
+        if (c->vhost != vh)
+            continue;
+        if (c->state < WR_CONN_CLOSING)
+            wr_conn_error(c, code, 0, "%s", text);
+        else
+            release_all(c);
+        c->vhost = NULL; /* closing: nothing looks at it again */
+        n++;
+    }
+    return n;
+}
+
+/* ---- the vhost registry ---- */
+
+wr_vhost_t *wr_broker_vhost(wr_bytes_t name)
+{
+    return wr_map_get(&wr_broker.vhosts, name);
+}
+
+void wr_broker_vhost_add(wr_vhost_t *vh)
+{
+    wr_map_put(&wr_broker.vhosts, wr_bytes_of(vh->name), vh);
+}
+
+void wr_broker_vhost_remove(wr_vhost_t *vh)
+{
+    wr_map_del(&wr_broker.vhosts, wr_bytes_of(vh->name));
+    if (wr_broker.vhosts.count == 0) {
+        wr_map_free(&wr_broker.vhosts);
+        wr_map_init(&wr_broker.vhosts);
+    }
+}
+
+wr_vhost_t *wr_broker_vhost_next(size_t *i)
+{
+    wr_map_slot_t *sl;
+    return wr_map_next(&wr_broker.vhosts, i, &sl) ? sl->value : NULL;
 }
 
 void wr_conn_close_all_now(void)

@@ -238,9 +238,21 @@ typedef struct wr_broker {
     wr_config_t *cfg;
     const wr_auth_backend_t *auth; /* NULL: wr_auth_internal */
     int alarms;                    /* WR_ALARM_* bits in force */
-    wr_vhost_t *vhost;             /* the default (and for now only) vhost */
+    wr_map_t vhosts;               /* name -> wr_vhost_t: the vhost registry */
 } wr_broker_t;
 extern wr_broker_t wr_broker;
+
+/* The vhost registry.  Adding or removing a vhost here only makes it
+ * visible or invisible to connection.open: creating its store, persisting
+ * it and closing its connections is the control plane's (admin/). */
+wr_vhost_t *wr_broker_vhost(wr_bytes_t name);
+void wr_broker_vhost_add(wr_vhost_t *vh);
+void wr_broker_vhost_remove(wr_vhost_t *vh);
+/* Iterates the registry: *i starts at 0; NULL at the end. */
+wr_vhost_t *wr_broker_vhost_next(size_t *i);
+/* Closes every connection on vh with a hard error (320 when its vhost is
+ * deleted) and releases what they hold at once; returns how many. */
+size_t wr_conn_close_vhost(wr_vhost_t *vh, uint16_t code, const char *text);
 
 #endif
 
@@ -271,12 +283,12 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload);
 void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
 /* The store reports generations up to gen synced (err == 0) or failed:
  * answer the confirms that waited for them. */
-void wr_channel_store_synced(uint64_t gen, int err);
-/* A store was opened: forget the failures of any earlier one. */
-void wr_channel_store_opened(void);
-/* Points every unacknowledged delivery stored in segment seg at its new
- * location after compaction (every channel of every connection). */
-void wr_conn_relocate(uint32_t seg, const wr_reloc_t *tab, size_t n);
+void wr_channel_store_synced(wr_vhost_t *vh, uint64_t gen, int err);
+/* A vhost's store was opened: forget the failures of any earlier one. */
+void wr_channel_store_opened(wr_vhost_t *vh);
+/* Points every unacknowledged delivery stored in segment seg of vh's store
+ * at its new location after compaction (every channel on vh). */
+void wr_conn_relocate(wr_vhost_t *vh, uint32_t seg, const wr_reloc_t *tab, size_t n);
 /* Sends pending publisher confirms. */
 void wr_channel_flush_confirms(wr_channel_t *ch);
 /* Closes the channel with 406 if its oldest unacked delivery is older

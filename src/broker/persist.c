@@ -89,8 +89,7 @@ static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint64_t ord
 
 static void on_synced(void *ctx, uint64_t gen, int err)
 {
-    (void)ctx;
-    wr_channel_store_synced(gen, err);
+    wr_channel_store_synced(ctx, gen, err);
     if (err)
         wr_conn_set_alarm(WR_ALARM_DISK, 1);
 }
@@ -103,8 +102,7 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
     wr_store_recovery_t rec = {&r, rec_exchange, rec_queue, rec_binding, rec_message};
     vh->recovering = 1;
     wr_store_t *st;
-    int rc =
-        wr_store_open(&st, data_dir, wr_io_posix(), wr_loop, &rec, on_synced, NULL, err, errlen);
+    int rc = wr_store_open(&st, data_dir, wr_io_posix(), wr_loop, &rec, on_synced, vh, err, errlen);
     vh->recovering = 0;
     wr_map_free(&r.by_id);
     if (rc != 0) {
@@ -112,7 +110,7 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
         return rc;
     }
     vh->store = st;
-    wr_channel_store_opened();
+    wr_channel_store_opened(vh);
     if (segment_size)
         wr_store_set_segment_size(st, segment_size);
     for (size_t i = 0; i < r.n_exclusive; i++)
@@ -158,28 +156,44 @@ static void relocate(void *ctx, uint32_t seg, const wr_reloc_t *tab, size_t n)
         if (q->store_id)
             wr_queue_relocate(q, seg, tab, n);
     }
-    wr_conn_relocate(seg, tab, n);
+    wr_conn_relocate(vh, seg, tab, n);
 }
 
-void wr_persist_tick(wr_vhost_t *vh, uint64_t disk_free_limit)
+/* One vhost's store: compaction, recovery from failed writes; returns
+ * whether it is short of space or failing (with the free space seen). */
+static int tick_store(wr_vhost_t *vh, uint64_t disk_free_limit, int64_t *free_b)
 {
     wr_store_t *st = vh->store;
-    if (st == NULL)
-        return;
     /* Reclaim space pinned by a few long-lived messages: one sparse old
      * segment per second at most. */
     if (!wr_store_failed(st))
         wr_store_compact(st, relocate, vh);
-    int64_t free_b = wr_store_free_space(st);
-    int low = free_b >= 0 && (uint64_t)free_b < disk_free_limit;
+    *free_b = wr_store_free_space(st);
+    int low = *free_b >= 0 && (uint64_t)*free_b < disk_free_limit;
     if (wr_store_failed(st) && !low && wr_store_recover_io(st, disk_free_limit) != 0)
         low = 1;
-    if (wr_store_failed(st))
-        low = 1;
+    return low || wr_store_failed(st);
+}
+
+void wr_persist_tick(uint64_t disk_free_limit)
+{
+    int low = 0, failed = 0;
+    int64_t free_b = -1;
+    size_t i = 0;
+    for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));) {
+        if (vh->store == NULL)
+            continue;
+        int64_t f;
+        if (tick_store(vh, disk_free_limit, &f))
+            low = 1;
+        failed |= wr_store_failed(vh->store);
+        if (f >= 0 && (free_b < 0 || f < free_b))
+            free_b = f;
+    }
     if (low != ((wr_broker.alarms & WR_ALARM_DISK) != 0)) {
         if (low)
             wr_warn("disk: %" PRId64 " bytes free, limit %" PRIu64 "%s", free_b, disk_free_limit,
-                    wr_store_failed(st) ? " (the store has failed writes)" : "");
+                    failed ? " (a store has failed writes)" : "");
         wr_conn_set_alarm(WR_ALARM_DISK, low);
     }
 }

@@ -18,9 +18,10 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
                     size_t errlen);
 /* Flushes, syncs and closes the store (clean shutdown); vh->store = NULL. */
 void wr_persist_close(wr_vhost_t *vh);
-/* Once a second: free space against disk_free_limit, recovery of a failed
- * store, the disk alarm. */
-void wr_persist_tick(wr_vhost_t *vh, uint64_t disk_free_limit);
+/* Once a second, for every vhost's store: compaction, free space against
+ * disk_free_limit, recovery of a failed store; then the disk alarm (on
+ * while any store is short of space or failing). */
+void wr_persist_tick(uint64_t disk_free_limit);
 
 /* Metadata hooks, called by the broker when durable entities change; no-ops
  * without a store or during recovery. */

@@ -30,6 +30,8 @@ wr_vhost_t *wr_vhost_new(const char *name)
 {
     wr_vhost_t *vh = wr_xcalloc(1, sizeof *vh);
     vh->name = wr_xstrndup(name, strlen(name));
+    vh->description = wr_xstrndup("", 0);
+    vh->tags = wr_xstrndup("", 0);
     wr_map_init(&vh->exchanges);
     wr_map_init(&vh->queues);
     static const struct {
@@ -64,6 +66,8 @@ void wr_vhost_free(wr_vhost_t *vh)
     wr_map_free(&vh->exchanges);
     wr_map_free(&vh->queues);
     free(vh->name);
+    free(vh->description);
+    free(vh->tags);
     free(vh);
 }
 

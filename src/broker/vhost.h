@@ -88,7 +88,14 @@ struct wr_exchange {
 
 struct wr_vhost {
     char *name;
-    wr_store_t *store;  /* durable state, or NULL (no persistence) */
+    uint32_t id;       /* registry number: its store is data_dir/vhosts/ID */
+    wr_store_t *store; /* durable state, or NULL (no persistence) */
+    char *description; /* never NULL */
+    char *tags;        /* comma-separated, never NULL */
+    /* Channels with confirms or commits waiting for this store, and every
+     * store generation <= failed_gen failed (broker/channel.c). */
+    struct wr_channel *store_waiting;
+    uint64_t failed_gen;
     uint8_t recovering; /* rebuilding from the store: write nothing back */
     wr_map_t exchanges;
     wr_map_t queues;

@@ -670,6 +670,11 @@ int wr_store_failed(const wr_store_t *st)
     return st->failed;
 }
 
+int wr_store_busy(const wr_store_t *st)
+{
+    return st->syncing;
+}
+
 /* ---- metadata ---- */
 
 static void meta_append(wr_store_t *st, uint8_t type, const uint8_t *body, size_t n)

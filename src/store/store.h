@@ -148,6 +148,9 @@ void wr_store_flush(wr_store_t *st);
 /* Nonzero once a write or sync failed and until wr_store_recover_io
  * succeeds; appends fail meanwhile. */
 int wr_store_failed(const wr_store_t *st);
+/* Nonzero while a sync runs on a worker thread: wr_store_close would have
+ * to wait for it (by running the loop). */
+int wr_store_busy(const wr_store_t *st);
 /* Probes the disk (write + sync of a scratch file, free space >= min_free)
  * and, if it works, starts a new segment and accepts writes again.
  * Returns 0 when the store is healthy. */

@@ -19,6 +19,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static wr_vhost_t *vh0; /* the vhost "/", in the registry */
 static wr_config_t cfg;
 static int ready;
 
@@ -31,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         wr_broker.cfg = &cfg;
         ready = 1;
     }
-    wr_broker.vhost = wr_vhost_new("/");
+    vh0 = wr_vhost_new("/");
+    wr_broker_vhost_add(vh0);
     wr_sock_t *s = wr_sock_new_detached(&wr_conn_handler, 1);
     wr_conn_accept(s);
     size_t chunk = 4096;
@@ -54,8 +56,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     wr_conn_tick();
     wr_sock_detached_free(s);
-    wr_vhost_free(wr_broker.vhost);
-    wr_broker.vhost = NULL;
+    wr_broker_vhost_remove(vh0);
+    wr_vhost_free(vh0);
+    vh0 = NULL;
     uv_run(wr_loop, UV_RUN_NOWAIT); /* lets closed timers be freed */
     return 0;
 }

@@ -233,7 +233,7 @@ def test_compaction_frees_segments_pinned_by_an_old_message(broker):
         body = os.urandom(1024)
         for _ in range(600):
             publish(ch, qb, body)
-        msgs = os.path.join(b.data_dir, "msgs")
+        msgs = os.path.join(b.data_dir, "vhosts", "1", "msgs")
         peak = len([f for f in os.listdir(msgs) if f.endswith(".seg")])
         for _ in range(600):
             m, _p, _b = ch.basic_get(qb, auto_ack=False)

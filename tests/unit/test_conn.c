@@ -18,6 +18,7 @@
 #include "proto/table.h"
 #include "test.h"
 
+static wr_vhost_t *vh0; /* the vhost "/", in the registry */
 static wr_config_t cfg;
 
 static void setup(void)
@@ -28,15 +29,17 @@ static void setup(void)
     }
     wr_config_init(&cfg);
     wr_broker.cfg = &cfg;
-    wr_broker.vhost = wr_vhost_new("/");
+    vh0 = wr_vhost_new("/");
+    wr_broker_vhost_add(vh0);
 }
 
 static void teardown(wr_sock_t *s)
 {
     if (s)
         wr_sock_detached_free(s);
-    wr_vhost_free(wr_broker.vhost);
-    wr_broker.vhost = NULL;
+    wr_broker_vhost_remove(vh0);
+    wr_vhost_free(vh0);
+    vh0 = NULL;
     wr_config_free(&cfg);
     uv_run(wr_loop, UV_RUN_NOWAIT);
 }
@@ -425,14 +428,14 @@ static void setup_with_store(char *dir, wr_store_t **store)
     *store = NULL;
     CHECK(mkdtemp(dir) != NULL);
     char err[256];
-    CHECK_EQ(wr_persist_open(wr_broker.vhost, dir, 0, err, sizeof err), 0);
-    *store = wr_broker.vhost->store;
+    CHECK_EQ(wr_persist_open(vh0, dir, 0, err, sizeof err), 0);
+    *store = vh0->store;
 }
 
 static void teardown_with_store(wr_sock_t *s, const char *dir)
 {
     wr_sock_detached_free(s);
-    wr_persist_close(wr_broker.vhost);
+    wr_persist_close(vh0);
     teardown(NULL);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -470,7 +473,7 @@ static void test_conn_tx_commit_waits_for_sync(void)
     wr_method_t tc = {.id = WR_M_TX_COMMIT};
     send_method(s, 1, &tc);
     /* Routed and written to the store's buffer, not yet synced: no answer. */
-    wr_queue_t *q = wr_vhost_queue(wr_broker.vhost, WR_BYTES_LIT("txq"));
+    wr_queue_t *q = wr_vhost_queue(vh0, WR_BYTES_LIT("txq"));
     CHECK_EQ(wr_queue_ready(q), 1);
     uint64_t gen = wr_store_gen(store);
     CHECK(wr_store_synced_gen(store) < gen);
@@ -533,7 +536,7 @@ static void test_conn_tx_commit_store_failure_closes(void)
     }
     CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
     /* As the store reports a failed fdatasync of that generation. */
-    wr_channel_store_synced(wr_store_gen(store), WR_EIO);
+    wr_channel_store_synced(vh0, wr_store_gen(store), WR_EIO);
     CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
     CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &r));
     CHECK_EQ(r.u.connection_close.reply_code, 541);
@@ -555,7 +558,7 @@ static void test_conn_publish_and_get(void)
     p.u.basic_publish.routing_key = WR_BYTES_LIT("q1");
     send_method(s, 1, &p);
     feed_content(s, 1, "hello", 0);
-    wr_queue_t *q = wr_vhost_queue(wr_broker.vhost, WR_BYTES_LIT("q1"));
+    wr_queue_t *q = wr_vhost_queue(vh0, WR_BYTES_LIT("q1"));
     CHECK(q != NULL);
     CHECK_EQ(wr_queue_ready(q), 1);
     wr_method_t g = {.id = WR_M_BASIC_GET};
