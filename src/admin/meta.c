@@ -14,11 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker/access.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
 #include "core/log.h"
 
 static char *data_dir;
+static const wr_config_t *config;
 static uint64_t segment_size;
 static uint32_t next_vhost_id = 1;
 
@@ -178,6 +180,10 @@ static char *tags_from_json(const json_t *a)
 
 int wr_meta_save(char *err, size_t errlen)
 {
+    if (data_dir == NULL) {
+        snprintf(err, errlen, "no data directory is open");
+        return -1;
+    }
     json_t *root = json_object();
     json_object_set_new(root, "warren_format", json_integer(WR_META_FORMAT));
     json_object_set_new(root, "next_vhost_id", json_integer(next_vhost_id));
@@ -192,6 +198,39 @@ int wr_meta_save(char *err, size_t errlen)
         json_array_append_new(vhosts, o);
     }
     json_object_set_new(root, "vhosts", vhosts);
+    json_t *users = json_array(), *perms = json_array(), *topic = json_array();
+    i = 0;
+    for (wr_user_t *u; (u = wr_access_user_next(&i));) {
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(u->name));
+        json_object_set_new(o, "password_hash", json_string(u->hash ? u->hash : ""));
+        json_object_set_new(o, "hashing_algorithm", json_string(wr_access_algo_name(u->algo)));
+        json_object_set_new(o, "tags", tags_to_json(u->tags));
+        json_t *lim = json_object();
+        if (u->max_connections >= 0)
+            json_object_set_new(lim, "max-connections", json_integer(u->max_connections));
+        if (u->max_channels >= 0)
+            json_object_set_new(lim, "max-channels", json_integer(u->max_channels));
+        json_object_set_new(o, "limits", lim);
+        json_array_append_new(users, o);
+        size_t k = 0;
+        wr_map_slot_t *sl;
+        while (wr_map_next(&u->perms, &k, &sl)) {
+            const wr_perms_t *p = sl->value;
+            json_array_append_new(perms, json_pack("{s:s, s:s, s:s, s:s, s:s}", "user", u->name,
+                                                   "vhost", sl->key, "configure", p->p[0].src,
+                                                   "write", p->p[1].src, "read", p->p[2].src));
+        }
+        k = 0;
+        while (wr_map_next(&u->topic, &k, &sl))
+            for (const wr_topic_perm_t *t = sl->value; t; t = t->next)
+                json_array_append_new(topic, json_pack("{s:s, s:s, s:s, s:s, s:s}", "user", u->name,
+                                                       "vhost", sl->key, "exchange", t->exchange,
+                                                       "write", t->write_src, "read", t->read_src));
+    }
+    json_object_set_new(root, "users", users);
+    json_object_set_new(root, "permissions", perms);
+    json_object_set_new(root, "topic_permissions", topic);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
     size_t n = strlen(text);
@@ -229,6 +268,69 @@ static wr_vhost_t *vhost_make(const char *name, uint32_t id, const char *descrip
     free(vh->tags);
     vh->tags = wr_xstrndup(tags, strlen(tags));
     return vh;
+}
+
+static const char *str_of(const json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+/* Users, permissions and topic permissions, in definitions' shape. */
+static int load_access(const json_t *root, const char *path, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *o;
+    char e[300];
+    if (json_object_get(root, "users") == NULL) {
+        /* Written before users were kept here: the default user, as on a
+         * first start. */
+        wr_user_t *u = wr_access_user_add(config->default_user, config->default_pass,
+                                          config->default_user_tags);
+        if (wr_access_set_perms(u, config->default_vhost, config->default_perms[0],
+                                config->default_perms[1], config->default_perms[2], err,
+                                errlen) != 0)
+            return -1;
+    }
+    json_array_foreach(json_object_get(root, "users"), i, o)
+    {
+        char *tags = tags_from_json(json_object_get(o, "tags"));
+        wr_user_t *u = wr_access_user_add_hashed(
+            str_of(o, "name"), str_of(o, "password_hash"),
+            json_string_value(json_object_get(o, "hashing_algorithm")), tags, e, sizeof e);
+        free(tags);
+        if (u == NULL) {
+            snprintf(err, errlen, "%s: %s", path, e);
+            return -1;
+        }
+        json_t *lim = json_object_get(o, "limits");
+        json_t *v;
+        if ((v = json_object_get(lim, "max-connections")))
+            u->max_connections = json_integer_value(v);
+        if ((v = json_object_get(lim, "max-channels")))
+            u->max_channels = json_integer_value(v);
+    }
+    json_array_foreach(json_object_get(root, "permissions"), i, o)
+    {
+        wr_user_t *u = wr_access_user(wr_bytes_of(str_of(o, "user")));
+        if (u == NULL ||
+            wr_access_set_perms(u, str_of(o, "vhost"), str_of(o, "configure"), str_of(o, "write"),
+                                str_of(o, "read"), e, sizeof e) != 0) {
+            snprintf(err, errlen, "%s: permissions %zu: %s", path, i, u ? e : "no such user");
+            return -1;
+        }
+    }
+    json_array_foreach(json_object_get(root, "topic_permissions"), i, o)
+    {
+        wr_user_t *u = wr_access_user(wr_bytes_of(str_of(o, "user")));
+        if (u == NULL ||
+            wr_access_set_topic(u, str_of(o, "vhost"), str_of(o, "exchange"), str_of(o, "write"),
+                                str_of(o, "read"), e, sizeof e) != 0) {
+            snprintf(err, errlen, "%s: topic_permissions %zu: %s", path, i, u ? e : "no such user");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int load(char *err, size_t errlen)
@@ -270,8 +372,9 @@ static int load(char *err, size_t errlen)
     }
     if (next > 0 && next <= UINT32_MAX && (uint32_t)next > next_vhost_id)
         next_vhost_id = (uint32_t)next;
+    int rc = load_access(root, path, err, errlen);
     json_decref(root);
-    return 0;
+    return rc;
 }
 
 /* Removes vhosts/N directories that broker.json does not name. */
@@ -316,6 +419,7 @@ int wr_meta_open(const wr_config_t *cfg, char *err, size_t errlen)
     free(data_dir);
     data_dir = wr_xstrndup(cfg->data_dir, strlen(cfg->data_dir));
     segment_size = cfg->segment_size;
+    config = cfg;
     next_vhost_id = 1;
 
     char path[4096];
@@ -341,15 +445,25 @@ int wr_meta_open(const wr_config_t *cfg, char *err, size_t errlen)
         if (v1 && upgrade_v1(cfg, err, errlen) != 0)
             return -1;
         if (!exists(json)) {
-            /* A first start (or an upgrade): the default vhost. */
+            /* A first start (or an upgrade): the default vhost and user,
+             * as RabbitMQ creates them on its first boot only. */
             wr_vhost_t *vh =
                 vhost_make(cfg->default_vhost, next_vhost_id++, "Default virtual host", "");
             wr_broker_vhost_add(vh);
-            if (wr_meta_save(err, errlen) != 0)
-                return -1;
+            wr_user_t *u =
+                wr_access_user_add(cfg->default_user, cfg->default_pass, cfg->default_user_tags);
+            int rc = wr_access_set_perms(u, cfg->default_vhost, cfg->default_perms[0],
+                                         cfg->default_perms[1], cfg->default_perms[2], err, errlen);
+            if (rc == 0)
+                rc = wr_meta_save(err, errlen);
             wr_broker_vhost_remove(vh);
             wr_vhost_free(vh);
+            wr_access_reset();
             next_vhost_id = 1;
+            if (rc != 0)
+                return -1;
+            wr_info("first start: created vhost '%s' and user '%s'", cfg->default_vhost,
+                    cfg->default_user);
         }
         char text[8];
         int n = snprintf(text, sizeof text, "%d\n", WR_META_FORMAT);
@@ -375,6 +489,10 @@ int wr_meta_open(const wr_config_t *cfg, char *err, size_t errlen)
 wr_vhost_t *wr_meta_vhost_create(const char *name, const char *description, const char *tags,
                                  char *err, size_t errlen)
 {
+    if (data_dir == NULL) {
+        snprintf(err, errlen, "no data directory is open");
+        return NULL;
+    }
     wr_vhost_t *vh = vhost_make(name, next_vhost_id++, description, tags);
     char dir[4096];
     vhost_dir(dir, sizeof dir, vh->id);
@@ -421,6 +539,12 @@ int wr_meta_vhost_delete(wr_vhost_t *vh, char *err, size_t errlen)
         wr_broker_vhost_add(vh);
         return -1;
     }
+    /* Its permissions go with it. */
+    wr_access_forget_vhost(vh->name);
+    if (wr_meta_save(err, errlen) != 0)
+        wr_warn("vhost '%s' deleted, but its permissions stay in broker.json until the next "
+                "change: %s",
+                vh->name, err);
     char text[300];
     snprintf(text, sizeof text, "vhost '%s' is deleted", vh->name);
     size_t n = wr_conn_close_vhost(vh, WR_AMQP_CONNECTION_FORCED, text);
@@ -460,6 +584,7 @@ void wr_meta_close(void)
         wr_persist_close(vh);
         wr_vhost_free(vh);
     }
+    wr_access_reset();
     free(data_dir);
     data_dir = NULL;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "admin/ctl.h"
 #include "admin/meta.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
@@ -23,7 +24,7 @@
 #include "core/loop.h"
 #include "net/sock.h"
 
-#define WARREN_VERSION "0.1.0"
+#include "core/version.h"
 
 static wr_listener_t *listeners;
 static size_t n_listeners;
@@ -92,6 +93,7 @@ static void on_signal(uv_signal_t *h, int signum)
     wr_info("received signal %d, shutting down", signum);
     for (size_t i = 0; i < n_listeners; i++)
         wr_listener_close(&listeners[i]);
+    wr_ctl_stop();
     wr_conn_shutdown_all("broker shutdown");
     before_sleep();
     uv_timer_start(&shutdown_timer, on_shutdown_timer, 200, 0);
@@ -236,6 +238,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (wr_ctl_start(cfg.data_dir, err, sizeof err) != 0) {
+        wr_error("cannot start the control socket: %s", err);
+        return 1;
+    }
     if (start_listeners(&cfg) != 0)
         return 1;
     uv_prepare_init(wr_loop, &prepare_handle);
@@ -256,6 +262,7 @@ int main(int argc, char **argv)
     /* Orderly teardown: release what connections hold, then the broker
      * state (which closes queue timers), then every remaining handle; one
      * more loop run lets the close callbacks free their memory. */
+    wr_ctl_stop();
     wr_conn_close_all_now();
     wr_queue_run_pending();
     wr_meta_close();

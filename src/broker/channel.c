@@ -27,6 +27,8 @@
 #include "broker/args.h"
 #include "broker/conn.h"
 #include "broker/headers.h"
+#include "broker/access.h"
+#include "broker/ops.h"
 #include "broker/persist.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -47,6 +49,19 @@ static const char *vhname(const wr_channel_t *ch)
 }
 
 #define BYTES_FMT(b) (int)(b).n, (const char *)(b).p
+
+/* The actor an operation on this channel runs as. */
+static wr_actor_t actor_of(const wr_channel_t *ch)
+{
+    return (wr_actor_t){ch->conn->auth_user, ch->conn};
+}
+
+/* An operation's refusal closes the channel (or the connection, for a
+ * hard code). */
+static void op_failed(wr_channel_t *ch, const wr_reply_t *r, uint32_t mid)
+{
+    wr_channel_error(ch, r->code, mid, "%s", r->text);
+}
 
 void wr_channel_error(wr_channel_t *ch, uint16_t code, uint32_t method_id, const char *fmt, ...)
 {
@@ -777,17 +792,26 @@ static inline int same_name(const char *a, const uint8_t *b, size_t n)
     return 1;
 }
 
-/* The exchange named name, through the channel's one-entry cache. */
-static wr_exchange_t *publish_exchange(wr_channel_t *ch, wr_bytes_t name)
+/* The exchange named name, through the channel's one-entry cache, which
+ * is valid while neither the vhost's names nor any permission changed:
+ * the permission to publish is checked when it is refilled, as RabbitMQ
+ * checks write on the exchange (before looking it up). */
+static wr_exchange_t *publish_exchange(wr_channel_t *ch, wr_bytes_t name, wr_reply_t *r)
 {
     wr_vhost_t *vh = ch->conn->vhost;
     wr_exchange_t *x = ch->pub_x;
-    if (x && ch->pub_x_gen == vh->names_gen && x->name_len == name.n &&
-        same_name(x->name, name.p, name.n))
+    uint64_t gen = vh->names_gen + wr_access_gen;
+    if (x && ch->pub_x_gen == gen && x->name_len == name.n && same_name(x->name, name.p, name.n))
         return x;
-    x = wr_vhost_exchange(vh, name);
+    ch->pub_x = NULL;
+    wr_actor_t who = actor_of(ch);
+    if (wr_op_allowed(&who, vh, WR_PERM_WRITE, 0, name, r) != 0)
+        return NULL;
+    if ((x = wr_op_find_exchange(vh, name, r)) == NULL)
+        return NULL;
     ch->pub_x = x;
-    ch->pub_x_gen = vh->names_gen;
+    ch->pub_x_gen = gen;
+    ch->pub_topic = ch->conn->auth_user ? wr_access_topic_for(ch->conn->auth_user, x) : NULL;
     return x;
 }
 
@@ -920,11 +944,11 @@ static void publish_complete_inner(wr_channel_t *ch)
     ch->assembling = NULL;
     ch->content = WR_CONTENT_NONE;
     wr_bytes_t xname = {(uint8_t *)ch->pub_exchange, ch->pub_exchange_len};
-    wr_exchange_t *x = publish_exchange(ch, xname);
+    wr_reply_t r;
+    wr_exchange_t *x = publish_exchange(ch, xname, &r);
     if (x == NULL) {
         wr_msg_unref(m);
-        wr_channel_error(ch, WR_AMQP_NOT_FOUND, WR_M_BASIC_PUBLISH,
-                         "no exchange '%.*s' in vhost '%s'", BYTES_FMT(xname), vhname(ch));
+        op_failed(ch, &r, WR_M_BASIC_PUBLISH);
         return;
     }
     if (x->internal) {
@@ -932,6 +956,16 @@ static void publish_complete_inner(wr_channel_t *ch)
         wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, WR_M_BASIC_PUBLISH,
                          "cannot publish to internal exchange '%.*s' in vhost '%s'",
                          BYTES_FMT(xname), vhname(ch));
+        return;
+    }
+    if (ch->pub_topic && !wr_pattern_match(&ch->pub_topic->write,
+                                           (wr_bytes_t){(uint8_t *)ch->pub_rk, ch->pub_rk_len})) {
+        wr_msg_unref(m);
+        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, WR_M_BASIC_PUBLISH,
+                         "access to topic '%.*s' in exchange '%.*s' in vhost '%s' refused for "
+                         "user '%s'",
+                         (int)ch->pub_rk_len, ch->pub_rk, BYTES_FMT(xname), vhname(ch),
+                         ch->conn->user);
         return;
     }
     m = rewrite_reply_to(ch, m);
@@ -1002,7 +1036,8 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
                          "invalid message: {delivery_mode_unknown,%u}", pr.delivery_mode);
         return;
     }
-    if ((pr.flags & WR_PROP_USER_ID) && !wr_bytes_eq_str(pr.user_id, ch->conn->user)) {
+    if ((pr.flags & WR_PROP_USER_ID) && !wr_bytes_eq_str(pr.user_id, ch->conn->user) &&
+        !(ch->conn->auth_user && (ch->conn->auth_user->flags & WR_TAG_IMPERSONATOR))) {
         ch->content = WR_CONTENT_NONE;
         wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
                          "user_id property set to '%.*s' but authenticated user was '%s'",
@@ -1052,233 +1087,64 @@ static wr_bytes_t qname_of(wr_channel_t *ch, wr_bytes_t name)
     return name;
 }
 
-static wr_queue_t *find_queue(wr_channel_t *ch, wr_bytes_t name, uint32_t mid)
+/* The queue to consume from or get from: read permission (checked
+ * before the lookup, as RabbitMQ does), then the queue. */
+static wr_queue_t *readable_queue(wr_channel_t *ch, wr_bytes_t name, uint32_t mid)
 {
-    wr_queue_t *q = wr_vhost_queue(ch->conn->vhost, name);
-    if (q == NULL) {
-        if (name.n == 0)
-            wr_channel_error(ch, WR_AMQP_NOT_FOUND, mid, "no previously declared queue");
-        else
-            wr_channel_error(ch, WR_AMQP_NOT_FOUND, mid, "no queue '%.*s' in vhost '%s'",
-                             BYTES_FMT(name), vhname(ch));
-        return NULL;
-    }
-    if (q->exclusive && q->owner != ch->conn) {
-        wr_channel_error(ch, WR_AMQP_RESOURCE_LOCKED, mid,
-                         "cannot obtain exclusive access to locked queue '%.*s' in vhost '%s'. "
-                         "It could be originally declared on another connection or the "
-                         "exclusive property value does not match that of the original "
-                         "declaration.",
-                         BYTES_FMT(name), vhname(ch));
-        return NULL;
-    }
+    wr_reply_t r;
+    wr_actor_t who = actor_of(ch);
+    wr_queue_t *q = NULL;
+    if (wr_op_allowed(&who, ch->conn->vhost, WR_PERM_READ, 1, name, &r) != 0 ||
+        (q = wr_op_find_queue(ch->conn->vhost, name, &who, &r)) == NULL)
+        op_failed(ch, &r, mid);
     return q;
-}
-
-static wr_exchange_t *find_exchange(wr_channel_t *ch, wr_bytes_t name, uint32_t mid)
-{
-    wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, name);
-    if (x == NULL)
-        wr_channel_error(ch, WR_AMQP_NOT_FOUND, mid, "no exchange '%.*s' in vhost '%s'",
-                         BYTES_FMT(name), vhname(ch));
-    return x;
-}
-
-static int reserved_name(wr_bytes_t name)
-{
-    return name.n >= 4 && memcmp(name.p, "amq.", 4) == 0;
-}
-
-static const char *tf(int v)
-{
-    return v ? "true" : "false";
 }
 
 /* ---- exchange class ---- */
 
-static void delay_queue_create(wr_exchange_t *x)
-{
-    char name[300];
-    wr_delay_queue_name(x, name, sizeof name);
-    wr_queue_args_t qa;
-    char err[64];
-    wr_queue_args_parse((wr_bytes_t){NULL, 0}, wr_bytes_of(name), x->vhost->name, &qa, err,
-                        sizeof err);
-    qa.dlx = wr_xstrndup(x->name, x->name_len);
-    wr_queue_t *q = wr_queue_new(x->vhost, wr_bytes_of(name), x->durable, 0, 0, NULL,
-                                 (wr_bytes_t){NULL, 0}, &qa);
-    q->delay = 1;
-    wr_persist_queue_declared(q);
-}
-
 static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
 {
-    const uint32_t mid = WR_M_EXCHANGE_DECLARE;
-    wr_vhost_t *vh = ch->conn->vhost;
-    if (a->exchange.n == 0) {
-        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         "operation not permitted on the default exchange");
+    wr_exchange_spec_t s = {a->exchange,    a->type,     a->passive,  a->durable,
+                            a->auto_delete, a->internal, a->arguments};
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
+    if (wr_op_exchange_declare(ch->conn->vhost, &s, &who, &r) != 0) {
+        op_failed(ch, &r, WR_M_EXCHANGE_DECLARE);
         return;
     }
-    wr_exchange_t *x = wr_vhost_exchange(vh, a->exchange);
-    if (a->passive) {
-        if (x == NULL) {
-            find_exchange(ch, a->exchange, mid);
-            return;
-        }
-    } else {
-        int type = wr_extype_parse(a->type);
-        int delayed = 0;
-        if (type < 0 && wr_bytes_eq_str(a->type, "x-delayed-message")) {
-            /* The community plugin's interface: routing by x-delayed-type
-             * once each message's x-delay has passed. */
-            wr_field_t dt;
-            delayed = 1;
-            if (!(a->arguments.n && wr_table_get(a->arguments, "x-delayed-type", &dt) &&
-                  dt.type == 'S' && (type = wr_extype_parse(dt.v.bytes)) >= 0)) {
-                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                                 "Invalid argument, 'x-delayed-type' must be an existing "
-                                 "exchange type");
-                return;
-            }
-        }
-        if (type < 0) {
-            wr_conn_error(ch->conn, WR_AMQP_COMMAND_INVALID, mid, "unknown exchange type '%.*s'",
-                          BYTES_FMT(a->type));
-            return;
-        }
-        if (x == NULL && reserved_name(a->exchange)) {
-            wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                             "exchange name '%.*s' contains reserved prefix 'amq.*'",
-                             BYTES_FMT(a->exchange));
-            return;
-        }
-        if (x) {
-            const char *what = NULL;
-            char got[64], cur[64];
-            if ((int)x->type != type || x->delayed != delayed) {
-                what = "type";
-                snprintf(got, sizeof got, "%.*s", BYTES_FMT(a->type));
-                snprintf(cur, sizeof cur, "%s", wr_extype_name(x->type));
-            } else if (x->durable != a->durable) {
-                what = "durable";
-                snprintf(got, sizeof got, "%s", tf(a->durable));
-                snprintf(cur, sizeof cur, "%s", tf(x->durable));
-            } else if (x->auto_delete != a->auto_delete) {
-                what = "auto_delete";
-                snprintf(got, sizeof got, "%s", tf(a->auto_delete));
-                snprintf(cur, sizeof cur, "%s", tf(x->auto_delete));
-            } else if (x->internal != a->internal) {
-                what = "internal";
-                snprintf(got, sizeof got, "%s", tf(a->internal));
-                snprintf(cur, sizeof cur, "%s", tf(x->internal));
-            }
-            if (what) {
-                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                                 "inequivalent arg '%s' for exchange '%.*s' in vhost '%s': "
-                                 "received '%s' but current is '%s'",
-                                 what, BYTES_FMT(a->exchange), vhname(ch), got, cur);
-                return;
-            }
-            char ent[400], err[800];
-            snprintf(ent, sizeof ent, "exchange '%.*s' in vhost '%s'", BYTES_FMT(a->exchange),
-                     vhname(ch));
-            if (!wr_args_equivalent((wr_bytes_t){x->args_raw.p, x->args_raw.len}, a->arguments,
-                                    wr_exchange_equiv_keys, ent, err, sizeof err)) {
-                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
-                return;
-            }
-        } else {
-            char err[256];
-            if (wr_exchange_validate_args(type, a->arguments, err, sizeof err) != 0) {
-                wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
-                return;
-            }
-            wr_exchange_t *nx = wr_exchange_declare(vh, a->exchange, (wr_extype_t)type, a->durable,
-                                                    a->auto_delete, a->internal, a->arguments);
-            nx->delayed = (uint8_t)delayed;
-            wr_persist_exchange_declared(nx);
-            if (delayed)
-                delay_queue_create(nx);
-        }
-    }
     if (!a->no_wait) {
-        wr_method_t r = {.id = WR_M_EXCHANGE_DECLARE_OK};
-        wr_conn_send_method(ch->conn, ch->id, &r);
+        wr_method_t m = {.id = WR_M_EXCHANGE_DECLARE_OK};
+        wr_conn_send_method(ch->conn, ch->id, &m);
     }
 }
 
 static void exchange_delete(wr_channel_t *ch, const wr_exchange_delete_t *a)
 {
-    const uint32_t mid = WR_M_EXCHANGE_DELETE;
-    if (a->exchange.n == 0) {
-        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         "operation not permitted on the default exchange");
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
+    if (wr_op_exchange_delete(ch->conn->vhost, a->exchange, a->if_unused, &who, &r) != 0) {
+        op_failed(ch, &r, WR_M_EXCHANGE_DELETE);
         return;
-    }
-    if (reserved_name(a->exchange)) {
-        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         "deletion of system exchange '%.*s' in vhost '%s' not allowed",
-                         BYTES_FMT(a->exchange), vhname(ch));
-        return;
-    }
-    wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, a->exchange);
-    if (x) {
-        if (a->if_unused && wr_exchange_in_use(x)) {
-            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "exchange '%.*s' in vhost '%s' in use", BYTES_FMT(a->exchange),
-                             vhname(ch));
-            return;
-        }
-        wr_exchange_delete(x);
     }
     if (!a->no_wait) {
-        wr_method_t r = {.id = WR_M_EXCHANGE_DELETE_OK};
-        wr_conn_send_method(ch->conn, ch->id, &r);
+        wr_method_t m = {.id = WR_M_EXCHANGE_DELETE_OK};
+        wr_conn_send_method(ch->conn, ch->id, &m);
     }
-}
-
-static int check_binding_args(wr_channel_t *ch, wr_exchange_t *x, wr_bytes_t key, wr_bytes_t args,
-                              uint32_t mid)
-{
-    char err[256];
-    if (wr_exchange_validate_binding(x, key, err, sizeof err) != 0) {
-        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
-        return -1;
-    }
-    if (x->type != WR_EX_HEADERS)
-        return 0;
-    if (wr_headers_validate_binding(args, err, sizeof err) != 0) {
-        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
-        return -1;
-    }
-    return 0;
 }
 
 static void exchange_bind(wr_channel_t *ch, const wr_exchange_bind_t *a, int bind)
 {
     const uint32_t mid = bind ? WR_M_EXCHANGE_BIND : WR_M_EXCHANGE_UNBIND;
-    if (a->source.n == 0 || a->destination.n == 0) {
-        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         "operation not permitted on the default exchange");
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
+    if (wr_op_bind(ch->conn->vhost, bind, a->source, 0, a->destination, a->routing_key,
+                   a->arguments, &who, &r) != 0) {
+        op_failed(ch, &r, mid);
         return;
-    }
-    wr_exchange_t *dst = find_exchange(ch, a->destination, mid);
-    if (dst == NULL)
-        return;
-    wr_exchange_t *src = find_exchange(ch, a->source, mid);
-    if (src == NULL)
-        return;
-    if (bind) {
-        if (check_binding_args(ch, src, a->routing_key, a->arguments, mid) != 0)
-            return;
-        wr_bind(src, NULL, dst, a->routing_key, a->arguments);
-    } else {
-        wr_unbind(src, NULL, dst, a->routing_key, a->arguments);
     }
     if (!a->no_wait) {
-        wr_method_t r = {.id = bind ? WR_M_EXCHANGE_BIND_OK : WR_M_EXCHANGE_UNBIND_OK};
-        wr_conn_send_method(ch->conn, ch->id, &r);
+        wr_method_t m = {.id = bind ? WR_M_EXCHANGE_BIND_OK : WR_M_EXCHANGE_UNBIND_OK};
+        wr_conn_send_method(ch->conn, ch->id, &m);
     }
 }
 
@@ -1301,91 +1167,25 @@ static void send_declare_ok(wr_channel_t *ch, wr_queue_t *q)
 
 static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
 {
-    const uint32_t mid = WR_M_QUEUE_DECLARE;
-    wr_vhost_t *vh = ch->conn->vhost;
     if (has_prefix(a->queue, REPLY_QUEUE)) {
         reply_declare(ch, a);
         return;
     }
-    char gen[64];
-    wr_bytes_t name = a->queue;
-    int generated = 0;
-    if (name.n == 0 && !a->passive) {
-        generated = 1;
-        wr_gen_name("amq.gen-", gen, sizeof gen);
-        name = wr_bytes_of(gen);
-    } else if (name.n == 0) {
-        name = qname_of(ch, name);
-    }
-    if (a->passive) {
-        wr_queue_t *q = find_queue(ch, name, mid);
-        if (q == NULL)
-            return;
-        q->last_used = wr_now_ms(); /* RabbitMQ counts any declare as use */
-        remember_queue(ch, name);
-        if (!a->no_wait)
-            send_declare_ok(ch, q);
+    /* A passive declare of "" means the channel's last declared queue. */
+    wr_queue_spec_t s = {a->passive ? qname_of(ch, a->queue) : a->queue,
+                         a->passive,
+                         a->durable,
+                         a->exclusive,
+                         a->auto_delete,
+                         a->arguments};
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
+    wr_queue_t *q;
+    if (wr_op_queue_declare(ch->conn->vhost, &s, &who, &q, &r) != 0) {
+        op_failed(ch, &r, WR_M_QUEUE_DECLARE);
         return;
     }
-    /* RabbitMQ checks the prefix before looking the queue up, so even an
-     * existing amq.gen- queue can only be redeclared passively. */
-    if (!generated && reserved_name(name)) {
-        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         "queue name '%.*s' contains reserved prefix 'amq.*'", BYTES_FMT(name));
-        return;
-    }
-    wr_queue_t *q = wr_vhost_queue(vh, name);
-    if (q && (q->exclusive != a->exclusive || (q->exclusive && q->owner != ch->conn))) {
-        find_queue(ch, name, mid); /* 405 RESOURCE_LOCKED, as RabbitMQ */
-        if (ch->state == WR_CH_OPEN)
-            wr_channel_error(ch, WR_AMQP_RESOURCE_LOCKED, mid,
-                             "cannot obtain exclusive access to locked queue '%.*s' in vhost "
-                             "'%s'. It could be originally declared on another connection or "
-                             "the exclusive property value does not match that of the original "
-                             "declaration.",
-                             BYTES_FMT(name), vh->name);
-        return;
-    }
-    wr_queue_args_t args;
-    char err[600];
-    if (wr_queue_args_parse(a->arguments, name, vh->name, &args, err, sizeof err) != 0) {
-        wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
-        return;
-    }
-    if (q) {
-        wr_queue_args_free(&args);
-        const char *what = NULL;
-        int got = 0, cur = 0;
-        if (q->durable != a->durable) {
-            what = "durable";
-            got = a->durable;
-            cur = q->durable;
-        } else if (q->auto_delete != a->auto_delete) {
-            what = "auto_delete";
-            got = a->auto_delete;
-            cur = q->auto_delete;
-        }
-        if (what) {
-            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "inequivalent arg '%s' for queue '%.*s' in vhost '%s': received "
-                             "'%s' but current is '%s'",
-                             what, BYTES_FMT(name), vh->name, tf(got), tf(cur));
-            return;
-        }
-        char ent[400];
-        snprintf(ent, sizeof ent, "queue '%.*s' in vhost '%s'", BYTES_FMT(name), vh->name);
-        if (!wr_args_equivalent((wr_bytes_t){q->args_raw.p, q->args_raw.len}, a->arguments,
-                                wr_queue_equiv_keys, ent, err, sizeof err)) {
-            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid, "%s", err);
-            return;
-        }
-    } else {
-        q = wr_queue_new(vh, name, a->durable, a->exclusive, a->auto_delete,
-                         a->exclusive ? ch->conn : NULL, a->arguments, &args);
-        wr_persist_queue_declared(q);
-    }
-    q->last_used = wr_now_ms();
-    remember_queue(ch, name);
+    remember_queue(ch, (wr_bytes_t){(uint8_t *)q->name, q->name_len});
     if (!a->no_wait)
         send_declare_ok(ch, q);
 }
@@ -1393,88 +1193,55 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
 static void queue_bind(wr_channel_t *ch, const wr_queue_bind_t *a, int bind)
 {
     const uint32_t mid = bind ? WR_M_QUEUE_BIND : WR_M_QUEUE_UNBIND;
-    if (a->exchange.n == 0) {
-        wr_channel_error(ch, WR_AMQP_ACCESS_REFUSED, mid,
-                         "operation not permitted on the default exchange");
+    wr_bytes_t qname = qname_of(ch, a->queue);
+    /* Binding the last declared queue with no key uses its name as key. */
+    wr_bytes_t key = a->queue.n == 0 && a->routing_key.n == 0 ? qname : a->routing_key;
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
+    if (wr_op_bind(ch->conn->vhost, bind, a->exchange, 1, qname, key, a->arguments, &who, &r) !=
+        0) {
+        op_failed(ch, &r, mid);
         return;
     }
-    if (!bind) {
-        /* RabbitMQ 3.x: unbinding from a missing queue or exchange is ok. */
-        wr_queue_t *uq = wr_vhost_queue(ch->conn->vhost, qname_of(ch, a->queue));
-        wr_exchange_t *ux = wr_vhost_exchange(ch->conn->vhost, a->exchange);
-        if (uq == NULL || ux == NULL) {
-            wr_method_t r = {.id = WR_M_QUEUE_UNBIND_OK};
-            wr_conn_send_method(ch->conn, ch->id, &r);
-            return;
-        }
-    }
-    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), mid);
-    if (q == NULL)
-        return;
-    wr_exchange_t *x = find_exchange(ch, a->exchange, mid);
-    if (x == NULL)
-        return;
-    wr_bytes_t key = a->routing_key;
-    if (a->queue.n == 0 && key.n == 0)
-        key = (wr_bytes_t){(uint8_t *)q->name, q->name_len};
-    if (bind) {
-        if (check_binding_args(ch, x, key, a->arguments, mid) != 0)
-            return;
-        wr_bind(x, q, NULL, key, a->arguments);
-        if (!a->no_wait) {
-            wr_method_t r = {.id = WR_M_QUEUE_BIND_OK};
-            wr_conn_send_method(ch->conn, ch->id, &r);
-        }
-    } else {
-        wr_unbind(x, q, NULL, key, a->arguments);
-        wr_method_t r = {.id = WR_M_QUEUE_UNBIND_OK};
-        wr_conn_send_method(ch->conn, ch->id, &r);
+    if (!bind || !a->no_wait) {
+        wr_method_t m = {.id = bind ? WR_M_QUEUE_BIND_OK : WR_M_QUEUE_UNBIND_OK};
+        wr_conn_send_method(ch->conn, ch->id, &m);
     }
 }
 
 static void queue_purge(wr_channel_t *ch, const wr_queue_purge_t *a)
 {
-    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), WR_M_QUEUE_PURGE);
-    if (q == NULL)
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
+    uint32_t n;
+    if (wr_op_queue_purge(ch->conn->vhost, qname_of(ch, a->queue), &who, &n, &r) != 0) {
+        op_failed(ch, &r, WR_M_QUEUE_PURGE);
         return;
-    uint32_t n = wr_queue_purge(q);
-    if (!a->no_wait) {
-        wr_method_t r = {.id = WR_M_QUEUE_PURGE_OK};
-        r.u.queue_purge_ok.message_count = n;
-        wr_conn_send_method(ch->conn, ch->id, &r);
     }
+    if (!a->no_wait) {
+        wr_method_t m = {.id = WR_M_QUEUE_PURGE_OK};
+        m.u.queue_purge_ok.message_count = n;
+        wr_conn_send_method(ch->conn, ch->id, &m);
+    }
+}
+
+static void send_delete_ok(void *ctx, uint32_t count)
+{
+    wr_channel_t *ch = ctx;
+    wr_method_t m = {.id = WR_M_QUEUE_DELETE_OK};
+    m.u.queue_delete_ok.message_count = count;
+    wr_conn_send_method(ch->conn, ch->id, &m);
 }
 
 static void queue_delete(wr_channel_t *ch, const wr_queue_delete_t *a)
 {
-    const uint32_t mid = WR_M_QUEUE_DELETE;
-    wr_bytes_t name = qname_of(ch, a->queue);
-    uint32_t n = 0;
-    wr_queue_t *q = wr_vhost_queue(ch->conn->vhost, name);
-    if (q) {
-        if (find_queue(ch, name, mid) == NULL)
-            return;
-        if (a->if_unused && q->n_consumers) {
-            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "queue '%.*s' in vhost '%s' in use", BYTES_FMT(name), vhname(ch));
-            return;
-        }
-        if (a->if_empty && wr_queue_ready(q)) {
-            wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, mid,
-                             "queue '%.*s' in vhost '%s' not empty", BYTES_FMT(name), vhname(ch));
-            return;
-        }
-        n = (uint32_t)wr_queue_ready(q);
-    }
+    wr_actor_t who = actor_of(ch);
+    wr_reply_t r;
     /* delete-ok goes first: RabbitMQ's basic.cancel to consumers of the
      * queue (this channel's included) arrives after it. */
-    if (!a->no_wait) {
-        wr_method_t r = {.id = WR_M_QUEUE_DELETE_OK};
-        r.u.queue_delete_ok.message_count = n;
-        wr_conn_send_method(ch->conn, ch->id, &r);
-    }
-    if (q)
-        wr_queue_delete(q);
+    if (wr_op_queue_delete(ch->conn->vhost, qname_of(ch, a->queue), a->if_unused, a->if_empty, &who,
+                           a->no_wait ? NULL : send_delete_ok, ch, &r) != 0)
+        op_failed(ch, &r, WR_M_QUEUE_DELETE);
 }
 
 /* ---- basic class ---- */
@@ -1509,7 +1276,7 @@ static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
         reply_consume(ch, a);
         return;
     }
-    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), mid);
+    wr_queue_t *q = readable_queue(ch, qname_of(ch, a->queue), mid);
     if (q == NULL)
         return;
     char gen[64];
@@ -1588,7 +1355,7 @@ static void basic_cancel(wr_channel_t *ch, const wr_basic_cancel_t *a)
 
 static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
 {
-    wr_queue_t *q = find_queue(ch, qname_of(ch, a->queue), WR_M_BASIC_GET);
+    wr_queue_t *q = readable_queue(ch, qname_of(ch, a->queue), WR_M_BASIC_GET);
     if (q == NULL)
         return;
     q->last_used = wr_now_ms();

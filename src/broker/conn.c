@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "broker/access.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "proto/frame.h"
@@ -46,6 +47,11 @@ static int internal_update_secret(const char *user, wr_bytes_t secret, char *why
 }
 
 const wr_auth_backend_t wr_auth_internal = {"internal", internal_update_secret};
+
+wr_conn_t *wr_conn_first(void)
+{
+    return all_conns;
+}
 
 size_t wr_conn_count(void)
 {
@@ -243,9 +249,16 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
         return;
     }
     const wr_config_t *cfg = wr_broker.cfg;
-    if (r != 0 || !wr_bytes_eq_str(user, cfg->default_user) ||
-        !wr_bytes_eq_str(pass, cfg->default_pass)) {
-        refuse_login(c, m->mechanism, "invalid credentials");
+    wr_user_t *u = r == 0 ? wr_access_user(user) : NULL;
+    if (u == NULL || !wr_access_check_password(u, pass)) {
+        char why[400];
+        if (r != 0)
+            snprintf(why, sizeof why, "malformed %.*s response", (int)m->mechanism.n,
+                     (const char *)m->mechanism.p);
+        else
+            snprintf(why, sizeof why, "user '%.*s': %s", (int)user.n, (const char *)user.p,
+                     u == NULL ? "no such user" : "invalid credentials");
+        refuse_login(c, m->mechanism, why);
         return;
     }
     if (!c->sock->is_loopback && wr_config_is_loopback_user(cfg, user)) {
@@ -253,6 +266,9 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
         return;
     }
     c->user = wr_xstrndup((const char *)user.p, user.n);
+    c->auth_user = u;
+    snprintf(c->auth_mechanism, sizeof c->auth_mechanism, "%.*s", (int)m->mechanism.n,
+             (const char *)m->mechanism.p);
     wr_method_t t = {.id = WR_M_CONNECTION_TUNE};
     t.u.connection_tune.channel_max = cfg->channel_max;
     t.u.connection_tune.frame_max = cfg->frame_max;
@@ -338,6 +354,11 @@ static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
     if (vh == NULL) {
         wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN, "vhost %.*s not found",
                       (int)m->virtual_host.n, m->virtual_host.p);
+        return;
+    }
+    if (!wr_access_vhost(c->auth_user, vh)) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN,
+                      "access to vhost '%s' refused for user '%s'", vh->name, c->user);
         return;
     }
     c->vhost = vh;
@@ -705,6 +726,9 @@ void wr_conn_accept(wr_sock_t *s)
     c->frame_max = WR_AMQP_FRAME_MIN_SIZE;
     c->deadline = wr_now_ms() + HANDSHAKE_TIMEOUT_MS;
     wr_buf_init(&c->client_props);
+    uv_timeval64_t tv;
+    if (uv_gettimeofday(&tv) == 0)
+        c->connected_at = tv.tv_sec * 1000 + tv.tv_usec / 1000;
     c->next = all_conns;
     if (all_conns)
         all_conns->prev = c;
@@ -864,6 +888,25 @@ size_t wr_conn_close_vhost(wr_vhost_t *vh, uint16_t code, const char *text)
         else
             release_all(c);
         c->vhost = NULL; /* closing: nothing looks at it again */
+        n++;
+    }
+    return n;
+}
+
+size_t wr_conn_close_user(const wr_user_t *u, uint16_t code, const char *text)
+{
+    size_t n = 0;
+    for (wr_conn_t *c = all_conns; c; c = c->next) {
+        if (c->auth_user != u)
+            continue;
+        c->auth_user = NULL;
+        if (c->state < WR_CONN_CLOSING) {
+            if (c->state < WR_CONN_OPEN) {
+                hang_up(c);
+            } else {
+                wr_conn_error(c, code, 0, "%s", text);
+            }
+        }
         n++;
     }
     return n;

@@ -43,6 +43,7 @@
 
 typedef struct wr_conn wr_conn_t;
 typedef struct wr_channel wr_channel_t;
+typedef struct wr_user wr_user_t;
 
 /* A consumer created by basic.consume on a channel. */
 typedef struct wr_chconsumer {
@@ -106,6 +107,9 @@ struct wr_channel {
     wr_exchange_t *pub_x;
     wr_queue_t *pub_q;
     uint64_t pub_x_gen, pub_q_gen;
+    /* pub_x's topic permission for this user, if one applies (checked on
+     * the routing key of every publish). */
+    const struct wr_topic_perm *pub_topic;
 
     /* Publisher confirms: tags up to confirm_ready may be acked; tags up to
      * confirm_sent have been answered. */
@@ -182,14 +186,20 @@ struct wr_conn {
     uint64_t hb_in;     /* bytes read at the last receive check */
     int64_t deadline;   /* handshake, close-ok or hang-up deadline, 0 = none */
     char *user;
+    wr_user_t *auth_user; /* the logged-in user (broker/access.h) */
     wr_vhost_t *vhost;
     wr_buf_t client_props;
+    int64_t connected_at;    /* wall clock, ms since the epoch */
+    char auth_mechanism[16]; /* "PLAIN", "AMQPLAIN" */
     wr_channel_t **channels; /* by id, grown on demand */
     uint32_t n_channel_slots;
     uint32_t n_channels;
     wr_channel_t *channel_list;
     wr_conn_t *next, *prev; /* all connections */
 };
+
+/* Every connection, for listings: the first, then c->next. */
+wr_conn_t *wr_conn_first(void);
 
 /* The socket handler for AMQP connections and the accept callback. */
 extern const wr_sock_handler_t wr_conn_handler;
@@ -253,6 +263,8 @@ wr_vhost_t *wr_broker_vhost_next(size_t *i);
 /* Closes every connection on vh with a hard error (320 when its vhost is
  * deleted) and releases what they hold at once; returns how many. */
 size_t wr_conn_close_vhost(wr_vhost_t *vh, uint16_t code, const char *text);
+/* The same for every connection of a user (deleted). */
+size_t wr_conn_close_user(const wr_user_t *u, uint16_t code, const char *text);
 
 #endif
 

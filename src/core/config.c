@@ -170,6 +170,9 @@ void wr_config_init(wr_config_t *c)
     c->default_user = xstrdup("guest");
     c->default_pass = xstrdup("guest");
     c->default_vhost = xstrdup("/");
+    for (int i = 0; i < 3; i++)
+        c->default_perms[i] = xstrdup(".*");
+    c->default_user_tags = xstrdup("administrator");
     c->heartbeat = 60;
     c->frame_max = 131072;
     c->channel_max = 2047;
@@ -191,6 +194,9 @@ void wr_config_free(wr_config_t *c)
     free(c->default_user);
     free(c->default_pass);
     free(c->default_vhost);
+    for (int i = 0; i < 3; i++)
+        free(c->default_perms[i]);
+    free(c->default_user_tags);
     free(c->data_dir);
     loopback_clear(c);
     memset(c, 0, sizeof *c);
@@ -375,6 +381,36 @@ static int bad_value(char *err, size_t errlen, const char *key, const char *valu
     return WR_EINVAL;
 }
 
+/* Adds (on) or removes a tag of a comma-separated list. */
+static int set_tag(char **csv, const char *tag, int on)
+{
+    size_t n = strlen(*csv), tl = strlen(tag);
+    char *out = malloc(n + tl + 2);
+    if (out == NULL)
+        abort();
+    size_t o = 0;
+    for (const char *p = *csv; *p;) {
+        size_t k = strcspn(p, ",");
+        if (!(k == tl && memcmp(p, tag, k) == 0) && k) {
+            if (o)
+                out[o++] = ',';
+            memcpy(out + o, p, k);
+            o += k;
+        }
+        p += k + (p[k] == ',');
+    }
+    if (on) {
+        if (o)
+            out[o++] = ',';
+        memcpy(out + o, tag, tl);
+        o += tl;
+    }
+    out[o] = '\0';
+    free(*csv);
+    *csv = out;
+    return 0;
+}
+
 static int set_string(char **slot, const char *key, const char *value, char *err, size_t errlen)
 {
     if (value[0] == '\0') {
@@ -433,6 +469,18 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         return set_string(&c->default_pass, key, value, err, errlen);
     if (strcmp(key, "default_vhost") == 0)
         return set_string(&c->default_vhost, key, value, err, errlen);
+    if (strcmp(key, "default_permissions.configure") == 0)
+        return set_string(&c->default_perms[0], key, value, err, errlen);
+    if (strcmp(key, "default_permissions.write") == 0)
+        return set_string(&c->default_perms[1], key, value, err, errlen);
+    if (strcmp(key, "default_permissions.read") == 0)
+        return set_string(&c->default_perms[2], key, value, err, errlen);
+    if (strncmp(key, "default_user_tags.", 18) == 0 && key[18]) {
+        int on;
+        if (parse_bool(value, &on) < 0)
+            return bad_value(err, errlen, key, value, "true or false");
+        return set_tag(&c->default_user_tags, key + 18, on);
+    }
     if (strcmp(key, "data_dir") == 0)
         return set_string(&c->data_dir, key, value, err, errlen);
     if (strcmp(key, "heartbeat") == 0) {

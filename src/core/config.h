@@ -48,6 +48,8 @@ typedef struct wr_config {
     char *default_user; /* created on first start */
     char *default_pass;
     char *default_vhost;
+    char *default_perms[3];       /* configure, write, read: ".*" */
+    char *default_user_tags;      /* comma-separated: "administrator" */
     uint32_t heartbeat;           /* seconds offered in connection.tune; 0 disables */
     uint32_t frame_max;           /* bytes offered in connection.tune; 0 = no limit */
     uint16_t channel_max;         /* offered in connection.tune; 0 = no limit (65535) */

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/access.h"
 #include "broker/conn.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -34,6 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     vh0 = wr_vhost_new("/");
     wr_broker_vhost_add(vh0);
+    wr_user_t *guest = wr_access_user_add("guest", "guest", "administrator");
+    wr_access_set_perms(guest, "/", ".*", ".*", ".*", NULL, 0);
     wr_sock_t *s = wr_sock_new_detached(&wr_conn_handler, 1);
     wr_conn_accept(s);
     size_t chunk = 4096;
@@ -58,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     wr_sock_detached_free(s);
     wr_broker_vhost_remove(vh0);
     wr_vhost_free(vh0);
+    wr_access_reset();
     vh0 = NULL;
     uv_run(wr_loop, UV_RUN_NOWAIT); /* lets closed timers be freed */
     return 0;

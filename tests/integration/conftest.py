@@ -12,8 +12,10 @@ skip, unless a suitable external broker is named by another variable
 (AMQP_CONSUMER_TIMEOUT_URL for a broker with consumer_timeout = 3000).
 """
 
+import json
 import os
 import signal
+import shlex
 import socket
 import subprocess
 import tempfile
@@ -72,6 +74,36 @@ class Broker:
 
     def raw(self, timeout=5.0):
         return rawamqp.RawConnection(self.host, self.port, timeout=timeout)
+
+    def ctl(self, command, *args, vhost="/", **options):
+        """One request on warren's control socket (src/admin/ctl.h); the
+        reply as a dict."""
+        path = os.path.join(self.data_dir, "warren.sock")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            req = {"command": command, "args": list(args), "vhost": vhost,
+                   "options": {k.replace("_", "-"): v for k, v in options.items()}}
+            s.sendall((json.dumps(req) + "\n").encode())
+            f = s.makefile("rb")
+            return json.loads(f.readline())
+
+    def admin(self, command, *args, vhost="/"):
+        """Runs an administrative command (rabbitmqctl's name and
+        arguments) on either broker: warren's control socket, or for
+        RabbitMQ the command line in $RABBITMQCTL (e.g. "rabbitmqctl -n
+        ref1@localhost", run as the rabbitmq user).  Fails the test if it
+        is refused; skips it if RabbitMQ has no $RABBITMQCTL."""
+        if not self.external:
+            r = self.ctl(command, *args, vhost=vhost)
+            assert r["ok"], r
+            return r
+        ctl = os.environ.get("RABBITMQCTL")
+        if not ctl:
+            pytest.skip("set RABBITMQCTL to administer the external broker")
+        cmd = shlex.split(ctl) + [command, "-p", vhost] + list(args)
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        return None
 
     def stderr(self):
         if self.stderr_path and os.path.exists(self.stderr_path):

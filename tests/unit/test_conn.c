@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker/access.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
 #include "core/log.h"
@@ -31,6 +32,8 @@ static void setup(void)
     wr_broker.cfg = &cfg;
     vh0 = wr_vhost_new("/");
     wr_broker_vhost_add(vh0);
+    wr_user_t *guest = wr_access_user_add("guest", "guest", "administrator");
+    wr_access_set_perms(guest, "/", ".*", ".*", ".*", NULL, 0);
 }
 
 static void teardown(wr_sock_t *s)
@@ -39,6 +42,7 @@ static void teardown(wr_sock_t *s)
         wr_sock_detached_free(s);
     wr_broker_vhost_remove(vh0);
     wr_vhost_free(vh0);
+    wr_access_reset();
     vh0 = NULL;
     wr_config_free(&cfg);
     uv_run(wr_loop, UV_RUN_NOWAIT);

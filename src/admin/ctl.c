@@ -1,0 +1,1406 @@
+/* ctl.c - the control socket and its commands (see ctl.h). */
+#include "admin/ctl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin/meta.h"
+#include "broker/access.h"
+#include "broker/conn.h"
+#include "broker/ops.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/version.h"
+#include "proto/spec_gen.h"
+#include "proto/table.h"
+
+/* rabbitmqctl's exit statuses (sysexits.h). */
+enum { EX_USAGE_ = 64, EX_DATAERR_ = 65, EX_NOUSER_ = 67, EX_UNAVAILABLE_ = 69, EX_SOFTWARE_ = 70 };
+
+/* ---- replies ---- */
+
+/* The info line of the command running ("Adding user ..."): rabbitmqctl
+ * prints it on stdout first, whether the command then fails or not. */
+static char cur_info[600];
+
+static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void info(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cur_info, sizeof cur_info, fmt, ap);
+    va_end(ap);
+}
+
+static json_t *refuse(int exit_code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A refusal: the text is what rabbitmqctl prints on stderr. */
+static json_t *refuse(int exit_code, const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    json_t *r = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", text, "exit", exit_code);
+    if (cur_info[0])
+        json_object_set_new(r, "info", json_string(cur_info));
+    return r;
+}
+
+static json_t *action(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A successful action with its info line. */
+static json_t *action(const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return json_pack("{s:b, s:s}", "ok", 1, "info", text);
+}
+
+/* ---- requests ---- */
+
+typedef struct req {
+    const char *command;
+    const char *vhost;
+    json_t *args;    /* array of strings */
+    json_t *options; /* object */
+} req_t;
+
+static size_t nargs(const req_t *r)
+{
+    return json_array_size(r->args);
+}
+
+static const char *arg(const req_t *r, size_t i)
+{
+    return json_string_value(json_array_get(r->args, i));
+}
+
+static const char *opt(const req_t *r, const char *name)
+{
+    return json_string_value(json_object_get(r->options, name));
+}
+
+static int opt_true(const req_t *r, const char *name)
+{
+    json_t *v = json_object_get(r->options, name);
+    return json_is_true(v) || (json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
+}
+
+static wr_vhost_t *vhost_of(const req_t *r)
+{
+    return wr_broker_vhost(wr_bytes_of(r->vhost));
+}
+
+static json_t *no_vhost(const req_t *r)
+{
+    return refuse(EX_DATAERR_, "Virtual host '%s' does not exist", r->vhost);
+}
+
+/* For the commands that change a vhost's settings (set_permissions...). */
+static json_t *no_vhost_69(const req_t *r)
+{
+    return refuse(EX_UNAVAILABLE_, "Error:\nVirtual host %s does not exist", r->vhost);
+}
+
+/* ---- values ---- */
+
+static json_t *str_n(const void *p, size_t n)
+{
+    return json_stringn((const char *)p, n);
+}
+
+static json_t *field_json(const wr_field_t *f, int depth);
+
+static json_t *table_json(wr_bytes_t t, int depth)
+{
+    json_t *o = json_object();
+    wr_table_iter_t it;
+    wr_bytes_t k;
+    wr_field_t v;
+    wr_table_iter_init(&it, t);
+    while (wr_table_next(&it, &k, &v) == 1) {
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)k.n, (const char *)k.p);
+        json_object_set_new(o, key, field_json(&v, depth + 1));
+    }
+    return o;
+}
+
+static json_t *field_json(const wr_field_t *f, int depth)
+{
+    if (depth > 32)
+        return json_null();
+    switch (f->type) {
+    case 'S':
+    case 'x':
+        return str_n(f->v.bytes.p, f->v.bytes.n);
+    case 't':
+        return json_boolean(f->v.i);
+    case 'T':
+        return json_integer((json_int_t)f->v.u);
+    case 'f':
+        return json_real(f->v.f);
+    case 'd':
+        return json_real(f->v.d);
+    case 'D': {
+        double d = f->v.dec.value;
+        for (int i = 0; i < f->v.dec.scale; i++)
+            d /= 10;
+        return json_real(d);
+    }
+    case 'V':
+        return json_null();
+    case 'F':
+        return table_json(f->v.bytes, depth);
+    case 'A': {
+        json_t *a = json_array();
+        wr_table_iter_t it;
+        wr_field_t v;
+        wr_table_iter_init(&it, f->v.bytes);
+        while (wr_array_next(&it, &v) == 1)
+            json_array_append_new(a, field_json(&v, depth + 1));
+        return a;
+    }
+    default:
+        return json_integer(f->v.i);
+    }
+}
+
+static json_t *tags_json(const char *csv)
+{
+    json_t *a = json_array();
+    for (const char *p = csv; p && *p;) {
+        size_t n = strcspn(p, ",");
+        if (n)
+            json_array_append_new(a, str_n(p, n));
+        p += n + (p[n] == ',');
+    }
+    return a;
+}
+
+/* ---- listings ---- */
+
+/* Projects the full info objects of a listing onto the requested columns
+ * (or defaults), as rabbitmqctl does; an unknown column is refused. */
+typedef json_t *(*info_fn)(void *obj, void *ctx);
+
+typedef struct listing {
+    const char *const *columns; /* every column, NULL-terminated */
+    const char *const *defaults;
+    json_t *rows;    /* built */
+    json_t *picked;  /* column names */
+    json_t *objects; /* info objects, in order */
+} listing_t;
+
+static int col_known(const char *const *cols, const char *name)
+{
+    for (; *cols; cols++)
+        if (strcmp(*cols, name) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *listing_begin(listing_t *l, const req_t *r)
+{
+    l->picked = json_array();
+    l->objects = json_array();
+    if (nargs(r) == 0) {
+        for (const char *const *c = l->defaults; *c; c++)
+            json_array_append_new(l->picked, json_string(*c));
+        return NULL;
+    }
+    for (size_t i = 0; i < nargs(r); i++) {
+        const char *c = arg(r, i);
+        if (c == NULL || !col_known(l->columns, c)) {
+            wr_buf_t b;
+            wr_buf_init(&b);
+            for (const char *const *k = l->columns; *k; k++) {
+                if (b.len)
+                    wr_buf_put(&b, ", ", 2);
+                wr_buf_put(&b, *k, strlen(*k));
+            }
+            json_t *e = refuse(EX_USAGE_, "Info key(s) %s are not supported. Valid keys are: %.*s",
+                               c ? c : "?", (int)b.len, (const char *)b.p);
+            wr_buf_free(&b);
+            json_decref(l->picked);
+            json_decref(l->objects);
+            return e;
+        }
+        json_array_append_new(l->picked, json_string(c));
+    }
+    return NULL;
+}
+
+static json_t *listing_end(listing_t *l, const char *info)
+{
+    json_t *rows = json_array();
+    size_t i, j;
+    json_t *o, *c;
+    json_array_foreach(l->objects, i, o)
+    {
+        json_t *row = json_array();
+        json_array_foreach(l->picked, j, c)
+        {
+            json_t *v = json_object_get(o, json_string_value(c));
+            json_array_append(row, v ? v : json_null());
+        }
+        json_array_append_new(rows, row);
+    }
+    json_decref(l->objects);
+    json_t *reply = json_pack("{s:b, s:o, s:o}", "ok", 1, "columns", l->picked, "rows", rows);
+    if (info)
+        json_object_set_new(reply, "info", json_string(info));
+    return reply;
+}
+
+static void conn_name(const wr_conn_t *c, char *out, size_t n)
+{
+    snprintf(out, n, "%s -> %s", c->sock->peer, c->sock->local);
+}
+
+/* Splits "host:port" (or "[v6]:port") into its parts. */
+static void split_addr(const char *addr, char *host, size_t hn, long *port)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t n = colon ? (size_t)(colon - addr) : strlen(addr);
+    const char *h = addr;
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    snprintf(host, hn, "%.*s", (int)n, h);
+    *port = colon ? strtol(colon + 1, NULL, 10) : 0;
+}
+
+static void chan_pid(const wr_channel_t *ch, char *out, size_t n)
+{
+    /* No Erlang processes here: a stable name of the channel instead. */
+    char cn[160];
+    conn_name(ch->conn, cn, sizeof cn);
+    snprintf(out, n, "<%s (%u)>", cn, ch->id);
+}
+
+static const char *const queue_cols[] = {"name",
+                                         "durable",
+                                         "auto_delete",
+                                         "arguments",
+                                         "policy",
+                                         "pid",
+                                         "owner_pid",
+                                         "exclusive",
+                                         "exclusive_consumer_pid",
+                                         "exclusive_consumer_tag",
+                                         "messages_ready",
+                                         "messages_unacknowledged",
+                                         "messages",
+                                         "messages_ready_ram",
+                                         "messages_unacknowledged_ram",
+                                         "messages_ram",
+                                         "messages_persistent",
+                                         "message_bytes",
+                                         "message_bytes_ready",
+                                         "message_bytes_unacknowledged",
+                                         "message_bytes_ram",
+                                         "message_bytes_persistent",
+                                         "consumers",
+                                         "consumer_utilisation",
+                                         "consumer_capacity",
+                                         "memory",
+                                         "state",
+                                         "type",
+                                         NULL};
+static const char *const queue_defaults[] = {"name", "messages", NULL};
+
+static json_t *queue_info(const wr_queue_t *q)
+{
+    size_t ready = wr_queue_ready(q);
+    json_t *o = json_object();
+    json_object_set_new(o, "name", str_n(q->name, q->name_len));
+    json_object_set_new(o, "durable", json_boolean(q->durable));
+    json_object_set_new(o, "auto_delete", json_boolean(q->auto_delete));
+    json_object_set_new(o, "arguments",
+                        table_json((wr_bytes_t){q->args_raw.p, q->args_raw.len}, 0));
+    json_object_set_new(o, "policy", json_string(""));
+    char pid[200] = "";
+    snprintf(pid, sizeof pid, "<queue '%.*s'>", (int)q->name_len, q->name);
+    json_object_set_new(o, "pid", json_string(pid));
+    char owner[200] = "";
+    if (q->exclusive && q->owner)
+        conn_name(q->owner, owner, sizeof owner);
+    json_object_set_new(o, "owner_pid", json_string(owner));
+    json_object_set_new(o, "exclusive", json_boolean(q->exclusive));
+    const wr_chconsumer_t *ex = NULL;
+    for (const wr_consumer_t *c = q->consumers; c; c = c->qnext)
+        if (c->exclusive)
+            ex = (const wr_chconsumer_t *)c;
+    char expid[220] = "";
+    if (ex)
+        chan_pid(ex->ch, expid, sizeof expid);
+    json_object_set_new(o, "exclusive_consumer_pid", json_string(expid));
+    json_object_set_new(o, "exclusive_consumer_tag",
+                        ex ? str_n(ex->tag, ex->tag_len) : json_string(""));
+    json_object_set_new(o, "messages_ready", json_integer((json_int_t)ready));
+    json_object_set_new(o, "messages_unacknowledged", json_integer(q->unacked));
+    json_object_set_new(o, "messages", json_integer((json_int_t)(ready + q->unacked)));
+    json_object_set_new(o, "messages_ready_ram", json_integer((json_int_t)ready));
+    json_object_set_new(o, "messages_unacknowledged_ram", json_integer(q->unacked));
+    json_object_set_new(o, "messages_ram", json_integer((json_int_t)(ready + q->unacked)));
+    json_object_set_new(o, "messages_persistent", json_integer(q->durable ? (json_int_t)ready : 0));
+    json_object_set_new(o, "message_bytes_ready", json_integer((json_int_t)q->ready_bytes));
+    json_object_set_new(o, "message_bytes", json_integer((json_int_t)q->ready_bytes));
+    json_object_set_new(o, "message_bytes_unacknowledged", json_integer(0));
+    json_object_set_new(o, "message_bytes_ram", json_integer((json_int_t)q->ready_bytes));
+    json_object_set_new(o, "message_bytes_persistent",
+                        json_integer(q->durable ? (json_int_t)q->ready_bytes : 0));
+    json_object_set_new(o, "consumers", json_integer(q->n_consumers));
+    json_object_set_new(o, "consumer_utilisation", json_real(q->n_consumers ? 1.0 : 0.0));
+    json_object_set_new(o, "consumer_capacity", json_real(q->n_consumers ? 1.0 : 0.0));
+    json_object_set_new(o, "memory",
+                        json_integer((json_int_t)(sizeof *q + ready * sizeof(wr_qent_t))));
+    json_object_set_new(o, "state", json_string("running"));
+    json_object_set_new(o, "type", json_string("classic"));
+    return o;
+}
+
+static json_t *cmd_list_queues(const req_t *r)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {queue_cols, queue_defaults, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&vh->queues, &i, &sl)) {
+        const wr_queue_t *q = sl->value;
+        if (q->delay)
+            continue; /* x-delayed-message's hidden queues */
+        json_array_append_new(l.objects, queue_info(q));
+    }
+    char info[300];
+    snprintf(info, sizeof info, "Listing queues for vhost %s ...", vh->name);
+    return listing_end(&l, info);
+}
+
+static const char *const exchange_cols[] = {"name",     "type",      "durable", "auto_delete",
+                                            "internal", "arguments", "policy",  NULL};
+static const char *const exchange_defaults[] = {"name", "type", NULL};
+
+static json_t *cmd_list_exchanges(const req_t *r)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {exchange_cols, exchange_defaults, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&vh->exchanges, &i, &sl)) {
+        const wr_exchange_t *x = sl->value;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", str_n(x->name, x->name_len));
+        json_object_set_new(
+            o, "type", json_string(x->delayed ? "x-delayed-message" : wr_extype_name(x->type)));
+        json_object_set_new(o, "durable", json_boolean(x->durable));
+        json_object_set_new(o, "auto_delete", json_boolean(x->auto_delete));
+        json_object_set_new(o, "internal", json_boolean(x->internal));
+        json_object_set_new(o, "arguments",
+                            table_json((wr_bytes_t){x->args_raw.p, x->args_raw.len}, 0));
+        json_object_set_new(o, "policy", json_string(""));
+        json_array_append_new(l.objects, o);
+    }
+    char info[300];
+    snprintf(info, sizeof info, "Listing exchanges for vhost %s ...", vh->name);
+    return listing_end(&l, info);
+}
+
+static const char *const binding_cols[] = {
+    "source_name", "source_kind", "destination_name", "destination_kind", "routing_key",
+    "arguments",   NULL};
+
+static void binding_row(listing_t *l, const char *src, size_t src_n, const char *dst, size_t dst_n,
+                        const char *kind, const char *key, size_t key_n, wr_bytes_t args)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "source_name", str_n(src, src_n));
+    json_object_set_new(o, "source_kind", json_string("exchange"));
+    json_object_set_new(o, "destination_name", str_n(dst, dst_n));
+    json_object_set_new(o, "destination_kind", json_string(kind));
+    json_object_set_new(o, "routing_key", str_n(key, key_n));
+    json_object_set_new(o, "arguments", table_json(args, 0));
+    json_array_append_new(l->objects, o);
+}
+
+static json_t *cmd_list_bindings(const req_t *r)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {binding_cols, binding_cols, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    /* As RabbitMQ: the default exchange's implicit binding of each queue
+     * first, then the real ones. */
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&vh->queues, &i, &sl)) {
+        const wr_queue_t *q = sl->value;
+        if (!q->delay)
+            binding_row(&l, "", 0, q->name, q->name_len, "queue", q->name, q->name_len,
+                        (wr_bytes_t){NULL, 0});
+    }
+    i = 0;
+    while (wr_map_next(&vh->exchanges, &i, &sl)) {
+        const wr_exchange_t *x = sl->value;
+        for (const wr_binding_t *b = x->bindings; b; b = b->src_next)
+            binding_row(&l, x->name, x->name_len, b->dq ? b->dq->name : b->dx->name,
+                        b->dq ? b->dq->name_len : b->dx->name_len, b->dq ? "queue" : "exchange",
+                        b->key, b->key_len, (wr_bytes_t){b->args.p, b->args.len});
+    }
+    char info[300];
+    snprintf(info, sizeof info, "Listing bindings for vhost %s...", vh->name);
+    return listing_end(&l, info);
+}
+
+static const char *const conn_cols[] = {
+    "pid",      "name",         "port",      "host",        "peer_port",         "peer_host",
+    "ssl",      "state",        "channels",  "protocol",    "auth_mechanism",    "user",
+    "vhost",    "timeout",      "frame_max", "channel_max", "client_properties", "recv_oct",
+    "send_oct", "connected_at", NULL};
+static const char *const conn_defaults[] = {"user", "peer_host", "peer_port", "state", NULL};
+
+static const char *conn_state(const wr_conn_t *c)
+{
+    switch (c->state) {
+    case WR_CONN_OPEN:
+        return c->blocked_sent ? "blocked" : "running";
+    case WR_CONN_CLOSING:
+    case WR_CONN_CLOSED:
+    case WR_CONN_DEAD:
+        return "closing";
+    default:
+        return "starting";
+    }
+}
+
+static json_t *conn_info(const wr_conn_t *c)
+{
+    json_t *o = json_object();
+    char name[160], host[80], peer[80];
+    long port, peer_port;
+    conn_name(c, name, sizeof name);
+    split_addr(c->sock->local, host, sizeof host, &port);
+    split_addr(c->sock->peer, peer, sizeof peer, &peer_port);
+    char pid[200];
+    snprintf(pid, sizeof pid, "<%s>", name);
+    json_object_set_new(o, "pid", json_string(pid));
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "port", json_integer(port));
+    json_object_set_new(o, "host", json_string(host));
+    json_object_set_new(o, "peer_port", json_integer(peer_port));
+    json_object_set_new(o, "peer_host", json_string(peer));
+    json_object_set_new(o, "ssl", json_false());
+    json_object_set_new(o, "state", json_string(conn_state(c)));
+    json_object_set_new(o, "channels", json_integer(c->n_channels));
+    json_object_set_new(o, "protocol", json_string("AMQP 0-9-1"));
+    json_object_set_new(o, "auth_mechanism", json_string(c->auth_mechanism));
+    json_object_set_new(o, "user", json_string(c->user ? c->user : ""));
+    json_object_set_new(o, "vhost", json_string(c->vhost ? c->vhost->name : ""));
+    json_object_set_new(o, "timeout", json_integer(c->heartbeat));
+    json_object_set_new(o, "frame_max", json_integer(c->frame_max));
+    json_object_set_new(o, "channel_max", json_integer(c->channel_max));
+    json_object_set_new(o, "client_properties",
+                        table_json((wr_bytes_t){c->client_props.p, c->client_props.len}, 0));
+    json_object_set_new(o, "recv_oct", json_integer((json_int_t)c->sock->bytes_in));
+    json_object_set_new(o, "send_oct", json_integer((json_int_t)c->sock->bytes_out));
+    json_object_set_new(o, "connected_at", json_integer(c->connected_at));
+    return o;
+}
+
+static json_t *cmd_list_connections(const req_t *r)
+{
+    listing_t l = {conn_cols, conn_defaults, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    for (wr_conn_t *c = wr_conn_first(); c; c = c->next)
+        if (c->state >= WR_CONN_START_OK && c->state <= WR_CONN_OPEN)
+            json_array_append_new(l.objects, conn_info(c));
+    return listing_end(&l, "Listing connections ...");
+}
+
+static const char *const chan_cols[] = {"pid",
+                                        "connection",
+                                        "name",
+                                        "number",
+                                        "user",
+                                        "vhost",
+                                        "transactional",
+                                        "confirm",
+                                        "consumer_count",
+                                        "messages_unacknowledged",
+                                        "messages_uncommitted",
+                                        "acks_uncommitted",
+                                        "messages_unconfirmed",
+                                        "prefetch_count",
+                                        "global_prefetch_count",
+                                        NULL};
+static const char *const chan_defaults[] = {"pid", "user", "consumer_count",
+                                            "messages_unacknowledged", NULL};
+
+static json_t *cmd_list_channels(const req_t *r)
+{
+    listing_t l = {chan_cols, chan_defaults, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    for (wr_conn_t *c = wr_conn_first(); c; c = c->next) {
+        if (c->state != WR_CONN_OPEN)
+            continue;
+        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next) {
+            json_t *o = json_object();
+            char pid[220], cn[160], name[200];
+            chan_pid(ch, pid, sizeof pid);
+            conn_name(c, cn, sizeof cn);
+            snprintf(name, sizeof name, "%s (%u)", cn, ch->id);
+            size_t unacked = 0, msgs = 0, acks = 0;
+            for (size_t i = 0; i < ch->ua_count; i++)
+                unacked += ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)].queue != NULL;
+            for (size_t i = 0; i < ch->n_txops; i++)
+                *(ch->txops[i].kind == 0 ? &msgs : &acks) += 1;
+            json_object_set_new(o, "pid", json_string(pid));
+            json_object_set_new(o, "connection", json_string(cn));
+            json_object_set_new(o, "name", json_string(name));
+            json_object_set_new(o, "number", json_integer(ch->id));
+            json_object_set_new(o, "user", json_string(c->user ? c->user : ""));
+            json_object_set_new(o, "vhost", json_string(c->vhost ? c->vhost->name : ""));
+            json_object_set_new(o, "transactional", json_boolean(ch->tx));
+            json_object_set_new(o, "confirm", json_boolean(ch->confirm));
+            json_object_set_new(o, "consumer_count", json_integer((json_int_t)ch->consumers.count));
+            json_object_set_new(o, "messages_unacknowledged", json_integer((json_int_t)unacked));
+            json_object_set_new(o, "messages_uncommitted", json_integer((json_int_t)msgs));
+            json_object_set_new(o, "acks_uncommitted", json_integer((json_int_t)acks));
+            json_object_set_new(o, "messages_unconfirmed", json_integer((json_int_t)ch->pc_count));
+            json_object_set_new(o, "prefetch_count", json_integer(ch->prefetch_consumer));
+            json_object_set_new(o, "global_prefetch_count", json_integer(ch->prefetch_channel));
+            json_array_append_new(l.objects, o);
+        }
+    }
+    return listing_end(&l, "Listing channels ...");
+}
+
+static const char *const consumer_cols[] = {"queue_name",      "channel_pid",    "consumer_tag",
+                                            "ack_required",    "prefetch_count", "active",
+                                            "activity_status", "arguments",      NULL};
+
+static json_t *cmd_list_consumers(const req_t *r)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {consumer_cols, consumer_cols, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&vh->queues, &i, &sl)) {
+        const wr_queue_t *q = sl->value;
+        for (const wr_consumer_t *c = q->consumers; c; c = c->qnext) {
+            const wr_chconsumer_t *cc = (const wr_chconsumer_t *)c;
+            json_t *o = json_object();
+            char pid[220];
+            chan_pid(cc->ch, pid, sizeof pid);
+            int active = !q->args.single_active || c == q->consumers;
+            json_object_set_new(o, "queue_name", str_n(q->name, q->name_len));
+            json_object_set_new(o, "channel_pid", json_string(pid));
+            json_object_set_new(o, "consumer_tag", str_n(cc->tag, cc->tag_len));
+            json_object_set_new(o, "ack_required", json_boolean(!c->no_ack));
+            json_object_set_new(o, "prefetch_count", json_integer(cc->prefetch));
+            json_object_set_new(o, "active", json_boolean(active));
+            json_object_set_new(
+                o, "activity_status",
+                json_string(q->args.single_active ? (active ? "single_active" : "waiting") : "up"));
+            json_object_set_new(o, "arguments", json_object());
+            json_array_append_new(l.objects, o);
+        }
+    }
+    char info[300];
+    snprintf(info, sizeof info, "Listing consumers in vhost %s ...", vh->name);
+    return listing_end(&l, info);
+}
+
+static const char *const user_cols[] = {"user", "tags", NULL};
+
+static json_t *cmd_list_users(const req_t *r)
+{
+    listing_t l = {user_cols, user_cols, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    for (wr_user_t *u; (u = wr_access_user_next(&i));)
+        json_array_append_new(l.objects,
+                              json_pack("{s:s, s:o}", "user", u->name, "tags", tags_json(u->tags)));
+    return listing_end(&l, "Listing users ...");
+}
+
+static const char *const vhost_cols[] = {"name", "description", "tags", "tracing", NULL};
+static const char *const vhost_defaults[] = {"name", NULL};
+
+static json_t *cmd_list_vhosts(const req_t *r)
+{
+    listing_t l = {vhost_cols, vhost_defaults, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
+        json_array_append_new(l.objects, json_pack("{s:s, s:s, s:o, s:b}", "name", vh->name,
+                                                   "description", vh->description, "tags",
+                                                   tags_json(vh->tags), "tracing", 0));
+    return listing_end(&l, "Listing vhosts ...");
+}
+
+static const char *const perm_cols[] = {"user", "configure", "write", "read", NULL};
+
+static json_t *cmd_list_permissions(const req_t *r)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {perm_cols, perm_cols, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    for (wr_user_t *u; (u = wr_access_user_next(&i));) {
+        const wr_perms_t *p = wr_access_perms(u, vh->name);
+        if (p)
+            json_array_append_new(l.objects, json_pack("{s:s, s:s, s:s, s:s}", "user", u->name,
+                                                       "configure", p->p[0].src, "write",
+                                                       p->p[1].src, "read", p->p[2].src));
+    }
+    char info[300];
+    snprintf(info, sizeof info, "Listing permissions for vhost \"%s\" ...", vh->name);
+    return listing_end(&l, info);
+}
+
+static wr_user_t *user_arg(const req_t *r, size_t i)
+{
+    const char *name = arg(r, i);
+    return name ? wr_access_user(wr_bytes_of(name)) : NULL;
+}
+
+static json_t *no_user(const req_t *r, size_t i)
+{
+    return refuse(EX_NOUSER_, "Error:\nUser \"%s\" does not exist", arg(r, i) ? arg(r, i) : "");
+}
+
+/* set_permissions and its kind name the user without quotes. */
+static json_t *no_user_bare(const req_t *r, size_t i)
+{
+    return refuse(EX_NOUSER_, "Error:\nUser %s does not exist", arg(r, i) ? arg(r, i) : "");
+}
+
+static json_t *usage(const char *cmd)
+{
+    return refuse(EX_USAGE_, "wrong number of arguments for %s (see warrenctl help %s)", cmd, cmd);
+}
+
+static const char *const uperm_cols[] = {"vhost", "configure", "write", "read", NULL};
+
+static json_t *cmd_list_user_permissions(const req_t *r)
+{
+    if (nargs(r) != 1)
+        return usage(r->command);
+    info("Listing permissions for user \"%s\" ...", arg(r, 0) ? arg(r, 0) : "");
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return refuse(EX_UNAVAILABLE_, "Error:\n{:no_such_user, \"%s\"}",
+                      arg(r, 0) ? arg(r, 0) : "");
+    listing_t l = {uperm_cols, uperm_cols, NULL, NULL, NULL};
+    req_t none = *r;
+    none.args = NULL;
+    listing_begin(&l, &none);
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    while (wr_map_next(&u->perms, &i, &sl)) {
+        const wr_perms_t *p = sl->value;
+        json_array_append_new(l.objects,
+                              json_pack("{s:s, s:s, s:s, s:s}", "vhost", sl->key, "configure",
+                                        p->p[0].src, "write", p->p[1].src, "read", p->p[2].src));
+    }
+    char info[300];
+    snprintf(info, sizeof info, "Listing permissions for user \"%s\" ...", u->name);
+    return listing_end(&l, info);
+}
+
+static const char *const tperm_cols[] = {"user", "exchange", "write", "read", NULL};
+
+static json_t *cmd_list_topic_permissions(const req_t *r)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {tperm_cols, tperm_cols, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    size_t i = 0;
+    for (wr_user_t *u; (u = wr_access_user_next(&i));)
+        for (const wr_topic_perm_t *t = wr_access_topic_list(u, vh->name); t; t = t->next)
+            json_array_append_new(l.objects, json_pack("{s:s, s:s, s:s, s:s}", "user", u->name,
+                                                       "exchange", t->exchange, "write",
+                                                       t->write_src, "read", t->read_src));
+    char info[300];
+    snprintf(info, sizeof info, "Listing topic permissions for vhost \"%s\" ...", vh->name);
+    return listing_end(&l, info);
+}
+
+/* ---- users ---- */
+
+static json_t *saved(json_t *ok)
+{
+    char err[512];
+    if (wr_meta_save(err, sizeof err) != 0) {
+        json_decref(ok);
+        return refuse(EX_SOFTWARE_, "%s", err);
+    }
+    return ok;
+}
+
+/* Tags are the arguments after the user: "a b" or "a,b". */
+static char *tags_from_args(const req_t *r, size_t from)
+{
+    wr_buf_t b;
+    wr_buf_init(&b);
+    for (size_t i = from; i < nargs(r); i++) {
+        const char *t = arg(r, i);
+        for (const char *p = t ? t : ""; *p;) {
+            size_t n = strcspn(p, ", ");
+            if (n) {
+                if (b.len)
+                    wr_buf_put(&b, ",", 1);
+                wr_buf_put(&b, p, n);
+            }
+            p += n;
+            while (*p == ',' || *p == ' ')
+                p++;
+        }
+    }
+    char *s = wr_xstrndup((const char *)b.p, b.len);
+    wr_buf_free(&b);
+    return s;
+}
+
+static json_t *cmd_add_user(const req_t *r)
+{
+    if (nargs(r) != 2 || arg(r, 0) == NULL || arg(r, 1) == NULL)
+        return usage(r->command);
+    const char *name = arg(r, 0);
+    info("Adding user \"%s\" ...", name);
+    if (*name == '\0')
+        return refuse(EX_USAGE_, "Error:\nuser cannot be an empty string");
+    if (wr_access_user(wr_bytes_of(name)))
+        return refuse(EX_SOFTWARE_, "Error:\nUser \"%s\" already exists", name);
+    const char *tags = opt(r, "tags");
+    wr_access_user_add(name, arg(r, 1), tags ? tags : "");
+    json_t *ok = saved(action("Adding user \"%s\" ...", name));
+    if (json_is_true(json_object_get(ok, "ok")))
+        json_object_set_new(ok, "message",
+                            json_string("Done. Don't forget to grant the user permissions to some "
+                                        "virtual hosts! See 'warrenctl help set_permissions' to "
+                                        "learn more."));
+    return ok;
+}
+
+static json_t *cmd_delete_user(const req_t *r)
+{
+    if (nargs(r) != 1)
+        return usage(r->command);
+    info("Deleting user \"%s\" ...", arg(r, 0) ? arg(r, 0) : "");
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user(r, 0);
+    char text[300];
+    snprintf(text, sizeof text, "user '%s' is deleted", u->name);
+    wr_conn_close_user(u, WR_AMQP_CONNECTION_FORCED, text);
+    json_t *ok = action("Deleting user \"%s\" ...", u->name);
+    wr_access_user_delete(u);
+    return saved(ok);
+}
+
+static json_t *cmd_change_password(const req_t *r)
+{
+    if (nargs(r) != 2 || arg(r, 0) == NULL || arg(r, 1) == NULL)
+        return usage(r->command);
+    info("Changing password for user \"%s\" ...", arg(r, 0));
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user(r, 0);
+    wr_access_set_password(u, arg(r, 1));
+    return saved(action("Changing password for user \"%s\" ...", u->name));
+}
+
+static json_t *cmd_clear_password(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Clearing password for user \"%s\" ...", arg(r, 0));
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user(r, 0);
+    wr_access_set_password(u, NULL);
+    return saved(action("Clearing password for user \"%s\" ...", u->name));
+}
+
+static json_t *cmd_authenticate_user(const req_t *r)
+{
+    if (nargs(r) != 2 || arg(r, 1) == NULL)
+        return usage(r->command);
+    const char *name = arg(r, 0) ? arg(r, 0) : "";
+    info("Authenticating user \"%s\" ...", name);
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL || !wr_access_check_password(u, wr_bytes_of(arg(r, 1))))
+        return refuse(EX_DATAERR_,
+                      "Error:\nError: failed to authenticate user \"%s\"\nuser '%s' - %s", name,
+                      name, u ? "invalid credentials" : "No such user");
+    json_t *ok = action("Authenticating user \"%s\" ...", name);
+    json_object_set_new(ok, "message", json_string("Success"));
+    return ok;
+}
+
+static json_t *cmd_set_user_tags(const req_t *r)
+{
+    if (nargs(r) < 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    char *tags = tags_from_args(r, 1);
+    wr_buf_t shown;
+    wr_buf_init(&shown);
+    for (const char *p = tags; *p; p++) {
+        if (*p == ',')
+            wr_buf_put(&shown, ", ", 2);
+        else
+            wr_buf_put(&shown, p, 1);
+    }
+    info("Setting tags for user \"%s\" to [%.*s] ...", arg(r, 0), (int)shown.len,
+         (const char *)shown.p);
+    wr_buf_free(&shown);
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL) {
+        free(tags);
+        return no_user(r, 0);
+    }
+    wr_access_set_tags(u, tags);
+    json_t *ok = action("%s", cur_info);
+    free(tags);
+    return saved(ok);
+}
+
+/* ---- vhosts ---- */
+
+static json_t *cmd_add_vhost(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    const char *name = arg(r, 0);
+    info("Adding vhost \"%s\" ...", name);
+    if (*name == '\0')
+        return refuse(EX_USAGE_, "Error:\nvhost cannot be an empty string");
+    if (wr_broker_vhost(wr_bytes_of(name)))
+        return action("%s", cur_info); /* as RabbitMQ: already there is fine */
+    const char *desc = opt(r, "description");
+    const char *tags = opt(r, "tags");
+    char err[512];
+    if (wr_meta_vhost_create(name, desc ? desc : "", tags ? tags : "", err, sizeof err) == NULL)
+        return refuse(EX_SOFTWARE_, "%s", err);
+    return action("Adding vhost \"%s\" ...", name);
+}
+
+static json_t *cmd_delete_vhost(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Deleting vhost \"%s\" ...", arg(r, 0));
+    wr_vhost_t *vh = wr_broker_vhost(wr_bytes_of(arg(r, 0)));
+    if (vh == NULL)
+        return refuse(EX_DATAERR_, "Virtual host '%s' does not exist", arg(r, 0));
+    json_t *ok = action("Deleting vhost \"%s\" ...", vh->name);
+    char err[512];
+    if (wr_meta_vhost_delete(vh, err, sizeof err) != 0) {
+        json_decref(ok);
+        return refuse(EX_SOFTWARE_, "%s", err);
+    }
+    return ok;
+}
+
+/* ---- permissions ---- */
+
+static json_t *cmd_set_permissions(const req_t *r)
+{
+    if (nargs(r) != 4 || !arg(r, 0) || !arg(r, 1) || !arg(r, 2) || !arg(r, 3))
+        return usage(r->command);
+    info("Setting permissions for user \"%s\" in vhost \"%s\" ...", arg(r, 0), r->vhost);
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user_bare(r, 0);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    char err[300];
+    if (wr_access_set_perms(u, vh->name, arg(r, 1), arg(r, 2), arg(r, 3), err, sizeof err) != 0)
+        return refuse(EX_UNAVAILABLE_, "Error:\n%s", err);
+    return saved(
+        action("Setting permissions for user \"%s\" in vhost \"%s\" ...", u->name, vh->name));
+}
+
+static json_t *cmd_clear_permissions(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Clearing permissions for user \"%s\" in vhost \"%s\" ...", arg(r, 0), r->vhost);
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user_bare(r, 0);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    wr_access_set_perms(u, vh->name, NULL, NULL, NULL, NULL, 0);
+    return saved(
+        action("Clearing permissions for user \"%s\" in vhost \"%s\" ...", u->name, vh->name));
+}
+
+static json_t *cmd_set_topic_permissions(const req_t *r)
+{
+    if (nargs(r) != 4 || !arg(r, 0) || !arg(r, 1) || !arg(r, 2) || !arg(r, 3))
+        return usage(r->command);
+    info("Setting topic permissions on \"%s\" for user \"%s\" in vhost \"%s\" ...", arg(r, 1),
+         arg(r, 0), r->vhost);
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user_bare(r, 0);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    char err[300];
+    if (wr_access_set_topic(u, vh->name, arg(r, 1), arg(r, 2), arg(r, 3), err, sizeof err) != 0)
+        return refuse(EX_UNAVAILABLE_, "Error:\n%s", err);
+    return saved(action("Setting topic permissions on \"%s\" for user \"%s\" in vhost \"%s\" ...",
+                        arg(r, 1), u->name, vh->name));
+}
+
+static json_t *cmd_clear_topic_permissions(const req_t *r)
+{
+    if (nargs(r) != 1 && nargs(r) != 2)
+        return usage(r->command);
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user_bare(r, 0);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    wr_access_clear_topic(u, vh->name, nargs(r) == 2 ? arg(r, 1) : NULL);
+    return saved(action("Clearing topic permissions for user \"%s\" in vhost \"%s\" ...", u->name,
+                        vh->name));
+}
+
+/* ---- queues and connections ---- */
+
+static json_t *op_refused(const wr_reply_t *rp)
+{
+    return refuse(EX_SOFTWARE_, "Error:\n%s - %s", wr_amqp_reply_name(rp->code), rp->text);
+}
+
+static json_t *cmd_purge_queue(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Purging queue '%s' in vhost '%s' ...", arg(r, 0), r->vhost);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    wr_actor_t who = {NULL, NULL};
+    wr_reply_t rp;
+    uint32_t n;
+    if (wr_op_queue_purge(vh, wr_bytes_of(arg(r, 0)), &who, &n, &rp) != 0)
+        return rp.code == WR_AMQP_NOT_FOUND ? refuse(EX_UNAVAILABLE_, "Error:\nnot_found")
+                                            : op_refused(&rp);
+    return action("Purging queue '%s' in vhost '%s' ...", arg(r, 0), vh->name);
+}
+
+static void count_cb(void *ctx, uint32_t count)
+{
+    *(uint32_t *)ctx = count;
+}
+
+static json_t *cmd_delete_queue(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    info("Deleting queue '%s' on vhost '%s' ...", arg(r, 0), vh->name);
+    wr_bytes_t name = wr_bytes_of(arg(r, 0));
+    if (wr_vhost_queue(vh, name) == NULL)
+        return refuse(EX_USAGE_, "Error:\nQueue not found");
+    wr_actor_t who = {NULL, NULL};
+    wr_reply_t rp;
+    uint32_t n = 0;
+    /* The operator may delete an exclusive queue too. */
+    wr_queue_t *q = wr_vhost_queue(vh, name);
+    if (q->exclusive)
+        who.conn = q->owner;
+    if (wr_op_queue_delete(vh, name, opt_true(r, "if-unused"), opt_true(r, "if-empty"), &who,
+                           count_cb, &n, &rp) != 0)
+        return op_refused(&rp);
+    json_t *ok = action("Deleting queue '%s' on vhost '%s' ...", arg(r, 0), vh->name);
+    char msg[100];
+    snprintf(msg, sizeof msg, "Queue was successfully deleted with %" PRIu32 " ready messages", n);
+    json_object_set_new(ok, "message", json_string(msg));
+    return ok;
+}
+
+static json_t *cmd_close_connection(const req_t *r)
+{
+    if (nargs(r) != 2 || !arg(r, 0) || !arg(r, 1))
+        return usage(r->command);
+    json_t *ok = action("Closing connection %s, reason: %s...", arg(r, 0), arg(r, 1));
+    for (wr_conn_t *c = wr_conn_first(); c; c = c->next) {
+        char name[160];
+        conn_name(c, name, sizeof name);
+        if (strcmp(name, arg(r, 0)) == 0 && c->state == WR_CONN_OPEN) {
+            char text[300];
+            snprintf(text, sizeof text, "Closed via management plugin: %s", arg(r, 1));
+            wr_conn_error(c, WR_AMQP_CONNECTION_FORCED, 0, "%s", arg(r, 1));
+            break;
+        }
+    }
+    return ok;
+}
+
+static json_t *cmd_close_all_connections(const req_t *r)
+{
+    if (nargs(r) != 1 || !arg(r, 0))
+        return usage(r->command);
+    const char *only = json_object_get(r->options, "vhost") ? r->vhost : NULL;
+    size_t n = 0;
+    for (wr_conn_t *c = wr_conn_first(); c; c = c->next) {
+        if (c->state != WR_CONN_OPEN || (only && strcmp(c->vhost->name, only) != 0))
+            continue;
+        wr_conn_error(c, WR_AMQP_CONNECTION_FORCED, 0, "%s", arg(r, 0));
+        n++;
+    }
+    return action("Closing all connections%s%s, reason: %s ... (%zu closed)",
+                  only ? " in vhost " : "", only ? only : "", arg(r, 0), n);
+}
+
+/* ---- node ---- */
+
+static json_t *cmd_ping(const req_t *r)
+{
+    (void)r;
+    json_t *ok = action("Will ping the broker. This only checks that it runs and answers.");
+    json_object_set_new(ok, "message", json_string("Ping succeeded"));
+    return ok;
+}
+
+static json_t *cmd_status(const req_t *r)
+{
+    (void)r;
+    size_t rss = 0;
+    uv_resident_set_memory(&rss);
+    double up = 0;
+    uv_uptime(&up);
+    wr_buf_t b;
+    wr_buf_init(&b);
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "Runtime\n\nOS PID: %d\nOS: Linux\nProduct name: %s\nWarren version: %s\n"
+                     "Data directory: %s\n\nConnections: %zu\nVirtual hosts: %zu\n"
+                     "Users: %zu\n\nMemory\n\nResident set size: %zu bytes\n",
+                     (int)getpid(),
+                     wr_broker.cfg && wr_broker.cfg->product ? wr_broker.cfg->product : "warren",
+                     WARREN_VERSION, wr_meta_data_dir() ? wr_meta_data_dir() : "", wr_conn_count(),
+                     wr_broker.vhosts.count, wr_access_user_count(), rss);
+    wr_buf_put(&b, line, (size_t)n);
+    n = snprintf(line, sizeof line, "\nAlarms\n\n%s\n",
+                 wr_broker.alarms == 0 ? "(none)"
+                 : wr_broker.alarms == (WR_ALARM_MEMORY | WR_ALARM_DISK)
+                     ? "Memory alarm\nFree disk space alarm"
+                 : (wr_broker.alarms & WR_ALARM_DISK) ? "Free disk space alarm"
+                                                      : "Memory alarm");
+    wr_buf_put(&b, line, (size_t)n);
+    json_t *ok = action("Status of the broker ...");
+    json_object_set_new(ok, "message", str_n(b.p, b.len));
+    wr_buf_free(&b);
+    return ok;
+}
+
+static json_t *cmd_set_vm_memory_high_watermark(const req_t *r)
+{
+    if (nargs(r) == 2 && arg(r, 0) && strcmp(arg(r, 0), "absolute") == 0 && arg(r, 1)) {
+        char err[300];
+        if (wr_config_set(wr_broker.cfg, "vm_memory_high_watermark.absolute", arg(r, 1), err,
+                          sizeof err) != 0)
+            return refuse(EX_DATAERR_, "%s", err);
+        return action("Setting memory threshold on the broker to %s bytes ...", arg(r, 1));
+    }
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    char err[300];
+    if (wr_config_set(wr_broker.cfg, "vm_memory_high_watermark.relative", arg(r, 0), err,
+                      sizeof err) != 0)
+        return refuse(EX_DATAERR_, "%s", err);
+    wr_broker.cfg->mem_high_watermark_bytes = 0;
+    return action("Setting memory threshold on the broker to %s ...", arg(r, 0));
+}
+
+/* ---- dispatch ---- */
+
+typedef struct command {
+    const char *name;
+    json_t *(*run)(const req_t *r);
+} command_t;
+
+static const command_t commands[] = {
+    {"add_user", cmd_add_user},
+    {"add_vhost", cmd_add_vhost},
+    {"authenticate_user", cmd_authenticate_user},
+    {"await_startup", cmd_ping},
+    {"change_password", cmd_change_password},
+    {"clear_password", cmd_clear_password},
+    {"clear_permissions", cmd_clear_permissions},
+    {"clear_topic_permissions", cmd_clear_topic_permissions},
+    {"close_all_connections", cmd_close_all_connections},
+    {"close_connection", cmd_close_connection},
+    {"delete_queue", cmd_delete_queue},
+    {"delete_user", cmd_delete_user},
+    {"delete_vhost", cmd_delete_vhost},
+    {"list_bindings", cmd_list_bindings},
+    {"list_channels", cmd_list_channels},
+    {"list_connections", cmd_list_connections},
+    {"list_consumers", cmd_list_consumers},
+    {"list_exchanges", cmd_list_exchanges},
+    {"list_permissions", cmd_list_permissions},
+    {"list_queues", cmd_list_queues},
+    {"list_topic_permissions", cmd_list_topic_permissions},
+    {"list_user_permissions", cmd_list_user_permissions},
+    {"list_users", cmd_list_users},
+    {"list_vhosts", cmd_list_vhosts},
+    {"ping", cmd_ping},
+    {"purge_queue", cmd_purge_queue},
+    {"set_permissions", cmd_set_permissions},
+    {"set_topic_permissions", cmd_set_topic_permissions},
+    {"set_user_tags", cmd_set_user_tags},
+    {"set_vm_memory_high_watermark", cmd_set_vm_memory_high_watermark},
+    {"status", cmd_status},
+};
+
+static int args_ok(const json_t *a)
+{
+    if (a == NULL)
+        return 1;
+    if (!json_is_array(a))
+        return 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) if (!json_is_string(v)) return 0;
+    return 1;
+}
+
+char *wr_ctl_execute(const char *request, size_t len)
+{
+    json_error_t je;
+    json_t *in = json_loadb(request, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *out;
+    req_t r = {0};
+    cur_info[0] = '\0';
+    if (in == NULL || !json_is_object(in)) {
+        out = refuse(EX_USAGE_, "bad request: %s", in ? "not an object" : je.text);
+    } else {
+        r.command = json_string_value(json_object_get(in, "command"));
+        r.vhost = json_string_value(json_object_get(in, "vhost"));
+        r.args = json_object_get(in, "args");
+        r.options = json_object_get(in, "options");
+        if (r.vhost == NULL)
+            r.vhost = "/";
+        if (r.command == NULL || !args_ok(r.args) || (r.options && !json_is_object(r.options))) {
+            out = refuse(EX_USAGE_, "bad request: it needs a \"command\" string, \"args\" "
+                                    "strings and an \"options\" object");
+        } else {
+            out = NULL;
+            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (strcmp(commands[i].name, r.command) == 0)
+                    out = commands[i].run(&r);
+            if (out == NULL)
+                out = refuse(EX_USAGE_, "Command '%s' not found", r.command);
+        }
+    }
+    char *text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    json_decref(in);
+    return text;
+}
+
+/* ---- the socket ---- */
+
+typedef struct client {
+    uv_pipe_t pipe;
+    wr_buf_t in;
+    struct client *next;
+    uint8_t closing;
+} client_t;
+
+static uv_pipe_t server;
+static int serving;
+static char *sock_path;
+static client_t *clients;
+
+static void client_closed(uv_handle_t *h)
+{
+    client_t *c = h->data;
+    for (client_t **pp = &clients; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    wr_buf_free(&c->in);
+    free(c);
+}
+
+static void client_close(client_t *c)
+{
+    if (!c->closing) {
+        c->closing = 1;
+        uv_close((uv_handle_t *)&c->pipe, client_closed);
+    }
+}
+
+typedef struct write_req {
+    uv_write_t w;
+    char *text;
+} write_req_t;
+
+static void written(uv_write_t *w, int status)
+{
+    (void)status;
+    write_req_t *wr = (write_req_t *)w;
+    free(wr->text);
+    free(wr);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    client_t *c = h->data;
+    (void)suggested;
+    buf->base = (char *)wr_buf_reserve(&c->in, 65536);
+    buf->len = 65536;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    client_t *c = s->data;
+    (void)buf;
+    if (n < 0) {
+        client_close(c);
+        return;
+    }
+    c->in.len += (size_t)n;
+    for (;;) {
+        uint8_t *nl = memchr(c->in.p, '\n', c->in.len);
+        if (nl == NULL)
+            break;
+        size_t line = (size_t)(nl - c->in.p);
+        char *reply = wr_ctl_execute((const char *)c->in.p, line);
+        size_t rn = strlen(reply);
+        reply = wr_xrealloc(reply, rn + 2);
+        reply[rn++] = '\n';
+        write_req_t *wr = wr_xmalloc(sizeof *wr);
+        wr->text = reply;
+        uv_buf_t b = uv_buf_init(reply, (unsigned)rn);
+        if (uv_write(&wr->w, s, &b, 1, written) != 0) {
+            free(reply);
+            free(wr);
+            client_close(c);
+            return;
+        }
+        wr_buf_consume(&c->in, line + 1);
+    }
+    if (c->in.len > WR_CTL_MAX_LINE) {
+        wr_warn("control socket: request longer than %u bytes; closing", WR_CTL_MAX_LINE);
+        client_close(c);
+    }
+}
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    if (status != 0)
+        return;
+    client_t *c = wr_xcalloc(1, sizeof *c);
+    wr_buf_init(&c->in);
+    uv_pipe_init(wr_loop, &c->pipe, 0);
+    c->pipe.data = c;
+    c->next = clients;
+    clients = c;
+    if (uv_accept(srv, (uv_stream_t *)&c->pipe) != 0 ||
+        uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0)
+        client_close(c);
+}
+
+int wr_ctl_start(const char *data_dir, char *err, size_t errlen)
+{
+    size_t n = strlen(data_dir) + sizeof WR_CTL_SOCKET + 2;
+    sock_path = wr_xmalloc(n);
+    snprintf(sock_path, n, "%s/%s", data_dir, WR_CTL_SOCKET);
+    /* Only one broker uses a data directory (the store would not survive
+     * two), so a socket file left here is stale. */
+    unlink(sock_path);
+    uv_pipe_init(wr_loop, &server, 0);
+    mode_t old = umask(0177);
+    int r = uv_pipe_bind(&server, sock_path);
+    umask(old);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&server, 16, on_connection);
+    if (r != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", sock_path, uv_strerror(r));
+        uv_close((uv_handle_t *)&server, NULL);
+        return -1;
+    }
+    chmod(sock_path, 0600);
+    serving = 1;
+    return 0;
+}
+
+void wr_ctl_stop(void)
+{
+    if (!serving)
+        return;
+    serving = 0;
+    uv_close((uv_handle_t *)&server, NULL);
+    for (client_t *c = clients; c; c = c->next)
+        client_close(c);
+    unlink(sock_path);
+    free(sock_path);
+    sock_path = NULL;
+}
