@@ -16,6 +16,7 @@
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "broker/ops.h"
+#include "broker/policy.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/version.h"
@@ -299,6 +300,8 @@ static const char *const queue_cols[] = {"name",
                                          "auto_delete",
                                          "arguments",
                                          "policy",
+                                         "operator_policy",
+                                         "effective_policy_definition",
                                          "pid",
                                          "owner_pid",
                                          "exclusive",
@@ -334,7 +337,25 @@ static json_t *queue_info(const wr_queue_t *q)
     json_object_set_new(o, "auto_delete", json_boolean(q->auto_delete));
     json_object_set_new(o, "arguments",
                         table_json((wr_bytes_t){q->args_raw.p, q->args_raw.len}, 0));
-    json_object_set_new(o, "policy", json_string(""));
+    json_object_set_new(o, "policy", json_string(q->policy ? q->policy->name : ""));
+    json_object_set_new(o, "operator_policy", json_string(q->op_policy ? q->op_policy->name : ""));
+    json_t *eff = json_object();
+    for (int op = 0; op < 2; op++) {
+        const wr_policy_t *p = op ? q->op_policy : q->policy;
+        json_t *d = p ? json_loads(p->definition, 0, NULL) : NULL;
+        const char *k;
+        json_t *v;
+        json_object_foreach(d, k, v)
+        {
+            json_t *cur = json_object_get(eff, k);
+            /* The operator policy's value where stricter (smaller). */
+            if (cur == NULL || (json_is_integer(v) && json_is_integer(cur) &&
+                                json_integer_value(v) < json_integer_value(cur)))
+                json_object_set(eff, k, v);
+        }
+        json_decref(d);
+    }
+    json_object_set_new(o, "effective_policy_definition", eff);
     char pid[200] = "";
     snprintf(pid, sizeof pid, "<queue '%.*s'>", (int)q->name_len, q->name);
     json_object_set_new(o, "pid", json_string(pid));
@@ -424,7 +445,7 @@ static json_t *cmd_list_exchanges(const req_t *r)
         json_object_set_new(o, "internal", json_boolean(x->internal));
         json_object_set_new(o, "arguments",
                             table_json((wr_bytes_t){x->args_raw.p, x->args_raw.len}, 0));
-        json_object_set_new(o, "policy", json_string(""));
+        json_object_set_new(o, "policy", json_string(x->policy ? x->policy->name : ""));
         json_array_append_new(l.objects, o);
     }
     char info[300];
@@ -1115,6 +1136,282 @@ static json_t *cmd_close_all_connections(const req_t *r)
                   only ? " in vhost " : "", only ? only : "", arg(r, 0), n);
 }
 
+/* ---- policies ---- */
+
+static json_t *set_policy(const req_t *r, int op)
+{
+    if (nargs(r) != 3 || !arg(r, 0) || !arg(r, 1) || !arg(r, 2))
+        return usage(r->command);
+    const char *prio = opt(r, "priority");
+    const char *apply = opt(r, "apply-to");
+    info("Setting %s \"%s\" for pattern \"%s\" to \"%s\" with priority \"%s\" for vhost "
+         "\"%s\" ...",
+         op ? "operator policy override" : "policy", arg(r, 0), arg(r, 1), arg(r, 2),
+         prio ? prio : "0", r->vhost);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    char *end = NULL;
+    long long pr = prio ? strtoll(prio, &end, 10) : 0;
+    if (prio && (*prio == '\0' || *end != '\0'))
+        return refuse(EX_UNAVAILABLE_,
+                      "Error:\nValidation failed\n\n<<\"%s\">> is not a valid "
+                      "priority\n",
+                      prio);
+    char err[700];
+    if (wr_policy_set(vh, op, arg(r, 0), arg(r, 1), arg(r, 2), pr, apply ? apply : "all", err,
+                      sizeof err) != 0)
+        return refuse(EX_UNAVAILABLE_, "Error:\n%s", err);
+    return saved(action("%s", cur_info));
+}
+
+static json_t *clear_policy(const req_t *r, int op)
+{
+    if (nargs(r) != 1 || !arg(r, 0))
+        return usage(r->command);
+    info("Clearing %s \"%s\" on vhost \"%s\" ...", op ? "operator policy" : "policy", arg(r, 0),
+         r->vhost);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    if (wr_policy_clear(vh, op, arg(r, 0)) != 0)
+        return refuse(EX_UNAVAILABLE_, "Error:\nParameter does not exist");
+    return saved(action("%s", cur_info));
+}
+
+static const char *const policy_cols[] = {"vhost",      "name",     "pattern", "apply-to",
+                                          "definition", "priority", NULL};
+
+static json_t *list_policies(const req_t *r, int op)
+{
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    listing_t l = {policy_cols, policy_cols, NULL, NULL, NULL};
+    json_t *e = listing_begin(&l, r);
+    if (e)
+        return e;
+    for (const wr_policy_t *p = wr_policy_list(vh, op); p; p = p->next)
+        json_array_append_new(l.objects,
+                              json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "vhost", vh->name, "name",
+                                        p->name, "pattern", p->pattern.src, "apply-to",
+                                        wr_policy_apply_to_name(p->apply_to), "definition",
+                                        p->definition, "priority", (json_int_t)p->priority));
+    char text[300];
+    snprintf(text, sizeof text, "Listing %s for vhost \"%s\" ...",
+             op ? "operator policy overrides" : "policies", vh->name);
+    return listing_end(&l, text);
+}
+
+static json_t *cmd_set_policy(const req_t *r)
+{
+    return set_policy(r, 0);
+}
+
+static json_t *cmd_set_operator_policy(const req_t *r)
+{
+    return set_policy(r, 1);
+}
+
+static json_t *cmd_clear_policy(const req_t *r)
+{
+    return clear_policy(r, 0);
+}
+
+static json_t *cmd_clear_operator_policy(const req_t *r)
+{
+    return clear_policy(r, 1);
+}
+
+static json_t *cmd_list_policies(const req_t *r)
+{
+    return list_policies(r, 0);
+}
+
+static json_t *cmd_list_operator_policies(const req_t *r)
+{
+    return list_policies(r, 1);
+}
+
+/* ---- limits ---- */
+
+/* Parses a limits object with keys among allowed (NULL-terminated) and
+ * integer values; NULL with the refusal in *refusal. */
+static json_t *parse_limits(const char *text, const char *const *allowed, json_t **refusal)
+{
+    json_t *o = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        *refusal = refuse(EX_UNAVAILABLE_, "Error:\nJSON decoding error. Reason: badarg");
+        return NULL;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        int ok = json_is_integer(v);
+        for (const char *const *a = allowed; ok && *a; a++)
+            if (strcmp(*a, k) == 0)
+                ok = 2;
+        if (ok != 2) {
+            char *term = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            *refusal = refuse(EX_UNAVAILABLE_,
+                              "Error:\nValidation failed\n\nUnrecognised terms [{<<\"%s\">>,%s}] "
+                              "in limits\n",
+                              k, term ? term : "?");
+            free(term);
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+static int64_t limit_of(const json_t *o, const char *key, int64_t old)
+{
+    json_t *v = json_object_get(o, key);
+    if (v == NULL)
+        return old;
+    json_int_t n = json_integer_value(v);
+    return n < 0 ? -1 : (int64_t)n;
+}
+
+static json_t *limits_json(int64_t a, const char *an, int64_t b, const char *bn)
+{
+    json_t *o = json_object();
+    if (a >= 0)
+        json_object_set_new(o, an, json_integer(a));
+    if (b >= 0)
+        json_object_set_new(o, bn, json_integer(b));
+    return o;
+}
+
+static const char *const vhost_limit_keys[] = {"max-connections", "max-queues", NULL};
+static const char *const user_limit_keys[] = {"max-connections", "max-channels", NULL};
+
+static json_t *cmd_set_vhost_limits(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Setting vhost limits to \"%s\" for vhost \"%s\" ...", arg(r, 0), r->vhost);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    json_t *bad = NULL;
+    json_t *o = parse_limits(arg(r, 0), vhost_limit_keys, &bad);
+    if (o == NULL)
+        return bad;
+    /* The definition replaces the vhost's limits, as RabbitMQ's one
+     * "limits" parameter. */
+    vh->max_connections = limit_of(o, "max-connections", -1);
+    vh->max_queues = limit_of(o, "max-queues", -1);
+    json_decref(o);
+    return saved(action("%s", cur_info));
+}
+
+static json_t *cmd_clear_vhost_limits(const req_t *r)
+{
+    info("Clearing vhost \"%s\" limits ...", r->vhost);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    vh->max_connections = vh->max_queues = -1;
+    return saved(action("%s", cur_info));
+}
+
+static json_t *message_json(json_t *ok, json_t *value)
+{
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_object_set_new(ok, "message", json_string(text));
+    json_object_set_new(ok, "json", value);
+    free(text);
+    return ok;
+}
+
+static json_t *cmd_list_vhost_limits(const req_t *r)
+{
+    if (opt_true(r, "global")) {
+        json_t *all = json_array();
+        size_t i = 0;
+        for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
+            if (vh->max_connections >= 0 || vh->max_queues >= 0)
+                json_array_append_new(all,
+                                      json_pack("{s:s, s:o}", "vhost", vh->name, "limits",
+                                                limits_json(vh->max_connections, "max-connections",
+                                                            vh->max_queues, "max-queues")));
+        return message_json(action("Listing limits for all vhosts ..."), all);
+    }
+    info("Listing limits for vhost \"%s\" ...", r->vhost);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost_69(r);
+    return message_json(action("%s", cur_info), limits_json(vh->max_connections, "max-connections",
+                                                            vh->max_queues, "max-queues"));
+}
+
+static json_t *cmd_set_user_limits(const req_t *r)
+{
+    if (nargs(r) != 2 || arg(r, 0) == NULL || arg(r, 1) == NULL)
+        return usage(r->command);
+    info("Setting user limits to \"%s\" for user \"%s\" ...", arg(r, 1), arg(r, 0));
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user(r, 0);
+    json_t *bad = NULL;
+    json_t *o = parse_limits(arg(r, 1), user_limit_keys, &bad);
+    if (o == NULL)
+        return bad;
+    /* Merged into the user's limits; a negative value removes one. */
+    u->max_connections = limit_of(o, "max-connections", u->max_connections);
+    u->max_channels = limit_of(o, "max-channels", u->max_channels);
+    json_decref(o);
+    return saved(action("%s", cur_info));
+}
+
+static json_t *cmd_clear_user_limits(const req_t *r)
+{
+    if (nargs(r) != 2 || arg(r, 0) == NULL || arg(r, 1) == NULL)
+        return usage(r->command);
+    const char *which = arg(r, 1);
+    if (strcmp(which, "all") == 0)
+        info("Clearing all limits for user \"%s\" ...", arg(r, 0));
+    else
+        info("Clearing \"%s\" limit for user \"%s\" ...", which, arg(r, 0));
+    wr_user_t *u = user_arg(r, 0);
+    if (u == NULL)
+        return no_user(r, 0);
+    int all = strcmp(which, "all") == 0;
+    if (all || strcmp(which, "max-connections") == 0)
+        u->max_connections = -1;
+    if (all || strcmp(which, "max-channels") == 0)
+        u->max_channels = -1;
+    return saved(action("%s", cur_info));
+}
+
+static json_t *cmd_list_user_limits(const req_t *r)
+{
+    const char *name = opt(r, "user");
+    if (name == NULL && nargs(r) == 1)
+        name = arg(r, 0);
+    if (name) {
+        info("Listing limits for user \"%s\" ...", name);
+        wr_user_t *u = wr_access_user(wr_bytes_of(name));
+        if (u == NULL)
+            return refuse(EX_NOUSER_, "Error:\nUser \"%s\" does not exist", name);
+        return message_json(
+            action("%s", cur_info),
+            limits_json(u->max_connections, "max-connections", u->max_channels, "max-channels"));
+    }
+    json_t *all = json_array();
+    size_t i = 0;
+    for (wr_user_t *u; (u = wr_access_user_next(&i));)
+        if (u->max_connections >= 0 || u->max_channels >= 0)
+            json_array_append_new(all, json_pack("{s:s, s:o}", "user", u->name, "limits",
+                                                 limits_json(u->max_connections, "max-connections",
+                                                             u->max_channels, "max-channels")));
+    return message_json(action("Listing limits for all users ..."), all);
+}
+
 /* ---- node ---- */
 
 static json_t *cmd_ping(const req_t *r)
@@ -1190,8 +1487,12 @@ static const command_t commands[] = {
     {"await_startup", cmd_ping},
     {"change_password", cmd_change_password},
     {"clear_password", cmd_clear_password},
+    {"clear_operator_policy", cmd_clear_operator_policy},
     {"clear_permissions", cmd_clear_permissions},
+    {"clear_policy", cmd_clear_policy},
     {"clear_topic_permissions", cmd_clear_topic_permissions},
+    {"clear_user_limits", cmd_clear_user_limits},
+    {"clear_vhost_limits", cmd_clear_vhost_limits},
     {"close_all_connections", cmd_close_all_connections},
     {"close_connection", cmd_close_connection},
     {"delete_queue", cmd_delete_queue},
@@ -1202,17 +1503,25 @@ static const command_t commands[] = {
     {"list_connections", cmd_list_connections},
     {"list_consumers", cmd_list_consumers},
     {"list_exchanges", cmd_list_exchanges},
+    {"list_operator_policies", cmd_list_operator_policies},
     {"list_permissions", cmd_list_permissions},
+    {"list_policies", cmd_list_policies},
     {"list_queues", cmd_list_queues},
     {"list_topic_permissions", cmd_list_topic_permissions},
     {"list_user_permissions", cmd_list_user_permissions},
+    {"list_user_limits", cmd_list_user_limits},
     {"list_users", cmd_list_users},
+    {"list_vhost_limits", cmd_list_vhost_limits},
     {"list_vhosts", cmd_list_vhosts},
     {"ping", cmd_ping},
     {"purge_queue", cmd_purge_queue},
+    {"set_operator_policy", cmd_set_operator_policy},
     {"set_permissions", cmd_set_permissions},
+    {"set_policy", cmd_set_policy},
     {"set_topic_permissions", cmd_set_topic_permissions},
+    {"set_user_limits", cmd_set_user_limits},
     {"set_user_tags", cmd_set_user_tags},
+    {"set_vhost_limits", cmd_set_vhost_limits},
     {"set_vm_memory_high_watermark", cmd_set_vm_memory_high_watermark},
     {"status", cmd_status},
 };

@@ -17,6 +17,7 @@
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
+#include "broker/policy.h"
 #include "core/log.h"
 
 static char *data_dir;
@@ -195,9 +196,28 @@ int wr_meta_save(char *err, size_t errlen)
         json_object_set_new(o, "id", json_integer(vh->id));
         json_object_set_new(o, "description", json_string(vh->description));
         json_object_set_new(o, "tags", tags_to_json(vh->tags));
+        json_t *lim = json_object();
+        if (vh->max_connections >= 0)
+            json_object_set_new(lim, "max-connections", json_integer(vh->max_connections));
+        if (vh->max_queues >= 0)
+            json_object_set_new(lim, "max-queues", json_integer(vh->max_queues));
+        json_object_set_new(o, "limits", lim);
         json_array_append_new(vhosts, o);
     }
     json_object_set_new(root, "vhosts", vhosts);
+    for (int op = 0; op < 2; op++) {
+        json_t *pols = json_array();
+        i = 0;
+        for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
+            for (const wr_policy_t *p = wr_policy_list(vh, op); p; p = p->next)
+                json_array_append_new(pols,
+                                      json_pack("{s:s, s:s, s:s, s:s, s:o, s:I}", "vhost", vh->name,
+                                                "name", p->name, "pattern", p->pattern.src,
+                                                "apply-to", wr_policy_apply_to_name(p->apply_to),
+                                                "definition", json_loads(p->definition, 0, NULL),
+                                                "priority", (json_int_t)p->priority));
+        json_object_set_new(root, op ? "operator_policies" : "policies", pols);
+    }
     json_t *users = json_array(), *perms = json_array(), *topic = json_array();
     i = 0;
     for (wr_user_t *u; (u = wr_access_user_next(&i));) {
@@ -366,6 +386,11 @@ static int load(char *err, size_t errlen)
         char *tags = tags_from_json(json_object_get(o, "tags"));
         wr_vhost_t *vh = vhost_make(name, (uint32_t)id, desc ? desc : "", tags);
         free(tags);
+        json_t *lim = json_object_get(o, "limits"), *v;
+        if ((v = json_object_get(lim, "max-connections")))
+            vh->max_connections = json_integer_value(v);
+        if ((v = json_object_get(lim, "max-queues")))
+            vh->max_queues = json_integer_value(v);
         wr_broker_vhost_add(vh);
         if ((uint32_t)id >= next_vhost_id)
             next_vhost_id = (uint32_t)id + 1;
@@ -373,6 +398,25 @@ static int load(char *err, size_t errlen)
     if (next > 0 && next <= UINT32_MAX && (uint32_t)next > next_vhost_id)
         next_vhost_id = (uint32_t)next;
     int rc = load_access(root, path, err, errlen);
+    for (int op = 0; op < 2 && rc == 0; op++) {
+        json_array_foreach(json_object_get(root, op ? "operator_policies" : "policies"), i, o)
+        {
+            wr_vhost_t *vh = wr_broker_vhost(wr_bytes_of(str_of(o, "vhost")));
+            char *def = json_dumps(json_object_get(o, "definition"), JSON_COMPACT);
+            char e[400];
+            if (vh == NULL || def == NULL ||
+                wr_policy_set(vh, op, str_of(o, "name"), str_of(o, "pattern"), def,
+                              json_integer_value(json_object_get(o, "priority")),
+                              str_of(o, "apply-to"), e, sizeof e) != 0) {
+                snprintf(err, errlen, "%s: policy '%s': %s", path, str_of(o, "name"),
+                         vh ? e : "no such vhost");
+                rc = -1;
+            }
+            free(def);
+            if (rc)
+                break;
+        }
+    }
     json_decref(root);
     return rc;
 }

@@ -267,6 +267,11 @@ static int pattern_set(wr_pattern_t *p, const char *src, char *err, size_t errle
     return 0;
 }
 
+int wr_access_pattern_set(wr_pattern_t *p, const char *src, char *err, size_t errlen)
+{
+    return pattern_set(p, src, err, errlen);
+}
+
 int wr_pattern_match(const wr_pattern_t *p, wr_bytes_t key)
 {
     if (!p->compiled)

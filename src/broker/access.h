@@ -73,7 +73,8 @@ struct wr_user {
     wr_map_t perms;                        /* vhost name -> wr_perms_t */
     wr_map_t topic;                        /* vhost name -> wr_topic_perm_t list */
     int64_t max_connections, max_channels; /* -1 = no limit */
-    uint32_t n_connections;
+    uint32_t n_connections;                /* open, counted from connection.open-ok */
+    uint32_t n_channels;                   /* open on those connections */
 };
 
 extern uint64_t wr_access_gen;
@@ -121,6 +122,9 @@ int wr_access_vhost(const wr_user_t *u, const wr_vhost_t *vh);
 /* The topic permission of u for exchange x in its vhost, or NULL if none
  * applies (not a topic exchange, or no topic permission for it). */
 const wr_topic_perm_t *wr_access_topic_for(const wr_user_t *u, const wr_exchange_t *x);
+/* Compiles src into p (replacing what p held), with the checks of
+ * permissions' patterns; -1 with the reason in err (p unchanged). */
+int wr_access_pattern_set(wr_pattern_t *p, const char *src, char *err, size_t errlen);
 /* 1 if key matches the pattern (an empty pattern: nothing). */
 int wr_pattern_match(const wr_pattern_t *p, wr_bytes_t key);
 

@@ -35,8 +35,6 @@
 #include "proto/frame.h"
 #include "proto/table.h"
 
-#define MAX_MESSAGE_SIZE (128u * 1024 * 1024)
-
 static wr_channel_t *confirm_dirty;
 static void unlink_store_waiting(wr_channel_t *ch);
 static void reply_consumer_drop(wr_channel_t *ch);
@@ -103,6 +101,8 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
         c->n_channel_slots = n;
     }
     wr_channel_t *ch = wr_xcalloc(1, sizeof *ch);
+    if (c->auth_user)
+        c->auth_user->n_channels++;
     ch->conn = c;
     ch->id = id;
     ch->state = WR_CH_OPEN;
@@ -123,6 +123,8 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
 void wr_channel_free(wr_channel_t *ch)
 {
     wr_conn_t *c = ch->conn;
+    if (c->auth_user)
+        c->auth_user->n_channels--;
     c->channels[ch->id] = NULL;
     if (ch->prev)
         ch->prev->next = ch->next;
@@ -1014,11 +1016,12 @@ void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
                       "cannot decode content header properties (%s)", wr_strerror(r));
         return;
     }
-    if (body_len > MAX_MESSAGE_SIZE) {
+    uint64_t max_size = wr_broker.cfg->max_message_size;
+    if (body_len > max_size) {
         ch->content = WR_CONTENT_NONE;
         wr_channel_error(ch, WR_AMQP_PRECONDITION_FAILED, WR_M_BASIC_PUBLISH,
-                         "message size %" PRIu64 " is larger than configured max size %u", body_len,
-                         MAX_MESSAGE_SIZE);
+                         "message size %" PRIu64 " is larger than configured max size %" PRIu64,
+                         body_len, max_size);
         return;
     }
     int64_t ttl = -1;

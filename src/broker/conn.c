@@ -5,6 +5,7 @@
  */
 #include "broker/conn.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,8 +79,22 @@ static void send_close(wr_conn_t *c, uint16_t code, uint32_t method_id, const ch
 
 /* Releases every channel's resources and the connection's exclusive
  * queues; runs once, when the connection stops being usable. */
+/* Takes the connection out of its vhost's and user's counts (it is going
+ * or gone), once. */
+static void uncount(wr_conn_t *c)
+{
+    if (!c->counted)
+        return;
+    c->counted = 0;
+    if (c->vhost)
+        c->vhost->n_connections--;
+    if (c->auth_user)
+        c->auth_user->n_connections--;
+}
+
 static void release_all(wr_conn_t *c)
 {
+    uncount(c);
     while (c->channel_list) {
         wr_channel_t *ch = c->channel_list;
         wr_channel_release(ch);
@@ -356,6 +371,22 @@ static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
                       (int)m->virtual_host.n, m->virtual_host.p);
         return;
     }
+    /* RabbitMQ's order: the vhost's limit, the user's, then access. */
+    if (vh->max_connections >= 0 && vh->n_connections >= vh->max_connections) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN,
+                      "access to vhost '%s' refused for user '%s': connection limit (%" PRId64
+                      ") is reached",
+                      vh->name, c->user, vh->max_connections);
+        return;
+    }
+    wr_user_t *u = c->auth_user;
+    if (u->max_connections >= 0 && u->n_connections >= u->max_connections) {
+        wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN,
+                      "connection refused for user '%s': user connection limit (%" PRId64
+                      ") is reached",
+                      c->user, u->max_connections);
+        return;
+    }
     if (!wr_access_vhost(c->auth_user, vh)) {
         wr_conn_error(c, WR_AMQP_NOT_ALLOWED, WR_M_CONNECTION_OPEN,
                       "access to vhost '%s' refused for user '%s'", vh->name, c->user);
@@ -363,6 +394,9 @@ static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
     }
     c->vhost = vh;
     c->state = WR_CONN_OPEN;
+    c->counted = 1;
+    vh->n_connections++;
+    u->n_connections++;
     c->deadline = 0;
     wr_method_t r = {.id = WR_M_CONNECTION_OPEN_OK};
     wr_conn_send_method(c, 0, &r);
@@ -485,6 +519,14 @@ static void channel_frame_method(wr_conn_t *c, uint16_t chid, wr_method_t *m)
                           "number of channels opened (%u) has reached the negotiated "
                           "channel_max (%u)",
                           c->n_channels, c->channel_max);
+            return;
+        }
+        wr_user_t *u = c->auth_user;
+        if (u && u->max_channels >= 0 && u->n_channels >= u->max_channels) {
+            wr_conn_error(c, WR_AMQP_NOT_ALLOWED, 0,
+                          "number of channels opened for user '%s' has reached the maximum "
+                          "allowed user limit of (%" PRId64 ")",
+                          u->name, u->max_channels);
             return;
         }
         wr_channel_new(c, chid);
@@ -726,6 +768,12 @@ void wr_conn_accept(wr_sock_t *s)
     c->frame_max = WR_AMQP_FRAME_MIN_SIZE;
     c->deadline = wr_now_ms() + HANDSHAKE_TIMEOUT_MS;
     wr_buf_init(&c->client_props);
+    uint64_t cmax = wr_broker.cfg ? wr_broker.cfg->connection_max : 0;
+    if (cmax && n_conns >= cmax) {
+        /* As RabbitMQ: over connection_max the socket is closed at once. */
+        wr_warn("connection from %s refused: connection_max (%" PRIu64 ") reached", s->peer, cmax);
+        c->state = WR_CONN_DEAD;
+    }
     uv_timeval64_t tv;
     if (uv_gettimeofday(&tv) == 0)
         c->connected_at = tv.tv_sec * 1000 + tv.tv_usec / 1000;
@@ -735,6 +783,8 @@ void wr_conn_accept(wr_sock_t *s)
     all_conns = c;
     n_conns++;
     wr_debug("accepted connection from %s", s->peer);
+    if (c->state == WR_CONN_DEAD)
+        wr_sock_close(s);
 }
 
 /* ---- housekeeping ---- */
@@ -887,6 +937,7 @@ size_t wr_conn_close_vhost(wr_vhost_t *vh, uint16_t code, const char *text)
             wr_conn_error(c, code, 0, "%s", text);
         else
             release_all(c);
+        uncount(c);
         c->vhost = NULL; /* closing: nothing looks at it again */
         n++;
     }
@@ -899,7 +950,6 @@ size_t wr_conn_close_user(const wr_user_t *u, uint16_t code, const char *text)
     for (wr_conn_t *c = all_conns; c; c = c->next) {
         if (c->auth_user != u)
             continue;
-        c->auth_user = NULL;
         if (c->state < WR_CONN_CLOSING) {
             if (c->state < WR_CONN_OPEN) {
                 hang_up(c);
@@ -907,6 +957,8 @@ size_t wr_conn_close_user(const wr_user_t *u, uint16_t code, const char *text)
                 wr_conn_error(c, code, 0, "%s", text);
             }
         }
+        release_all(c);
+        c->auth_user = NULL;
         n++;
     }
     return n;

@@ -187,6 +187,7 @@ struct wr_conn {
     int64_t deadline;   /* handshake, close-ok or hang-up deadline, 0 = none */
     char *user;
     wr_user_t *auth_user; /* the logged-in user (broker/access.h) */
+    uint8_t counted;      /* in its vhost's and user's connection counts */
     wr_vhost_t *vhost;
     wr_buf_t client_props;
     int64_t connected_at;    /* wall clock, ms since the epoch */

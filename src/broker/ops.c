@@ -1,6 +1,7 @@
 /* ops.c - the operations layer (see ops.h). */
 #include "broker/ops.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "broker/args.h"
 #include "broker/headers.h"
 #include "broker/persist.h"
+#include "broker/policy.h"
 #include "core/loop.h"
 #include "proto/spec_gen.h"
 #include "proto/table.h"
@@ -188,6 +190,7 @@ int wr_op_exchange_declare(wr_vhost_t *vh, const wr_exchange_spec_t *s, const wr
     wr_exchange_t *nx = wr_exchange_declare(vh, s->name, (wr_extype_t)type, s->durable,
                                             s->auto_delete, s->internal, s->args);
     nx->delayed = (uint8_t)delayed;
+    wr_policy_apply_exchange(nx);
     wr_persist_exchange_declared(nx);
     if (delayed)
         delay_queue_create(nx);
@@ -287,6 +290,14 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
         if (queue_equivalent(vh, q, s, name, r) != 0)
             return -1;
     } else {
+        /* The vhost's queue limit counts new queues only. */
+        if (vh->max_queues >= 0 && (int64_t)vh->queues.count >= vh->max_queues) {
+            wr_queue_args_free(&args);
+            return fail(r, WR_AMQP_PRECONDITION_FAILED,
+                        "cannot declare queue '%.*s': queue limit in vhost '%s' (%" PRId64
+                        ") is reached",
+                        BYTES_FMT(name), vh->name, vh->max_queues);
+        }
         /* A dead-letter exchange: read on the queue, write on it. */
         if (args.dlx && (wr_op_allowed(who, vh, WR_PERM_READ, 1, name, r) != 0 ||
                          wr_op_allowed(who, vh, WR_PERM_WRITE, 0, wr_bytes_of(args.dlx), r) != 0)) {
@@ -295,6 +306,7 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
         }
         q = wr_queue_new(vh, name, s->durable, s->exclusive, s->auto_delete,
                          s->exclusive ? who->conn : NULL, s->args, &args);
+        wr_policy_apply_queue(q);
         wr_persist_queue_declared(q);
     }
     q->last_used = wr_now_ms();

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "broker/conn.h"
+#include "broker/policy.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -130,6 +131,7 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
     qi = 0;
     while (wr_map_next(&vh->queues, &qi, &sl))
         wr_queue_recovery_done(sl->value);
+    wr_policy_apply_all(vh); /* the vhost's policies were loaded first */
     free(r.exclusive);
     wr_store_stats_t s;
     wr_store_get_stats(st, &s);

@@ -1108,6 +1108,18 @@ static int over_limit(const wr_queue_t *q, size_t extra_n, uint64_t extra_bytes)
             (int64_t)(q->ready_bytes + extra_bytes) > q->args.max_length_bytes);
 }
 
+void wr_queue_enforce_limits(wr_queue_t *q)
+{
+    if (q->args.overflow != WR_OVERFLOW_DROP_HEAD)
+        return;
+    q->refs++; /* dead-lettering may route back here and delete q */
+    while (!q->deleted && wr_queue_ready(q) && over_limit(q, 0, 0))
+        drop_head(q);
+    if (!q->deleted)
+        skip_tombs(q);
+    wr_queue_unref(q);
+}
+
 static wr_consumer_t *pick(wr_queue_t *q);
 static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e);
 

@@ -120,6 +120,9 @@ typedef struct wr_queue_args {
 
 struct wr_queue {
     char *name;
+    /* The policy and operator policy its effective args came from
+     * (broker/policy.h), or NULL. */
+    const struct wr_policy *policy, *op_policy;
     size_t name_len;
     wr_vhost_t *vhost;
     uint32_t refs;
@@ -181,6 +184,10 @@ wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclu
 
 /* Drops one reference; frees the queue when none remain. */
 void wr_queue_unref(wr_queue_t *q);
+
+/* After its length limits were lowered (a policy): drops the excess from
+ * the head, dead-lettering it, when its overflow is drop-head. */
+void wr_queue_enforce_limits(wr_queue_t *q);
 
 /* Ready message count and bytes. */
 static inline size_t wr_queue_ready(const wr_queue_t *q)

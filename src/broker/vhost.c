@@ -1,11 +1,14 @@
 /* vhost.c - exchanges, bindings and routing within a virtual host (see vhost.h). */
 #include "broker/vhost.h"
 
+#include "broker/policy.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "broker/headers.h"
 #include "broker/persist.h"
+#include "broker/policy.h"
 #include "core/err.h"
 #include "proto/spec_gen.h"
 #include "proto/table.h"
@@ -32,6 +35,8 @@ wr_vhost_t *wr_vhost_new(const char *name)
     vh->name = wr_xstrndup(name, strlen(name));
     vh->description = wr_xstrndup("", 0);
     vh->tags = wr_xstrndup("", 0);
+    vh->max_connections = -1;
+    vh->max_queues = -1;
     wr_map_init(&vh->exchanges);
     wr_map_init(&vh->queues);
     static const struct {
@@ -63,6 +68,7 @@ void wr_vhost_free(wr_vhost_t *vh)
         wr_map_next(&vh->exchanges, &i, &s);
         wr_exchange_delete(s->value);
     }
+    wr_policy_free_all(vh);
     wr_map_free(&vh->exchanges);
     wr_map_free(&vh->queues);
     free(vh->name);

@@ -64,6 +64,7 @@ struct wr_binding {
 
 struct wr_exchange {
     char *name;
+    const struct wr_policy *policy; /* the policy applied, or NULL */
     size_t name_len;
     wr_vhost_t *vhost;
     wr_extype_t type;
@@ -92,6 +93,10 @@ struct wr_vhost {
     wr_store_t *store; /* durable state, or NULL (no persistence) */
     char *description; /* never NULL */
     char *tags;        /* comma-separated, never NULL */
+    /* Limits (set_vhost_limits): -1 = none. */
+    int64_t max_connections, max_queues;
+    uint32_t n_connections;                   /* open (counted from connection.open-ok) */
+    struct wr_policy *policies, *op_policies; /* broker/policy.h, by name */
     /* Channels with confirms or commits waiting for this store, and every
      * store generation <= failed_gen failed (broker/channel.c). */
     struct wr_channel *store_waiting;

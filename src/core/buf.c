@@ -37,7 +37,8 @@ void *wr_xrealloc(void *p, size_t n)
 char *wr_xstrndup(const char *s, size_t n)
 {
     char *d = wr_xmalloc(n + 1);
-    memcpy(d, s, n);
+    if (n)
+        memcpy(d, s, n); /* s may be NULL when n is 0 (an empty wr_buf_t) */
     d[n] = '\0';
     return d;
 }

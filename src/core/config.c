@@ -167,6 +167,7 @@ void wr_config_init(wr_config_t *c)
     memset(c, 0, sizeof *c);
     listener_set(c, "default", xstrdup("127.0.0.1"), 5672);
     c->listeners_builtin = 1;
+    c->max_message_size = 128u << 20;
     c->default_user = xstrdup("guest");
     c->default_pass = xstrdup("guest");
     c->default_vhost = xstrdup("/");
@@ -515,6 +516,23 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
             return WR_EINVAL;
         }
         c->channel_max = (uint16_t)n;
+        return 0;
+    }
+    if (strcmp(key, "max_message_size") == 0) {
+        /* RabbitMQ 3.10 refuses more than 512 MiB. */
+        if (parse_u64(value, &n) < 0 || n == 0 || n > (512u << 20))
+            return bad_value(err, errlen, key, value, "a number of bytes from 1 to 536870912");
+        c->max_message_size = n;
+        return 0;
+    }
+    if (strcmp(key, "connection_max") == 0) {
+        if (strcmp(value, "infinity") == 0) {
+            c->connection_max = 0;
+            return 0;
+        }
+        if (parse_u64(value, &n) < 0 || n == 0)
+            return bad_value(err, errlen, key, value, "a positive integer or infinity");
+        c->connection_max = n;
         return 0;
     }
     if (strcmp(key, "consumer_timeout") == 0) {

@@ -54,6 +54,8 @@ typedef struct wr_config {
     uint32_t frame_max;           /* bytes offered in connection.tune; 0 = no limit */
     uint16_t channel_max;         /* offered in connection.tune; 0 = no limit (65535) */
     uint64_t consumer_timeout_ms; /* unacked delivery age that closes the channel */
+    uint64_t max_message_size;    /* bytes; larger bodies: 406 on the channel */
+    uint64_t connection_max;      /* open connections at most; 0 = no limit */
     char **loopback_users;        /* users who may only connect from loopback */
     size_t n_loopback_users;
     int log_level; /* WR_LOG_* */

@@ -84,6 +84,7 @@ class Broker:
             s.connect(path)
             req = {"command": command, "args": list(args), "vhost": vhost,
                    "options": {k.replace("_", "-"): v for k, v in options.items()}}
+            # (options named with "-" already, e.g. "apply-to", pass through.)
             s.sendall((json.dumps(req) + "\n").encode())
             f = s.makefile("rb")
             return json.loads(f.readline())
@@ -95,7 +96,13 @@ class Broker:
         ref1@localhost", run as the rabbitmq user).  Fails the test if it
         is refused; skips it if RabbitMQ has no $RABBITMQCTL."""
         if not self.external:
-            r = self.ctl(command, *args, vhost=vhost)
+            pos, opts, it = [], {}, iter(args)
+            for a in it:
+                if a.startswith("--"):
+                    opts[a[2:]] = next(it)
+                else:
+                    pos.append(a)
+            r = self.ctl(command, *pos, vhost=vhost, **opts)
             assert r["ok"], r
             return r
         ctl = os.environ.get("RABBITMQCTL")
