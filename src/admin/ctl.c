@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "admin/defs.h"
 #include "admin/meta.h"
 #include "broker/access.h"
 #include "broker/conn.h"
@@ -1412,6 +1413,28 @@ static json_t *cmd_list_user_limits(const req_t *r)
     return message_json(action("Listing limits for all users ..."), all);
 }
 
+/* ---- definitions ---- */
+
+static json_t *cmd_export_definitions(const req_t *r)
+{
+    json_t *ok = action("Exporting definitions ...");
+    json_object_set_new(ok, "definitions",
+                        wr_defs_export(json_object_get(r->options, "vhost") ? r->vhost : NULL));
+    return ok;
+}
+
+static json_t *cmd_import_definitions(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Importing definitions ...");
+    char err[1024];
+    const char *text = arg(r, 0);
+    if (wr_defs_import(text, strlen(text), NULL, err, sizeof err) != 0)
+        return refuse(EX_DATAERR_, "Error:\n%s", err);
+    return action("%s", cur_info);
+}
+
 /* ---- node ---- */
 
 static json_t *cmd_ping(const req_t *r)
@@ -1496,6 +1519,8 @@ static const command_t commands[] = {
     {"close_all_connections", cmd_close_all_connections},
     {"close_connection", cmd_close_connection},
     {"delete_queue", cmd_delete_queue},
+    {"export_definitions", cmd_export_definitions},
+    {"import_definitions", cmd_import_definitions},
     {"delete_user", cmd_delete_user},
     {"delete_vhost", cmd_delete_vhost},
     {"list_bindings", cmd_list_bindings},

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "admin/ctl.h"
+#include "admin/defs.h"
 #include "admin/meta.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
@@ -238,6 +239,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (cfg.load_definitions && wr_defs_load_file(cfg.load_definitions, err, sizeof err) != 0) {
+        wr_error("cannot load definitions (load_definitions): %s", err);
+        return 1;
+    }
     if (wr_ctl_start(cfg.data_dir, err, sizeof err) != 0) {
         wr_error("cannot start the control socket: %s", err);
         return 1;

@@ -1180,7 +1180,8 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
                          a->durable,
                          a->exclusive,
                          a->auto_delete,
-                         a->arguments};
+                         a->arguments,
+                         0};
     wr_actor_t who = actor_of(ch);
     wr_reply_t r;
     wr_queue_t *q;

@@ -269,7 +269,7 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
     }
     /* RabbitMQ checks the prefix before looking the queue up, so even an
      * existing amq.gen- queue can only be redeclared passively. */
-    if (!generated && reserved_name(name))
+    if (!generated && !s->allow_reserved && reserved_name(name))
         return fail(r, WR_AMQP_ACCESS_REFUSED, "queue name '%.*s' contains reserved prefix 'amq.*'",
                     BYTES_FMT(name));
     if (wr_op_allowed(who, vh, WR_PERM_CONFIGURE, 1, name, r) != 0)

@@ -69,6 +69,9 @@ typedef struct wr_queue_spec {
     wr_bytes_t name; /* empty (not passive): the broker names it amq.gen-... */
     uint8_t passive, durable, exclusive, auto_delete;
     wr_bytes_t args;
+    /* Definitions import: a name with the reserved amq. prefix (a
+     * server-named queue exported by RabbitMQ) is accepted, as there. */
+    uint8_t allow_reserved;
 } wr_queue_spec_t;
 
 /* Declares (or checks, passive) a queue; *out is the queue on success. */

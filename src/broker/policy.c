@@ -200,6 +200,12 @@ int wr_policy_set(wr_vhost_t *vh, int op, const char *name, const char *pattern,
                   const char *definition, int64_t priority, const char *apply_to, char *err,
                   size_t errlen)
 {
+    if (name == NULL || *name == '\0' || pattern == NULL || definition == NULL) {
+        snprintf(err, errlen,
+                 "Validation failed\n\na policy needs a name, a pattern and a "
+                 "definition\n");
+        return -1;
+    }
     wr_policy_t *p = wr_xcalloc(1, sizeof *p);
     p->priority = priority;
     if (apply_to == NULL || strcmp(apply_to, "all") == 0)

@@ -195,6 +195,7 @@ void wr_config_free(wr_config_t *c)
     free(c->default_user);
     free(c->default_pass);
     free(c->default_vhost);
+    free(c->load_definitions);
     for (int i = 0; i < 3; i++)
         free(c->default_perms[i]);
     free(c->default_user_tags);
@@ -484,6 +485,8 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
     }
     if (strcmp(key, "data_dir") == 0)
         return set_string(&c->data_dir, key, value, err, errlen);
+    if (strcmp(key, "load_definitions") == 0)
+        return set_string(&c->load_definitions, key, value, err, errlen);
     if (strcmp(key, "heartbeat") == 0) {
         if (parse_u64(value, &n) < 0)
             return bad_value(err, errlen, key, value, "a non-negative integer (seconds)");

@@ -60,6 +60,7 @@ typedef struct wr_config {
     size_t n_loopback_users;
     int log_level; /* WR_LOG_* */
     char *data_dir;
+    char *load_definitions; /* a definitions file imported at every start, or NULL */
     /* Memory alarm: publishers are blocked while messages held in memory
      * exceed the absolute limit if set, else this fraction of RAM. */
     double mem_high_watermark_relative;

@@ -398,8 +398,10 @@ static void enc_exchange_declare(wr_buf_t *b, const wr_exchange_declare_t *m)
     wr_buf_put_u16(b, m->reserved_1);
     wr_buf_put_shortstr(b, m->exchange);
     wr_buf_put_shortstr(b, m->type);
-    wr_buf_put_u8(b, (uint8_t)((m->passive ? 0x01u : 0u) | (m->durable ? 0x02u : 0u) |
-                               (m->auto_delete ? 0x04u : 0u) | (m->internal ? 0x08u : 0u) |
+    wr_buf_put_u8(b, (uint8_t)((m->passive ? 0x01u : 0u) |
+                               (m->durable ? 0x02u : 0u) |
+                               (m->auto_delete ? 0x04u : 0u) |
+                               (m->internal ? 0x08u : 0u) |
                                (m->no_wait ? 0x10u : 0u)));
     wr_buf_put_longstr(b, m->arguments);
 }
@@ -418,7 +420,8 @@ static void enc_exchange_delete(wr_buf_t *b, const wr_exchange_delete_t *m)
 {
     wr_buf_put_u16(b, m->reserved_1);
     wr_buf_put_shortstr(b, m->exchange);
-    wr_buf_put_u8(b, (uint8_t)((m->if_unused ? 0x01u : 0u) | (m->no_wait ? 0x02u : 0u)));
+    wr_buf_put_u8(b, (uint8_t)((m->if_unused ? 0x01u : 0u) |
+                               (m->no_wait ? 0x02u : 0u)));
 }
 
 static void dec_exchange_bind(cursor_t *c, wr_exchange_bind_t *m)
@@ -483,8 +486,10 @@ static void enc_queue_declare(wr_buf_t *b, const wr_queue_declare_t *m)
 {
     wr_buf_put_u16(b, m->reserved_1);
     wr_buf_put_shortstr(b, m->queue);
-    wr_buf_put_u8(b, (uint8_t)((m->passive ? 0x01u : 0u) | (m->durable ? 0x02u : 0u) |
-                               (m->exclusive ? 0x04u : 0u) | (m->auto_delete ? 0x08u : 0u) |
+    wr_buf_put_u8(b, (uint8_t)((m->passive ? 0x01u : 0u) |
+                               (m->durable ? 0x02u : 0u) |
+                               (m->exclusive ? 0x04u : 0u) |
+                               (m->auto_delete ? 0x08u : 0u) |
                                (m->no_wait ? 0x10u : 0u)));
     wr_buf_put_longstr(b, m->arguments);
 }
@@ -584,7 +589,8 @@ static void enc_queue_delete(wr_buf_t *b, const wr_queue_delete_t *m)
 {
     wr_buf_put_u16(b, m->reserved_1);
     wr_buf_put_shortstr(b, m->queue);
-    wr_buf_put_u8(b, (uint8_t)((m->if_unused ? 0x01u : 0u) | (m->if_empty ? 0x02u : 0u) |
+    wr_buf_put_u8(b, (uint8_t)((m->if_unused ? 0x01u : 0u) |
+                               (m->if_empty ? 0x02u : 0u) |
                                (m->no_wait ? 0x04u : 0u)));
 }
 
@@ -633,8 +639,10 @@ static void enc_basic_consume(wr_buf_t *b, const wr_basic_consume_t *m)
     wr_buf_put_u16(b, m->reserved_1);
     wr_buf_put_shortstr(b, m->queue);
     wr_buf_put_shortstr(b, m->consumer_tag);
-    wr_buf_put_u8(b, (uint8_t)((m->no_local ? 0x01u : 0u) | (m->no_ack ? 0x02u : 0u) |
-                               (m->exclusive ? 0x04u : 0u) | (m->no_wait ? 0x08u : 0u)));
+    wr_buf_put_u8(b, (uint8_t)((m->no_local ? 0x01u : 0u) |
+                               (m->no_ack ? 0x02u : 0u) |
+                               (m->exclusive ? 0x04u : 0u) |
+                               (m->no_wait ? 0x08u : 0u)));
     wr_buf_put_longstr(b, m->arguments);
 }
 
@@ -688,7 +696,8 @@ static void enc_basic_publish(wr_buf_t *b, const wr_basic_publish_t *m)
     wr_buf_put_u16(b, m->reserved_1);
     wr_buf_put_shortstr(b, m->exchange);
     wr_buf_put_shortstr(b, m->routing_key);
-    wr_buf_put_u8(b, (uint8_t)((m->mandatory ? 0x01u : 0u) | (m->immediate ? 0x02u : 0u)));
+    wr_buf_put_u8(b, (uint8_t)((m->mandatory ? 0x01u : 0u) |
+                               (m->immediate ? 0x02u : 0u)));
 }
 
 static void dec_basic_return(cursor_t *c, wr_basic_return_t *m)
@@ -837,7 +846,8 @@ static void dec_basic_nack(cursor_t *c, wr_basic_nack_t *m)
 static void enc_basic_nack(wr_buf_t *b, const wr_basic_nack_t *m)
 {
     wr_buf_put_u64(b, m->delivery_tag);
-    wr_buf_put_u8(b, (uint8_t)((m->multiple ? 0x01u : 0u) | (m->requeue ? 0x02u : 0u)));
+    wr_buf_put_u8(b, (uint8_t)((m->multiple ? 0x01u : 0u) |
+                               (m->requeue ? 0x02u : 0u)));
 }
 
 static void dec_confirm_select(cursor_t *c, wr_confirm_select_t *m)

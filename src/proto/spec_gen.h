@@ -25,31 +25,31 @@
 #include "proto/table.h"
 
 /* Constants from the spec (frame types, sizes and reply codes). */
-#define WR_AMQP_FRAME_METHOD        1
-#define WR_AMQP_FRAME_HEADER        2
-#define WR_AMQP_FRAME_BODY          3
-#define WR_AMQP_FRAME_HEARTBEAT     8
-#define WR_AMQP_FRAME_MIN_SIZE      4096
-#define WR_AMQP_FRAME_END           206
-#define WR_AMQP_REPLY_SUCCESS       200
-#define WR_AMQP_CONTENT_TOO_LARGE   311
-#define WR_AMQP_NO_ROUTE            312 /* not in the stripped XML; added by gen_spec.py */
-#define WR_AMQP_NO_CONSUMERS        313
-#define WR_AMQP_CONNECTION_FORCED   320
-#define WR_AMQP_INVALID_PATH        402
-#define WR_AMQP_ACCESS_REFUSED      403
-#define WR_AMQP_NOT_FOUND           404
-#define WR_AMQP_RESOURCE_LOCKED     405
+#define WR_AMQP_FRAME_METHOD 1
+#define WR_AMQP_FRAME_HEADER 2
+#define WR_AMQP_FRAME_BODY 3
+#define WR_AMQP_FRAME_HEARTBEAT 8
+#define WR_AMQP_FRAME_MIN_SIZE 4096
+#define WR_AMQP_FRAME_END 206
+#define WR_AMQP_REPLY_SUCCESS 200
+#define WR_AMQP_CONTENT_TOO_LARGE 311
+#define WR_AMQP_NO_ROUTE 312 /* not in the stripped XML; added by gen_spec.py */
+#define WR_AMQP_NO_CONSUMERS 313
+#define WR_AMQP_CONNECTION_FORCED 320
+#define WR_AMQP_INVALID_PATH 402
+#define WR_AMQP_ACCESS_REFUSED 403
+#define WR_AMQP_NOT_FOUND 404
+#define WR_AMQP_RESOURCE_LOCKED 405
 #define WR_AMQP_PRECONDITION_FAILED 406
-#define WR_AMQP_FRAME_ERROR         501
-#define WR_AMQP_SYNTAX_ERROR        502
-#define WR_AMQP_COMMAND_INVALID     503
-#define WR_AMQP_CHANNEL_ERROR       504
-#define WR_AMQP_UNEXPECTED_FRAME    505
-#define WR_AMQP_RESOURCE_ERROR      506
-#define WR_AMQP_NOT_ALLOWED         530
-#define WR_AMQP_NOT_IMPLEMENTED     540
-#define WR_AMQP_INTERNAL_ERROR      541
+#define WR_AMQP_FRAME_ERROR 501
+#define WR_AMQP_SYNTAX_ERROR 502
+#define WR_AMQP_COMMAND_INVALID 503
+#define WR_AMQP_CHANNEL_ERROR 504
+#define WR_AMQP_UNEXPECTED_FRAME 505
+#define WR_AMQP_RESOURCE_ERROR 506
+#define WR_AMQP_NOT_ALLOWED 530
+#define WR_AMQP_NOT_IMPLEMENTED 540
+#define WR_AMQP_INTERNAL_ERROR 541
 
 /* wr_amqp_reply_is_hard returns 1 if code is a hard (connection) error,
  * 0 for soft (channel) errors, success and unknown codes. */
@@ -60,83 +60,81 @@ const char *wr_amqp_reply_name(uint16_t code);
 
 /* Class ids. */
 #define WR_CLASS_CONNECTION 10
-#define WR_CLASS_CHANNEL    20
-#define WR_CLASS_EXCHANGE   40
-#define WR_CLASS_QUEUE      50
-#define WR_CLASS_BASIC      60
-#define WR_CLASS_TX         90
-#define WR_CLASS_CONFIRM    85
+#define WR_CLASS_CHANNEL 20
+#define WR_CLASS_EXCHANGE 40
+#define WR_CLASS_QUEUE 50
+#define WR_CLASS_BASIC 60
+#define WR_CLASS_TX 90
+#define WR_CLASS_CONFIRM 85
 
 /* Method ids: class-id << 16 | method-id. */
 #define WR_M_ID(class_id, method_id) ((uint32_t)(class_id) << 16 | (uint32_t)(method_id))
-#define WR_M_CLASS(id)               ((uint16_t)((id) >> 16))
-#define WR_M_METHOD(id)              ((uint16_t)((id)&0xFFFFu))
-#define WR_M_CONNECTION_START        0x000A000Au
-#define WR_M_CONNECTION_START_OK     0x000A000Bu
-#define WR_M_CONNECTION_SECURE       0x000A0014u
-#define WR_M_CONNECTION_SECURE_OK    0x000A0015u
-#define WR_M_CONNECTION_TUNE         0x000A001Eu
-#define WR_M_CONNECTION_TUNE_OK      0x000A001Fu
-#define WR_M_CONNECTION_OPEN         0x000A0028u
-#define WR_M_CONNECTION_OPEN_OK      0x000A0029u
-#define WR_M_CONNECTION_CLOSE        0x000A0032u
-#define WR_M_CONNECTION_CLOSE_OK     0x000A0033u
-#define WR_M_CONNECTION_BLOCKED      0x000A003Cu /* not in the stripped XML; added by gen_spec.py */
-#define WR_M_CONNECTION_UNBLOCKED    0x000A003Du /* not in the stripped XML; added by gen_spec.py */
-#define WR_M_CONNECTION_UPDATE_SECRET                                                              \
-    0x000A0046u /* not in the stripped XML; added by gen_spec.py */
-#define WR_M_CONNECTION_UPDATE_SECRET_OK                                                           \
-    0x000A0047u /* not in the stripped XML; added by gen_spec.py */
-#define WR_M_CHANNEL_OPEN        0x0014000Au
-#define WR_M_CHANNEL_OPEN_OK     0x0014000Bu
-#define WR_M_CHANNEL_FLOW        0x00140014u
-#define WR_M_CHANNEL_FLOW_OK     0x00140015u
-#define WR_M_CHANNEL_CLOSE       0x00140028u
-#define WR_M_CHANNEL_CLOSE_OK    0x00140029u
-#define WR_M_EXCHANGE_DECLARE    0x0028000Au
+#define WR_M_CLASS(id) ((uint16_t)((id) >> 16))
+#define WR_M_METHOD(id) ((uint16_t)((id)&0xFFFFu))
+#define WR_M_CONNECTION_START 0x000A000Au
+#define WR_M_CONNECTION_START_OK 0x000A000Bu
+#define WR_M_CONNECTION_SECURE 0x000A0014u
+#define WR_M_CONNECTION_SECURE_OK 0x000A0015u
+#define WR_M_CONNECTION_TUNE 0x000A001Eu
+#define WR_M_CONNECTION_TUNE_OK 0x000A001Fu
+#define WR_M_CONNECTION_OPEN 0x000A0028u
+#define WR_M_CONNECTION_OPEN_OK 0x000A0029u
+#define WR_M_CONNECTION_CLOSE 0x000A0032u
+#define WR_M_CONNECTION_CLOSE_OK 0x000A0033u
+#define WR_M_CONNECTION_BLOCKED 0x000A003Cu /* not in the stripped XML; added by gen_spec.py */
+#define WR_M_CONNECTION_UNBLOCKED 0x000A003Du /* not in the stripped XML; added by gen_spec.py */
+#define WR_M_CONNECTION_UPDATE_SECRET 0x000A0046u /* not in the stripped XML; added by gen_spec.py */
+#define WR_M_CONNECTION_UPDATE_SECRET_OK 0x000A0047u /* not in the stripped XML; added by gen_spec.py */
+#define WR_M_CHANNEL_OPEN 0x0014000Au
+#define WR_M_CHANNEL_OPEN_OK 0x0014000Bu
+#define WR_M_CHANNEL_FLOW 0x00140014u
+#define WR_M_CHANNEL_FLOW_OK 0x00140015u
+#define WR_M_CHANNEL_CLOSE 0x00140028u
+#define WR_M_CHANNEL_CLOSE_OK 0x00140029u
+#define WR_M_EXCHANGE_DECLARE 0x0028000Au
 #define WR_M_EXCHANGE_DECLARE_OK 0x0028000Bu
-#define WR_M_EXCHANGE_DELETE     0x00280014u
-#define WR_M_EXCHANGE_DELETE_OK  0x00280015u
-#define WR_M_EXCHANGE_BIND       0x0028001Eu
-#define WR_M_EXCHANGE_BIND_OK    0x0028001Fu
-#define WR_M_EXCHANGE_UNBIND     0x00280028u
-#define WR_M_EXCHANGE_UNBIND_OK  0x00280033u
-#define WR_M_QUEUE_DECLARE       0x0032000Au
-#define WR_M_QUEUE_DECLARE_OK    0x0032000Bu
-#define WR_M_QUEUE_BIND          0x00320014u
-#define WR_M_QUEUE_BIND_OK       0x00320015u
-#define WR_M_QUEUE_UNBIND        0x00320032u
-#define WR_M_QUEUE_UNBIND_OK     0x00320033u
-#define WR_M_QUEUE_PURGE         0x0032001Eu
-#define WR_M_QUEUE_PURGE_OK      0x0032001Fu
-#define WR_M_QUEUE_DELETE        0x00320028u
-#define WR_M_QUEUE_DELETE_OK     0x00320029u
-#define WR_M_BASIC_QOS           0x003C000Au
-#define WR_M_BASIC_QOS_OK        0x003C000Bu
-#define WR_M_BASIC_CONSUME       0x003C0014u
-#define WR_M_BASIC_CONSUME_OK    0x003C0015u
-#define WR_M_BASIC_CANCEL        0x003C001Eu
-#define WR_M_BASIC_CANCEL_OK     0x003C001Fu
-#define WR_M_BASIC_PUBLISH       0x003C0028u
-#define WR_M_BASIC_RETURN        0x003C0032u
-#define WR_M_BASIC_DELIVER       0x003C003Cu
-#define WR_M_BASIC_GET           0x003C0046u
-#define WR_M_BASIC_GET_OK        0x003C0047u
-#define WR_M_BASIC_GET_EMPTY     0x003C0048u
-#define WR_M_BASIC_ACK           0x003C0050u
-#define WR_M_BASIC_REJECT        0x003C005Au
+#define WR_M_EXCHANGE_DELETE 0x00280014u
+#define WR_M_EXCHANGE_DELETE_OK 0x00280015u
+#define WR_M_EXCHANGE_BIND 0x0028001Eu
+#define WR_M_EXCHANGE_BIND_OK 0x0028001Fu
+#define WR_M_EXCHANGE_UNBIND 0x00280028u
+#define WR_M_EXCHANGE_UNBIND_OK 0x00280033u
+#define WR_M_QUEUE_DECLARE 0x0032000Au
+#define WR_M_QUEUE_DECLARE_OK 0x0032000Bu
+#define WR_M_QUEUE_BIND 0x00320014u
+#define WR_M_QUEUE_BIND_OK 0x00320015u
+#define WR_M_QUEUE_UNBIND 0x00320032u
+#define WR_M_QUEUE_UNBIND_OK 0x00320033u
+#define WR_M_QUEUE_PURGE 0x0032001Eu
+#define WR_M_QUEUE_PURGE_OK 0x0032001Fu
+#define WR_M_QUEUE_DELETE 0x00320028u
+#define WR_M_QUEUE_DELETE_OK 0x00320029u
+#define WR_M_BASIC_QOS 0x003C000Au
+#define WR_M_BASIC_QOS_OK 0x003C000Bu
+#define WR_M_BASIC_CONSUME 0x003C0014u
+#define WR_M_BASIC_CONSUME_OK 0x003C0015u
+#define WR_M_BASIC_CANCEL 0x003C001Eu
+#define WR_M_BASIC_CANCEL_OK 0x003C001Fu
+#define WR_M_BASIC_PUBLISH 0x003C0028u
+#define WR_M_BASIC_RETURN 0x003C0032u
+#define WR_M_BASIC_DELIVER 0x003C003Cu
+#define WR_M_BASIC_GET 0x003C0046u
+#define WR_M_BASIC_GET_OK 0x003C0047u
+#define WR_M_BASIC_GET_EMPTY 0x003C0048u
+#define WR_M_BASIC_ACK 0x003C0050u
+#define WR_M_BASIC_REJECT 0x003C005Au
 #define WR_M_BASIC_RECOVER_ASYNC 0x003C0064u
-#define WR_M_BASIC_RECOVER       0x003C006Eu
-#define WR_M_BASIC_RECOVER_OK    0x003C006Fu
-#define WR_M_BASIC_NACK          0x003C0078u
-#define WR_M_TX_SELECT           0x005A000Au
-#define WR_M_TX_SELECT_OK        0x005A000Bu
-#define WR_M_TX_COMMIT           0x005A0014u
-#define WR_M_TX_COMMIT_OK        0x005A0015u
-#define WR_M_TX_ROLLBACK         0x005A001Eu
-#define WR_M_TX_ROLLBACK_OK      0x005A001Fu
-#define WR_M_CONFIRM_SELECT      0x0055000Au
-#define WR_M_CONFIRM_SELECT_OK   0x0055000Bu
+#define WR_M_BASIC_RECOVER 0x003C006Eu
+#define WR_M_BASIC_RECOVER_OK 0x003C006Fu
+#define WR_M_BASIC_NACK 0x003C0078u
+#define WR_M_TX_SELECT 0x005A000Au
+#define WR_M_TX_SELECT_OK 0x005A000Bu
+#define WR_M_TX_COMMIT 0x005A0014u
+#define WR_M_TX_COMMIT_OK 0x005A0015u
+#define WR_M_TX_ROLLBACK 0x005A001Eu
+#define WR_M_TX_ROLLBACK_OK 0x005A001Fu
+#define WR_M_CONFIRM_SELECT 0x0055000Au
+#define WR_M_CONFIRM_SELECT_OK 0x0055000Bu
 
 /* Method arguments, one struct per method, fields in wire order. */
 typedef struct wr_connection_start {
@@ -591,21 +589,21 @@ int wr_method_is_known(uint32_t id);
 
 /* Basic content-header property flags: the first property is bit 15.
  * Bit 0 is the continuation flag, which warren refuses. */
-#define WR_PROP_CONTENT_TYPE     0x8000u
+#define WR_PROP_CONTENT_TYPE 0x8000u
 #define WR_PROP_CONTENT_ENCODING 0x4000u
-#define WR_PROP_HEADERS          0x2000u
-#define WR_PROP_DELIVERY_MODE    0x1000u
-#define WR_PROP_PRIORITY         0x0800u
-#define WR_PROP_CORRELATION_ID   0x0400u
-#define WR_PROP_REPLY_TO         0x0200u
-#define WR_PROP_EXPIRATION       0x0100u
-#define WR_PROP_MESSAGE_ID       0x0080u
-#define WR_PROP_TIMESTAMP        0x0040u
-#define WR_PROP_TYPE             0x0020u
-#define WR_PROP_USER_ID          0x0010u
-#define WR_PROP_APP_ID           0x0008u
-#define WR_PROP_CLUSTER_ID       0x0004u
-#define WR_PROP_MASK             0xFFFCu /* every defined property */
+#define WR_PROP_HEADERS 0x2000u
+#define WR_PROP_DELIVERY_MODE 0x1000u
+#define WR_PROP_PRIORITY 0x0800u
+#define WR_PROP_CORRELATION_ID 0x0400u
+#define WR_PROP_REPLY_TO 0x0200u
+#define WR_PROP_EXPIRATION 0x0100u
+#define WR_PROP_MESSAGE_ID 0x0080u
+#define WR_PROP_TIMESTAMP 0x0040u
+#define WR_PROP_TYPE 0x0020u
+#define WR_PROP_USER_ID 0x0010u
+#define WR_PROP_APP_ID 0x0008u
+#define WR_PROP_CLUSTER_ID 0x0004u
+#define WR_PROP_MASK 0xFFFCu /* every defined property */
 
 typedef struct wr_basic_props {
     uint16_t flags; /* WR_PROP_* bits saying which fields are present */
