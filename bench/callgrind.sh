@@ -19,6 +19,8 @@
 #   PERF_ARGS   extra warren-perf options (default: auto-ack)
 #   OUT         callgrind output file (default /tmp/warren-callgrind.out)
 #   TOP         functions to list (default 25)
+#   TENANT=1    run as user "bench" on vhost "bench" with regular-expression
+#               permissions (set through the control socket), not guest on /
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +64,23 @@ for _ in $(seq 1 300); do
 done
 
 URI="amqp://guest:guest@127.0.0.1:$PORT/"
+if [ "${TENANT:-0}" = 1 ]; then
+    "$PY" - "$TMP/warren.sock" <<'PYEOF' || die "cannot set up the bench tenant"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+for cmd, args, vhost in (("add_vhost", ["bench"], "/"), ("add_user", ["bench", "bench-pw"], "/"),
+                         ("set_permissions", ["bench", "^(warren-perf|amq\\.gen).*", ".*",
+                                              "^(warren-perf|amq\\.gen).*"], "bench")):
+    f.write((json.dumps({"command": cmd, "args": args, "vhost": vhost}) + "\n").encode())
+    f.flush()
+    r = json.loads(f.readline())
+    if not r["ok"]:
+        sys.exit(r["error"])
+PYEOF
+    URI="amqp://bench:bench-pw@127.0.0.1:$PORT/bench"
+fi
 # Connect, declare and settle first with collection off: --await-messages
 # declares nothing, so the run's own set-up is what warren-perf does
 # before its first publish, a few thousand instructions at most.

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/version.h"
+#include "net/tls.h"
 #include "proto/spec_gen.h"
 #include "proto/table.h"
 
@@ -540,7 +541,11 @@ static json_t *conn_info(const wr_conn_t *c)
     json_object_set_new(o, "host", json_string(host));
     json_object_set_new(o, "peer_port", json_integer(peer_port));
     json_object_set_new(o, "peer_host", json_string(peer));
-    json_object_set_new(o, "ssl", json_false());
+    json_object_set_new(o, "ssl", json_boolean(c->sock->tls != NULL));
+    json_object_set_new(o, "ssl_protocol",
+                        c->sock->tls ? json_string(wr_tls_version(c->sock->tls)) : json_null());
+    json_object_set_new(o, "ssl_cipher",
+                        c->sock->tls ? json_string(wr_tls_cipher(c->sock->tls)) : json_null());
     json_object_set_new(o, "state", json_string(conn_state(c)));
     json_object_set_new(o, "channels", json_integer(c->n_channels));
     json_object_set_new(o, "protocol", json_string("AMQP 0-9-1"));

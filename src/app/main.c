@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "net/sock.h"
+#include "net/tls.h"
 
 #include "core/version.h"
 
@@ -110,50 +111,74 @@ static void usage(FILE *f)
                "rabbitmq.conf format (see docs/configuration.md); flags override it.\n");
 }
 
+static wr_tls_ctx_t *tls_ctx;
+
 /* Binds one address of a listener; a failure is logged with the key that
- * asked for it. */
-static int listen_one(const char *name, const char *host, int port)
+ * asked for it.  *skipped is set for an IPv6 address on a host without
+ * IPv6 (when v6_optional). */
+static int listen_one(const char *kind, const char *name, const char *host, int port,
+                      wr_tls_ctx_t *tls, int v6_optional)
 {
     wr_listener_t *l = &listeners[n_listeners++];
+    l->tls = tls;
     int r = wr_listen(wr_loop, l, host, port, &wr_conn_handler, wr_conn_accept);
+    if (v6_optional && (r == UV_EAFNOSUPPORT || r == UV_EADDRNOTAVAIL)) {
+        wr_warn("no IPv6 on this host (%s): listeners.%s.%s listens on IPv4 only", uv_strerror(r),
+                kind, name);
+        return 0;
+    }
     if (r != 0) {
-        wr_error("cannot listen on %s (listeners.tcp.%s): %s", l->addr, name, uv_strerror(r));
+        wr_error("cannot listen on %s (listeners.%s.%s): %s", l->addr, kind, name, uv_strerror(r));
         return r;
     }
-    wr_info("listening for AMQP on %s", l->addr);
+    wr_info("listening for AMQP%s on %s", tls ? " over TLS" : "", l->addr);
     return 0;
 }
 
-/* Starts every configured listener.  A bare port means every interface,
- * as in RabbitMQ: "::" (IPv6 only) and "0.0.0.0"; a host without IPv6
- * gets the IPv4 one alone. */
-static int start_listeners(const wr_config_t *cfg)
+/* One list of listeners.  A bare port means every interface, as in
+ * RabbitMQ: "::" (IPv6 only) and "0.0.0.0"; a host without IPv6 gets the
+ * IPv4 one alone. */
+static int start_list(const char *kind, const wr_listen_addr_t *list, size_t n, wr_tls_ctx_t *tls)
 {
-    listeners = wr_xcalloc(2 * cfg->n_listeners + 1, sizeof *listeners);
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        const wr_listen_addr_t *a = &cfg->listeners[i];
+    for (size_t i = 0; i < n; i++) {
+        const wr_listen_addr_t *a = &list[i];
         if (a->host) {
-            if (listen_one(a->name, a->host, a->port) != 0)
+            if (listen_one(kind, a->name, a->host, a->port, tls, 0) != 0)
                 return -1;
             continue;
         }
-        wr_listener_t *l6 = &listeners[n_listeners];
-        int r = wr_listen(wr_loop, l6, "::", a->port, &wr_conn_handler, wr_conn_accept);
-        n_listeners++;
-        if (r == UV_EAFNOSUPPORT || r == UV_EADDRNOTAVAIL) {
-            wr_warn("no IPv6 on this host (%s): listeners.tcp.%s listens on IPv4 only",
-                    uv_strerror(r), a->name);
-        } else if (r != 0) {
-            wr_error("cannot listen on %s (listeners.tcp.%s): %s", l6->addr, a->name,
-                     uv_strerror(r));
-            return -1;
-        } else {
-            wr_info("listening for AMQP on %s", l6->addr);
-        }
-        if (listen_one(a->name, "0.0.0.0", a->port) != 0)
+        if (listen_one(kind, a->name, "::", a->port, tls, 1) != 0 ||
+            listen_one(kind, a->name, "0.0.0.0", a->port, tls, 0) != 0)
             return -1;
     }
-    if (cfg->n_listeners == 0)
+    return 0;
+}
+
+static int start_listeners(const wr_config_t *cfg)
+{
+    listeners = wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + 1, sizeof *listeners);
+    if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
+        return -1;
+    if (cfg->n_ssl_listeners) {
+        wr_tls_config_t tc = {cfg->ssl_certfile,
+                              cfg->ssl_keyfile,
+                              cfg->ssl_cacertfile,
+                              cfg->ssl_verify_peer,
+                              cfg->ssl_fail_if_no_peer_cert,
+                              (const char *const *)cfg->ssl_versions,
+                              cfg->n_ssl_versions,
+                              (const char *const *)cfg->ssl_ciphers,
+                              cfg->n_ssl_ciphers};
+        char err[512];
+        tls_ctx = wr_tls_ctx_new(&tc, err, sizeof err);
+        if (tls_ctx == NULL) {
+            wr_error("cannot set up TLS: %s", err);
+            return -1;
+        }
+        if (start_list("ssl", cfg->ssl_listeners, cfg->n_ssl_listeners, tls_ctx) != 0)
+            return -1;
+    }
+    if (cfg->n_listeners == 0 && cfg->n_ssl_listeners == 0)
         wr_warn("no AMQP listeners (listeners.tcp = none)");
     return 0;
 }
@@ -275,6 +300,7 @@ int main(int argc, char **argv)
     uv_run(wr_loop, UV_RUN_DEFAULT);
     uv_loop_close(wr_loop);
     free(listeners);
+    wr_tls_ctx_free(tls_ctx);
     wr_config_free(&cfg);
     wr_info("warren stopped");
     return 0;

@@ -9,8 +9,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker/access.h"
+#include "net/tls.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "proto/frame.h"
@@ -185,7 +187,14 @@ static void send_start(wr_conn_t *c)
     m.u.connection_start.version_major = 0;
     m.u.connection_start.version_minor = 9;
     m.u.connection_start.server_properties = (wr_bytes_t){props.p + 4, props.len - 4};
-    m.u.connection_start.mechanisms = WR_BYTES_LIT("PLAIN AMQPLAIN");
+    char mechs[64] = "PLAIN AMQPLAIN";
+    if (cfg->n_auth_mechanisms) {
+        mechs[0] = '\0';
+        for (size_t i = 0; i < cfg->n_auth_mechanisms; i++)
+            snprintf(mechs + strlen(mechs), sizeof mechs - strlen(mechs), "%s%s", i ? " " : "",
+                     cfg->auth_mechanisms[i]);
+    }
+    m.u.connection_start.mechanisms = wr_bytes_of(mechs);
     m.u.connection_start.locales = WR_BYTES_LIT("en_US");
     wr_conn_send_method(c, 0, &m);
     wr_buf_free(&props);
@@ -255,7 +264,26 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
     c->cap_auth_close = (uint8_t)client_cap(props, "authentication_failure_close");
 
     wr_bytes_t user, pass;
-    int r = parse_credentials(m->mechanism, m->response, &user, &pass);
+    const wr_config_t *cfg = wr_broker.cfg;
+    int offered = cfg->n_auth_mechanisms == 0 && !wr_bytes_eq_str(m->mechanism, "EXTERNAL");
+    for (size_t i = 0; i < cfg->n_auth_mechanisms; i++)
+        offered |= wr_bytes_eq_str(m->mechanism, cfg->auth_mechanisms[i]);
+    char cert_name[512];
+    int r = WR_ENOTFOUND;
+    if (offered && wr_bytes_eq_str(m->mechanism, "EXTERNAL")) {
+        /* The TLS client certificate is the credential: its CN or DN, as
+         * ssl_cert_login_from says, names the user. */
+        if (c->sock->tls == NULL || wr_tls_peer_name(c->sock->tls, cfg->ssl_cert_login_cn,
+                                                     cert_name, sizeof cert_name) != 0) {
+            refuse_login(c, m->mechanism, "EXTERNAL: no verified client certificate");
+            return;
+        }
+        user = wr_bytes_of(cert_name);
+        pass = (wr_bytes_t){NULL, 0};
+        r = 1;
+    } else if (offered) {
+        r = parse_credentials(m->mechanism, m->response, &user, &pass);
+    }
     if (r == WR_ENOTFOUND) {
         /* Before the connection is tuned RabbitMQ just hangs up. */
         wr_warn("connection %s: unsupported authentication mechanism '%.*s'", c->sock->peer,
@@ -263,11 +291,10 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
         hang_up(c);
         return;
     }
-    const wr_config_t *cfg = wr_broker.cfg;
-    wr_user_t *u = r == 0 ? wr_access_user(user) : NULL;
-    if (u == NULL || !wr_access_check_password(u, pass)) {
-        char why[400];
-        if (r != 0)
+    wr_user_t *u = r >= 0 ? wr_access_user(user) : NULL;
+    if (u == NULL || (r == 0 && !wr_access_check_password(u, pass))) {
+        char why[700];
+        if (r < 0)
             snprintf(why, sizeof why, "malformed %.*s response", (int)m->mechanism.n,
                      (const char *)m->mechanism.p);
         else

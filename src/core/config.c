@@ -63,22 +63,44 @@ static void listeners_clear(wr_config_t *c)
     c->n_listeners = 0;
 }
 
-/* Sets listener NAME (replacing its address if it exists); takes host. */
-static void listener_set(wr_config_t *c, const char *name, char *host, uint16_t port)
+/* Sets listener NAME of a list (replacing its address if it exists);
+ * takes host. */
+static void addr_set(wr_listen_addr_t **list, size_t *n, const char *name, char *host,
+                     uint16_t port)
 {
     wr_listen_addr_t *l = NULL;
-    for (size_t i = 0; i < c->n_listeners; i++)
-        if (strcmp(c->listeners[i].name, name) == 0)
-            l = &c->listeners[i];
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*list)[i].name, name) == 0)
+            l = &(*list)[i];
     if (l == NULL) {
-        c->listeners = wr_xrealloc(c->listeners, (c->n_listeners + 1) * sizeof *c->listeners);
-        l = &c->listeners[c->n_listeners++];
+        *list = wr_xrealloc(*list, (*n + 1) * sizeof **list);
+        l = &(*list)[(*n)++];
         l->name = xstrdup(name);
         l->host = NULL;
     }
     free(l->host);
     l->host = host;
     l->port = port;
+}
+
+static void listener_set(wr_config_t *c, const char *name, char *host, uint16_t port)
+{
+    addr_set(&c->listeners, &c->n_listeners, name, host, port);
+}
+
+static void strv_free(char ***v, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*v)[i]);
+    free(*v);
+    *v = NULL;
+    *n = 0;
+}
+
+static void strv_add(char ***v, size_t *n, const char *s)
+{
+    *v = wr_xrealloc(*v, (*n + 1) * sizeof **v);
+    (*v)[(*n)++] = xstrdup(s);
 }
 
 /* ---- loopback user list ------------------------------------------------ */
@@ -189,6 +211,17 @@ void wr_config_init(wr_config_t *c)
 void wr_config_free(wr_config_t *c)
 {
     listeners_clear(c);
+    for (size_t i = 0; i < c->n_ssl_listeners; i++) {
+        free(c->ssl_listeners[i].name);
+        free(c->ssl_listeners[i].host);
+    }
+    free(c->ssl_listeners);
+    free(c->ssl_certfile);
+    free(c->ssl_keyfile);
+    free(c->ssl_cacertfile);
+    strv_free(&c->ssl_versions, &c->n_ssl_versions);
+    strv_free(&c->ssl_ciphers, &c->n_ssl_ciphers);
+    strv_free(&c->auth_mechanisms, &c->n_auth_mechanisms);
     free(c->product);
     free(c->product_version);
     free(c->cluster_name);
@@ -449,6 +482,58 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
             listeners_clear(c);
         c->listeners_builtin = 0;
         listener_set(c, word, host, port);
+        return 0;
+    }
+    if (key_suffix_word(key, "listeners.ssl.", word, sizeof word)) {
+        char *host;
+        uint16_t port;
+        if (parse_listener(value, &host, &port) < 0)
+            return bad_value(err, errlen, key, value,
+                             "a port or IP:port (e.g. 5671, 127.0.0.1:5671, [::1]:5671)");
+        addr_set(&c->ssl_listeners, &c->n_ssl_listeners, word, host, port);
+        return 0;
+    }
+    if (strcmp(key, "ssl_options.certfile") == 0)
+        return set_string(&c->ssl_certfile, key, value, err, errlen);
+    if (strcmp(key, "ssl_options.keyfile") == 0)
+        return set_string(&c->ssl_keyfile, key, value, err, errlen);
+    if (strcmp(key, "ssl_options.cacertfile") == 0)
+        return set_string(&c->ssl_cacertfile, key, value, err, errlen);
+    if (strcmp(key, "ssl_options.verify") == 0) {
+        if (strcmp(value, "verify_peer") != 0 && strcmp(value, "verify_none") != 0)
+            return bad_value(err, errlen, key, value, "verify_peer or verify_none");
+        c->ssl_verify_peer = strcmp(value, "verify_peer") == 0;
+        return 0;
+    }
+    if (strcmp(key, "ssl_options.fail_if_no_peer_cert") == 0) {
+        int on;
+        if (parse_bool(value, &on) < 0)
+            return bad_value(err, errlen, key, value, "true or false");
+        c->ssl_fail_if_no_peer_cert = on;
+        return 0;
+    }
+    if (key_suffix_word(key, "ssl_options.versions.", word, sizeof word)) {
+        if (strcmp(value, "tlsv1.2") != 0 && strcmp(value, "tlsv1.3") != 0)
+            return bad_value(err, errlen, key, value,
+                             "tlsv1.2 or tlsv1.3 (older versions are not offered)");
+        strv_add(&c->ssl_versions, &c->n_ssl_versions, value);
+        return 0;
+    }
+    if (key_suffix_word(key, "ssl_options.ciphers.", word, sizeof word)) {
+        strv_add(&c->ssl_ciphers, &c->n_ssl_ciphers, value);
+        return 0;
+    }
+    if (strcmp(key, "ssl_cert_login_from") == 0) {
+        if (strcmp(value, "common_name") != 0 && strcmp(value, "distinguished_name") != 0)
+            return bad_value(err, errlen, key, value, "distinguished_name or common_name");
+        c->ssl_cert_login_cn = strcmp(value, "common_name") == 0;
+        return 0;
+    }
+    if (key_suffix_word(key, "auth_mechanisms.", word, sizeof word)) {
+        if (strcmp(value, "PLAIN") != 0 && strcmp(value, "AMQPLAIN") != 0 &&
+            strcmp(value, "EXTERNAL") != 0)
+            return bad_value(err, errlen, key, value, "PLAIN, AMQPLAIN or EXTERNAL");
+        strv_add(&c->auth_mechanisms, &c->n_auth_mechanisms, value);
         return 0;
     }
     if (strcmp(key, "listeners.tcp") == 0) {

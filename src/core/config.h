@@ -36,10 +36,23 @@ typedef struct wr_listen_addr {
 } wr_listen_addr_t;
 
 typedef struct wr_config {
-    wr_listen_addr_t *listeners; /* in the order first configured */
-    size_t n_listeners;          /* 0 after "listeners.tcp = none" */
-    int listeners_builtin;       /* still the built-in default (the first
-                                  * listeners.tcp.* key replaces it) */
+    wr_listen_addr_t *listeners;     /* in the order first configured */
+    size_t n_listeners;              /* 0 after "listeners.tcp = none" */
+    int listeners_builtin;           /* still the built-in default (the first
+                                      * listeners.tcp.* key replaces it) */
+    wr_listen_addr_t *ssl_listeners; /* listeners.ssl.NAME: AMQPS (none by default) */
+    size_t n_ssl_listeners;
+    /* ssl_options.*: the TLS listeners' certificate, key, CAs, peer
+     * verification (verify_peer), versions.N and ciphers.N. */
+    char *ssl_certfile, *ssl_keyfile, *ssl_cacertfile;
+    int ssl_verify_peer, ssl_fail_if_no_peer_cert;
+    char **ssl_versions;
+    size_t n_ssl_versions;
+    char **ssl_ciphers;
+    size_t n_ssl_ciphers;
+    int ssl_cert_login_cn;  /* ssl_cert_login_from = common_name (else the DN) */
+    char **auth_mechanisms; /* auth_mechanisms.N, in order; NULL: PLAIN AMQPLAIN */
+    size_t n_auth_mechanisms;
     /* connection.start's server properties (product, version) and
      * cluster_name; NULL = warren's own. */
     char *product;

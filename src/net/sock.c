@@ -22,6 +22,7 @@
 #include <stdlib.h>
 
 #include "core/log.h"
+#include "net/tls.h"
 
 static wr_sock_t *dirty_list;
 static wr_sock_t *all_socks; /* every socket with a descriptor */
@@ -66,10 +67,19 @@ static void update_congestion(wr_sock_t *s)
     update_read(s);
 }
 
+/* TLS sockets read ciphertext here, then decrypt into s->in (one loop
+ * thread: the read callback consumes it before the next alloc). */
+static uint8_t tls_scratch[READ_CHUNK];
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     wr_sock_t *s = h->data;
+    if (s->tls) {
+        buf->base = (char *)tls_scratch;
+        buf->len = sizeof tls_scratch;
+        return;
+    }
     uint8_t *p = wr_buf_reserve(&s->in, READ_CHUNK);
     buf->base = (char *)p;
     buf->len = s->in.cap - s->in.len;
@@ -92,6 +102,30 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     s->bytes_in += (uint64_t)nread;
     if (s->closing)
         return; /* discarded: the protocol is done with this peer */
+    if (s->tls) {
+        size_t before = s->in.len;
+        const char *why;
+        int r =
+            wr_tls_feed(s->tls, (const uint8_t *)buf->base, (size_t)nread, &s->in, &s->wire, &why);
+        if (s->wire.len)
+            mark_dirty(s);
+        if (r < 0) {
+            wr_info("connection %s: TLS: %s", s->peer, why ? why : "error");
+            s->in.len = before;
+            /* Send the alert, then close; the protocol hears on_close. */
+            s->closing = 1;
+            s->timer_cb = NULL;
+            if (s->timer_init)
+                uv_timer_stop(&s->timer);
+            mark_dirty(s);
+            return;
+        }
+        if (s->in.len == before)
+            return;
+        uv_update_time(stream->loop);
+        s->h->on_read(s);
+        return;
+    }
     s->in.len += (size_t)nread;
     /* libuv reads a busy socket many times in one loop pass; refresh the
      * loop's clock so deadlines computed from it (TTLs, delays) are not
@@ -144,6 +178,8 @@ static void closed_cb(uv_handle_t *h)
     wr_buf_free(&s->in);
     wr_buf_free(&s->out);
     wr_buf_free(&s->inflight);
+    wr_buf_free(&s->wire);
+    wr_tls_free(s->tls);
     free(s);
 }
 
@@ -227,8 +263,12 @@ static void write_cb(uv_write_t *req, int status)
     }
     s->bytes_out += s->inflight.len - s->inflight_off;
     s->inflight.len = 0;
-    if (s->out.len > s->out_off) {
+    if (s->out.len > s->out_off || s->wire.len) {
         flush(s);
+        if (s->closing && !s->writing && !uv_is_closing((uv_handle_t *)&s->tcp)) {
+            finish_close(s);
+            return;
+        }
     } else if (s->closing) {
         finish_close(s);
         return;
@@ -247,6 +287,25 @@ static void flush(wr_sock_t *s)
     }
     if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp))
         return;
+    if (s->tls) {
+        /* Encrypt everything queued in one pass; the ciphertext (with any
+         * handshake records before it) becomes the output to write. */
+        if (wr_tls_ready(s->tls) && s->out.len > s->out_off) {
+            if (wr_tls_encrypt(s->tls, s->out.p + s->out_off, s->out.len - s->out_off, &s->wire) !=
+                0)
+                s->closing = 1;
+            s->out.len = s->out_off = 0;
+        }
+        if (s->closing && wr_tls_ready(s->tls))
+            wr_tls_close_notify(s->tls, &s->wire);
+        if (s->out.len == s->out_off && s->wire.len) {
+            wr_buf_t t = s->out;
+            s->out = s->wire;
+            s->out_off = 0;
+            s->wire = t;
+            s->wire.len = 0;
+        }
+    }
     size_t pending = s->out.len - s->out_off;
     if (pending == 0)
         return;
@@ -427,7 +486,10 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_init(server->loop, &s->tcp);
     s->tcp.data = s;
     s->h = l->h;
+    if (l->tls)
+        s->tls = wr_tls_new(l->tls);
     if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
+        wr_tls_free(s->tls);
         uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
         return;
     }

@@ -26,6 +26,12 @@
  * pass.  Closing a socket with unread input would make the kernel answer
  * with a reset, and the peer could lose the last frames we sent (a
  * close-ok) to it.  wr_sock_abort_all() (teardown) closes at once.
+ *
+ * TLS (a listener with a TLS context) changes none of this: ciphertext
+ * read is decrypted into s->in before on_read, and at flush time the
+ * queued plaintext is encrypted into ciphertext in one pass, which is
+ * then written as plain output would be (net/tls.h).  The protocol layer
+ * sees the same socket either way.
  */
 #ifndef WR_SOCK_H
 #define WR_SOCK_H
@@ -72,6 +78,8 @@ struct wr_sock {
     uint8_t lingering; /* shut down, reading until the peer closes */
     uint8_t handles;   /* libuv handles not yet closed (tcp, timer) */
     uint8_t timer_init;
+    struct wr_tls *tls; /* TLS session (net/tls.h), or NULL for plain TCP */
+    wr_buf_t wire;      /* TLS: ciphertext produced, not yet written */
     uint64_t bytes_in;  /* read from the kernel */
     uint64_t bytes_out; /* handed to the kernel */
     wr_sock_timer_cb timer_cb;
@@ -88,6 +96,7 @@ typedef void (*wr_accept_cb)(wr_sock_t *s);
 typedef struct wr_listener {
     uv_tcp_t tcp;
     const wr_sock_handler_t *h;
+    struct wr_tls_ctx *tls; /* set before wr_listen: accepted sockets speak TLS */
     wr_accept_cb on_accept;
     char addr[72]; /* "IP:PORT" or "[IPv6]:PORT" as bound */
     int port;      /* the port bound (the kernel's choice for 0) */

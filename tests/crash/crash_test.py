@@ -1064,7 +1064,7 @@ def main():
                     model.violate("SIGTERM: warren exited with %s" % rc)
                 for ln in broker.errors_since_scan():
                     model.violate("broker logged an error before the orderly stop: %s" % ln)
-                if not os.path.exists(os.path.join(data_dir, "clean-shutdown")):
+                if not os.path.exists(os.path.join(data_dir, "vhosts", "1", "clean-shutdown")):
                     model.violate("no clean-shutdown marker after an orderly stop")
             else:
                 model.killed = True

@@ -428,7 +428,14 @@ static void test_config_bad_values(void)
         {"a..b = 1", "invalid key 'a..b' (keys are dot-separated words of letters, digits, '_' "
                      "and '-')"},
         {"include /etc/other.conf", "include directives are not supported"},
-        {"listeners.ssl.default = 5671", "unknown key 'listeners.ssl.default'"},
+        {"listeners.ssl.default = x", "listeners.ssl.default: 'x' is not a port or IP:port (e.g. "
+                                      "5671, 127.0.0.1:5671, [::1]:5671)"},
+        {"ssl_options.versions.1 = tlsv1.1",
+         "ssl_options.versions.1: 'tlsv1.1' is not tlsv1.2 or tlsv1.3 (older versions are not "
+         "offered)"},
+        {"auth_mechanisms.1 = CRAM-MD5",
+         "auth_mechanisms.1: 'CRAM-MD5' is not PLAIN, AMQPLAIN or EXTERNAL"},
+        {"ssl_listeners.default = 5671", "unknown key 'ssl_listeners.default'"},
     };
     char err[512], expect[512], text[256];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
