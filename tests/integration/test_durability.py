@@ -235,13 +235,15 @@ def test_compaction_frees_segments_pinned_by_an_old_message(broker):
             publish(ch, qb, body)
         msgs = os.path.join(b.data_dir, "vhosts", "1", "msgs")
         peak = len([f for f in os.listdir(msgs) if f.endswith(".seg")])
+        # The segment the old message pins, taken before compaction can run
+        # (it may run as soon as the acks below are durable).
+        first = sorted(f for f in os.listdir(msgs) if f.endswith(".seg"))[0]
         for _ in range(600):
             m, _p, _b = ch.basic_get(qb, auto_ack=False)
             ch.basic_ack(m.delivery_tag)
         publish(ch, qb, b"marker")  # the acks are durable with this confirm
         import time
         deadline = time.monotonic() + 10
-        first = sorted(f for f in os.listdir(msgs) if f.endswith(".seg"))[0]
         while time.monotonic() < deadline and "compacted" not in b.stderr():
             c.process_data_events(0.2)
         segs = [f for f in os.listdir(msgs) if f.endswith(".seg")]

@@ -260,3 +260,27 @@ def test_amqp091_go_over_tls(tls_broker, certs):
     r = go_client(certs, "amqps://localhost:%d/" % b.tls_port,
                   os.path.join(certs, "client.pem"), os.path.join(certs, "client.key"))
     assert r.stdout.strip() == "ok 50", r.stdout + r.stderr
+
+
+def test_testssl_finds_nothing_high_or_critical(tls_broker, certs, tmp_path):
+    """Debian's testssl.sh against the TLS listener (about 100 s).  The
+    findings about the certificate itself (cert_*: a CA of our own, a
+    two-day validity, no CRL or OCSP URL) are the test certificate's, not
+    the listener's, and are left out."""
+    if os.environ.get("ASAN_OPTIONS"):
+        pytest.skip("run once, in the normal build")
+    if subprocess.run(["which", "testssl"], capture_output=True).returncode != 0:
+        pytest.skip("testssl.sh is not installed (scripts/deps.sh test)")
+    b = tls_broker(verify=False)
+    out = tmp_path / "testssl.json"
+    r = subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
+                        "--severity", "LOW", "--jsonfile", str(out),
+                        "127.0.0.1:%d" % b.tls_port], capture_output=True, text=True,
+                       timeout=600)
+    import json
+    findings = json.loads(out.read_text())
+    bad = [(f["severity"], f["id"], f["finding"]) for f in findings
+           if f["severity"] in ("HIGH", "CRITICAL") and not f["id"].startswith("cert")]
+    assert bad == [], bad
+    ran = {f["id"] for f in findings}
+    assert findings and r.returncode in (0, 1) or ran, r.stdout[-2000:]
