@@ -62,6 +62,13 @@ bench_init() {
     # The rabbitmq user must reach its directories below this one.
     chmod 755 "$TMP"
     trap cleanup EXIT
+    # A self-signed certificate for the AMQPS listeners of both brokers
+    # (the load generator does not verify it).
+    mkdir -p "$TMP/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" >/dev/null 2>&1 ||
+        die "openssl could not make the benchmark's TLS certificate"
+    chmod 644 "$TMP/tls/key.pem" "$TMP/tls/cert.pem"
     trap 'exit 130' INT TERM
 }
 
@@ -105,6 +112,7 @@ new_instance() {
     BROKER_NAME=$1
     BROKER_DIR=$TMP/$1-$2
     PORT=$(free_port)
+    TLS_PORT=$(free_port)
     DIST_PORT=$(free_port)
     NODE="$BENCH_NAME-$$-$2@localhost"
     mkdir -p "$BROKER_DIR"
@@ -120,6 +128,9 @@ new_instance() {
         mkdir -p "$BROKER_DIR/mnesia" "$BROKER_DIR/log"
         cat >"$BROKER_DIR/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$PORT
+listeners.ssl.default = 127.0.0.1:$TLS_PORT
+ssl_options.certfile = $TMP/tls/cert.pem
+ssl_options.keyfile = $TMP/tls/key.pem
 loopback_users.guest = true
 EOF
         echo '[].' >"$BROKER_DIR/enabled_plugins"
@@ -136,6 +147,8 @@ EOF
 
 start_warren() {
     "$WARREN_BIN" --listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" \
+        --set "listeners.ssl.default=127.0.0.1:$TLS_PORT" \
+        --set "ssl_options.certfile=$TMP/tls/cert.pem" --set "ssl_options.keyfile=$TMP/tls/key.pem" \
         >>"$BROKER_DIR/warren.log" 2>&1 &
     BROKER_PID=$!
 }

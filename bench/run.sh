@@ -18,7 +18,7 @@
 # epmd that Erlang starts for the RabbitMQ node is left running, as it may
 # serve other nodes).
 #
-# Scenarios (SCENARIOS; "all" = "6 1 2 3 4 5 8 7": 6 first, on the fresh
+# Scenarios (SCENARIOS; "all" = "6 1 2 3 4 5 8 9 7": 6 first, on the fresh
 # broker):
 #   1   16-byte transient, 1 producer -> 1 queue -> 1 auto-ack consumer,
 #       unlimited (warren-perf PERF_ARGS)
@@ -42,11 +42,13 @@
 #       seconds, and its publish is cut off at RABBIT_LARGE_LIMIT.  One run
 #   8   topic exchange with 10,000 bindings: routing rate (python3 raw-socket
 #       publisher; the queue is counted with a passive queue.declare)
+#   9   scenario 1 over AMQPS: both brokers' TLS listeners with the same
+#       self-signed certificate, warren-perf over TLS 1.3 (OpenSSL)
 #
 # Environment (all optional):
 #   WARREN_BIN   warren binary (default build/warren)
 #   PERF_BIN     warren-perf binary (default: next to WARREN_BIN, else build/)
-#   SCENARIOS    scenarios to run (default "1"; "all" = "6 1 2 3 4 5 8 7")
+#   SCENARIOS    scenarios to run (default "1"; "all" = "6 1 2 3 4 5 8 9 7")
 #   RUNS         runs per scenario and broker (default 3)
 #   DURATION     seconds per run (default 10)
 #   BROKERS      which brokers, in order (default "warren rabbitmq")
@@ -74,7 +76,7 @@ DURATION=${DURATION:-10}
 BROKERS=${BROKERS:-warren rabbitmq}
 PERF_ARGS=${PERF_ARGS:---producers 1 --consumers 1 --size 16 --auto-ack --rate 0}
 SCENARIOS=${SCENARIOS:-1}
-[ "$SCENARIOS" = all ] && SCENARIOS="6 1 2 3 4 5 8 7"
+[ "$SCENARIOS" = all ] && SCENARIOS="6 1 2 3 4 5 8 9 7"
 RESULTS=${RESULTS:-/tmp/warren-bench-results.csv}
 MEM_CONNS=${MEM_CONNS:-1000}
 MEM_QUEUES=${MEM_QUEUES:-10000}
@@ -92,16 +94,17 @@ declare -A SC_ARGS=(
     [4]="--producers 1 --consumers 10 --size 16 --fanout --auto-ack --rate 0"
     [5a]="--producers 1 --consumers 1 --size 16 --auto-ack --latency --rate 10000"
     [5b]="--producers 1 --consumers 1 --size 16 --auto-ack --latency --rate 100000"
+    [9]="$PERF_ARGS"
 )
 LABELS=()
 BACKLOG=0
 for sc in $SCENARIOS; do
     case $sc in
-    1 | 2 | 4 | 6 | 8) LABELS+=("$sc") ;;
+    1 | 2 | 4 | 6 | 8 | 9) LABELS+=("$sc") ;;
     3) LABELS+=(3a 3b) ;;
     5) LABELS+=(5a 5b) ;;
     7) BACKLOG=1 ;;
-    *) die "unknown scenario $sc (known: 1 to 8, or all)" ;;
+    *) die "unknown scenario $sc (known: 1 to 9, or all)" ;;
     esac
 done
 for b in $BROKERS; do
@@ -313,6 +316,14 @@ for b in $BROKERS; do
             case $sc in
             6) mem_scenario "$b" ;;
             8) topic_scenario "$b" ;;
+            9)
+                # Scenario 1 over AMQPS (TLS), on the broker's TLS listener.
+                plain_uri=$URI
+                URI="amqps://guest:guest@127.0.0.1:$TLS_PORT/"
+                # shellcheck disable=SC2086 # the scenario's options are a list
+                perf_runs 9 "$b" $((DURATION + 90)) ${SC_ARGS[9]}
+                URI=$plain_uri
+                ;;
             *)
                 [ "$sc" != 2 ] || note "[2] $b: disk: $(disk_probe)"
                 # shellcheck disable=SC2086 # the scenario's options are a list
@@ -345,7 +356,7 @@ echo
 echo "SUMMARY (medians of $RUNS runs of ${DURATION}s, scenarios 6 and 7 one run; load average now $(loadavg))"
 row_header scenario
 # In the order of the scenarios' numbers, whatever order they ran in.
-for sc in 1 2 3a 3b 4 5a 5b 6 7 8; do
+for sc in 1 2 3a 3b 4 5a 5b 6 7 8 9; do
     [[ " ${LABELS[*]} " == *" $sc "* ]] || [ "$sc" = 7 ] || continue
     case $sc in
     1) rrow "1 16 B transient 1->1 msg/s" 1.rate fmt0 ;;
@@ -385,6 +396,7 @@ for sc in 1 2 3a 3b 4 5a 5b 6 7 8; do
         done
         ;;
     8) rrow "8 topic, $TOPIC_BINDINGS bindings: routed msg/s" 8.rate fmt0 ;;
+    9) rrow "9 AMQPS (TLS) 16 B transient 1->1 msg/s" 9.rate fmt0 ;;
     esac
 done
 echo "(ratio = warren / RabbitMQ: above 1 is better for warren for rates, below 1 for latency and memory)"

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -55,6 +56,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "core/buf.h"
 #include "core/err.h"
@@ -103,6 +106,7 @@
 
 typedef struct options {
     const char *user, *pass, *host, *port, *vhost;
+    int tls; /* amqps:// (the server's certificate is not verified: a benchmark) */
     int producers, consumers;
     const char *queue;
     int durable, persistent, latency, auto_ack;
@@ -190,6 +194,7 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
  * written. */
 typedef struct conn {
     int fd;
+    SSL *ssl; /* amqps: the session over fd, else NULL */
     char name[32];
     uint32_t frame_max;
     uint8_t *in;
@@ -238,7 +243,21 @@ static ssize_t conn_write_some(conn_t *c)
     size_t pending = c->out.len - c->out_off;
     if (pending == 0)
         return 0;
-    ssize_t n = send(c->fd, c->out.p + c->out_off, pending, MSG_NOSIGNAL);
+    ssize_t n;
+    if (c->ssl) {
+        int w =
+            SSL_write(c->ssl, c->out.p + c->out_off, pending > INT_MAX ? INT_MAX : (int)pending);
+        if (w <= 0) {
+            int e = SSL_get_error(c->ssl, w);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                return 0;
+            fail(c, "TLS write failed");
+            return -1;
+        }
+        n = w;
+    } else {
+        n = send(c->fd, c->out.p + c->out_off, pending, MSG_NOSIGNAL);
+    }
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
             return 0;
@@ -283,6 +302,31 @@ static ssize_t conn_read(conn_t *c)
     if (c->in_cap < need) {
         c->in = wr_xrealloc(c->in, need);
         c->in_cap = need;
+    }
+    if (c->ssl) {
+        /* Take every record OpenSSL has, so that a poll() after a short
+         * read never waits while decrypted data sits in the session. */
+        size_t got = 0;
+        while (c->in_len < c->in_cap) {
+            size_t room = c->in_cap - c->in_len;
+            int r = SSL_read(c->ssl, c->in + c->in_len, room > INT_MAX ? INT_MAX : (int)room);
+            if (r > 0) {
+                c->in_len += (size_t)r;
+                got += (size_t)r;
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                break;
+            if (got)
+                break;
+            if (c->closing)
+                return -1;
+            fail(c, e == SSL_ERROR_ZERO_RETURN ? "connection lost: closed by peer"
+                                               : "connection lost: TLS error");
+            return -1;
+        }
+        return (ssize_t)got;
     }
     ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
     if (n > 0) {
@@ -475,6 +519,26 @@ static int conn_connect(conn_t *c)
      * writes of rate-limited runs and acks. */
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (opt.tls) {
+        /* The handshake on the blocking socket, then non-blocking I/O. */
+        static SSL_CTX *ctx;
+        static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&ctx_lock);
+        if (ctx == NULL) {
+            ctx = SSL_CTX_new(TLS_client_method());
+            SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+            SSL_CTX_set_mode(ctx,
+                             SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        }
+        pthread_mutex_unlock(&ctx_lock);
+        c->ssl = SSL_new(ctx);
+        SSL_set_fd(c->ssl, c->fd);
+        SSL_set_tlsext_host_name(c->ssl, opt.host);
+        if (SSL_connect(c->ssl) != 1) {
+            fail(c, "TLS handshake failed");
+            return -1;
+        }
+    }
     int flags = fcntl(c->fd, F_GETFL, 0);
     if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
         fail(c, "cannot make the socket non-blocking");
@@ -569,6 +633,10 @@ static void conn_close(conn_t *c, int64_t timeout_ns)
                 done = f.type == WR_AMQP_FRAME_METHOD && f.channel == 0 && f.payload.n >= 4 &&
                        wr_get_u32(f.payload.p) == WR_M_CONNECTION_CLOSE_OK;
         }
+    }
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
     }
     if (c->fd >= 0)
         close(c->fd);
@@ -1326,10 +1394,17 @@ static char *uri_decode(const char *s, size_t n)
  * means "/", the default vhost (write %2f for it explicitly). */
 static int parse_uri(const char *uri)
 {
-    static const char scheme[] = "amqp://";
-    if (strncmp(uri, scheme, sizeof scheme - 1) != 0)
+    static const char scheme[] = "amqp://", tls_scheme[] = "amqps://";
+    const char *a;
+    if (strncmp(uri, scheme, sizeof scheme - 1) == 0) {
+        a = uri + sizeof scheme - 1;
+    } else if (strncmp(uri, tls_scheme, sizeof tls_scheme - 1) == 0) {
+        a = uri + sizeof tls_scheme - 1;
+        opt.tls = 1;
+        opt.port = "5671";
+    } else {
         return -1;
-    const char *a = uri + sizeof scheme - 1;
+    }
     const char *slash = strchr(a, '/');
     const char *end = slash ? slash : a + strlen(a);
     const char *at = memrchr(a, '@', (size_t)(end - a));
