@@ -162,3 +162,51 @@ def test_connection_max(broker):
         c.close()
     finally:
         b.stop()
+
+
+def test_thousands_of_idle_connections_do_not_hurt_others(broker):
+    """2,000 sockets that connect and never finish the handshake: a working
+    client is served meanwhile, and the broker drops them all at the
+    handshake deadline (10 s)."""
+    if broker.external:
+        pytest.skip("warren's handshake deadline")
+    import resource
+    import socket
+    import time
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2200:
+        pytest.skip("needs 2,200 file descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2200), hard))
+    b = start_warren()
+    socks = []
+    try:
+        for i in range(2000):
+            s = socket.create_connection((b.host, b.port), timeout=5)
+            if i % 2:
+                s.sendall(b"AMQP\x00\x00\x09\x01")  # then silence
+            socks.append(s)
+        c = b.connect()
+        ch = c.channel()
+        q = uid("busy")
+        ch.queue_declare(q)
+        ch.confirm_delivery()
+        for i in range(1000):
+            ch.basic_publish("", q, b"%d" % i)
+        assert ch.queue_declare(q, passive=True).method.message_count == 1000
+        deadline = time.monotonic() + 20
+        closed = 0
+        for s in socks:
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                while s.recv(65536):
+                    pass  # connection.start, then EOF
+                closed += 1
+            except (ConnectionResetError, socket.timeout):
+                pass
+        assert closed == len(socks)
+        assert c.is_open
+        c.close()
+    finally:
+        for s in socks:
+            s.close()
+        b.stop()

@@ -50,9 +50,12 @@ def test_seed_list_queues_shape(ctl, broker, ch):
     r = ctl("-q", "list_queues", "name", "messages")
     assert r.stdout.splitlines()[0] == "name\tmessages"
     assert "%s\t3" % q in r.stdout.splitlines()
-    r = ctl("list_queues", "--formatter", "json", "name", "consumers")
+    r = ctl("list_queues", "--formatter", "json", "name", "consumers", "message_bytes_ready",
+            "message_bytes_unacknowledged", "message_bytes")
     rows = json.loads(r.stdout)
-    assert {"name": q, "consumers": 1} in rows
+    # Three 2-byte bodies: one out unacknowledged, two ready.
+    assert {"name": q, "consumers": 1, "message_bytes_ready": 4,
+            "message_bytes_unacknowledged": 2, "message_bytes": 6} in rows
 
 
 def test_unknown_column_is_a_usage_error(ctl):
