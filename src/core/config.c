@@ -222,6 +222,7 @@ void wr_config_free(wr_config_t *c)
     strv_free(&c->ssl_versions, &c->n_ssl_versions);
     strv_free(&c->ssl_ciphers, &c->n_ssl_ciphers);
     strv_free(&c->auth_mechanisms, &c->n_auth_mechanisms);
+    strv_free(&c->unix_listeners, &c->n_unix_listeners);
     free(c->product);
     free(c->product_version);
     free(c->cluster_name);
@@ -491,6 +492,13 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
             return bad_value(err, errlen, key, value,
                              "a port or IP:port (e.g. 5671, 127.0.0.1:5671, [::1]:5671)");
         addr_set(&c->ssl_listeners, &c->n_ssl_listeners, word, host, port);
+        return 0;
+    }
+    if (key_suffix_word(key, "listeners.unix.", word, sizeof word)) {
+        if (value[0] != '/' || strlen(value) > 100)
+            return bad_value(err, errlen, key, value,
+                             "an absolute path of at most 100 bytes for a Unix socket");
+        strv_add(&c->unix_listeners, &c->n_unix_listeners, value);
         return 0;
     }
     if (strcmp(key, "ssl_options.certfile") == 0)

@@ -41,6 +41,8 @@ typedef struct wr_config {
     int listeners_builtin;           /* still the built-in default (the first
                                       * listeners.tcp.* key replaces it) */
     wr_listen_addr_t *ssl_listeners; /* listeners.ssl.NAME: AMQPS (none by default) */
+    char **unix_listeners;           /* listeners.unix.NAME = PATH: AMQP on Unix sockets */
+    size_t n_unix_listeners;
     size_t n_ssl_listeners;
     /* ssl_options.*: the TLS listeners' certificate, key, CAs, peer
      * verification (verify_peer), versions.N and ciphers.N. */

@@ -18,6 +18,9 @@
  */
 #include "net/sock.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -28,6 +31,9 @@ static wr_sock_t *dirty_list;
 static wr_sock_t *all_socks; /* every socket with a descriptor */
 
 #define READ_CHUNK (64 * 1024)
+
+#define STREAM(s) ((uv_stream_t *)&(s)->io)
+#define HANDLE(s) ((uv_handle_t *)&(s)->io)
 
 static void do_close(wr_sock_t *s);
 static void finish_close(wr_sock_t *s);
@@ -42,6 +48,43 @@ static void mark_dirty(wr_sock_t *s)
         dirty_list = s;
     }
 }
+
+/* ---- transports ---- */
+
+static int tls_input(wr_sock_t *s, const uint8_t *p, size_t n, const char **why)
+{
+    return wr_tls_feed(s->tls, p, n, &s->in, &s->wire, why);
+}
+
+/* Encrypts everything queued in one pass; the ciphertext (with any
+ * handshake records before it) becomes the output to write. */
+static void tls_prepare(wr_sock_t *s)
+{
+    if (wr_tls_ready(s->tls) && s->out.len > s->out_off) {
+        if (wr_tls_encrypt(s->tls, s->out.p + s->out_off, s->out.len - s->out_off, &s->wire) != 0)
+            s->closing = 1;
+        s->out.len = s->out_off = 0;
+    }
+    if (s->closing && wr_tls_ready(s->tls))
+        wr_tls_close_notify(s->tls, &s->wire);
+    if (s->out.len == s->out_off && s->wire.len) {
+        wr_buf_t t = s->out;
+        s->out = s->wire;
+        s->out_off = 0;
+        s->wire = t;
+        s->wire.len = 0;
+    }
+}
+
+static void tls_destroy(wr_sock_t *s)
+{
+    wr_tls_free(s->tls);
+    s->tls = NULL;
+}
+
+const wr_transport_t wr_transport_tcp = {"tcp", NULL, NULL, NULL};
+const wr_transport_t wr_transport_unix = {"unix", NULL, NULL, NULL};
+const wr_transport_t wr_transport_tls = {"tls", tls_input, tls_prepare, tls_destroy};
 
 wr_buf_t *wr_sock_out(wr_sock_t *s)
 {
@@ -75,7 +118,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     wr_sock_t *s = h->data;
-    if (s->tls) {
+    if (s->tr->input) {
         buf->base = (char *)tls_scratch;
         buf->len = sizeof tls_scratch;
         return;
@@ -102,15 +145,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     s->bytes_in += (uint64_t)nread;
     if (s->closing)
         return; /* discarded: the protocol is done with this peer */
-    if (s->tls) {
+    if (s->tr->input) {
         size_t before = s->in.len;
-        const char *why;
-        int r =
-            wr_tls_feed(s->tls, (const uint8_t *)buf->base, (size_t)nread, &s->in, &s->wire, &why);
+        const char *why = NULL;
+        int r = s->tr->input(s, (const uint8_t *)buf->base, (size_t)nread, &why);
         if (s->wire.len)
             mark_dirty(s);
         if (r < 0) {
-            wr_info("connection %s: TLS: %s", s->peer, why ? why : "error");
+            wr_info("connection %s: %s: %s", s->peer, s->tr->name, why ? why : "error");
             s->in.len = before;
             /* Send the alert, then close; the protocol hears on_close. */
             s->closing = 1;
@@ -141,10 +183,10 @@ static void update_read(wr_sock_t *s)
     int want = !s->read_held && wr_sock_queued(s) < WR_SOCK_READ_STOP;
     if (want && s->read_paused) {
         s->read_paused = 0;
-        uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
+        uv_read_start(STREAM(s), alloc_cb, read_cb);
     } else if (!want && !s->read_paused) {
         s->read_paused = 1;
-        uv_read_stop((uv_stream_t *)&s->tcp);
+        uv_read_stop(STREAM(s));
     }
 }
 
@@ -179,7 +221,8 @@ static void closed_cb(uv_handle_t *h)
     wr_buf_free(&s->out);
     wr_buf_free(&s->inflight);
     wr_buf_free(&s->wire);
-    wr_tls_free(s->tls);
+    if (s->tr->destroy)
+        s->tr->destroy(s);
     free(s);
 }
 
@@ -189,13 +232,13 @@ static void do_close(wr_sock_t *s)
         s->closing = 1;
         return;
     }
-    if (uv_is_closing((uv_handle_t *)&s->tcp))
+    if (uv_is_closing(HANDLE(s)))
         return;
     s->closing = 1;
     /* The dirty list may still point at s: unlink before it is freed.  A
      * write in flight is cancelled (write_cb sees UV_ECANCELED). */
     unlink_dirty(s);
-    uv_close((uv_handle_t *)&s->tcp, closed_cb);
+    uv_close(HANDLE(s), closed_cb);
     if (s->timer_init)
         uv_close((uv_handle_t *)&s->timer, closed_cb);
 }
@@ -219,7 +262,7 @@ static void timer_cb(uv_timer_t *t)
 static void timer_start(wr_sock_t *s, uint64_t ms, uint64_t repeat)
 {
     if (!s->timer_init) {
-        uv_timer_init(s->tcp.loop, &s->timer);
+        uv_timer_init(s->io.tcp.loop, &s->timer);
         s->timer.data = s;
         s->timer_init = 1;
         s->handles++;
@@ -231,12 +274,12 @@ static void timer_start(wr_sock_t *s, uint64_t ms, uint64_t repeat)
  * peer closes its side (read_cb's EOF) or the linger time passes. */
 static void finish_close(wr_sock_t *s)
 {
-    if (s->lingering || s->detached || uv_is_closing((uv_handle_t *)&s->tcp))
+    if (s->lingering || s->detached || uv_is_closing(HANDLE(s)))
         return;
     s->lingering = 1;
     unlink_dirty(s);
     s->shut.data = s;
-    if (uv_shutdown(&s->shut, (uv_stream_t *)&s->tcp, shutdown_cb) != 0) {
+    if (uv_shutdown(&s->shut, STREAM(s), shutdown_cb) != 0) {
         do_close(s);
         return;
     }
@@ -244,7 +287,7 @@ static void finish_close(wr_sock_t *s)
     wr_buf_free(&s->in);
     if (s->read_paused) {
         s->read_paused = 0;
-        if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) != 0)
+        if (uv_read_start(STREAM(s), alloc_cb, read_cb) != 0)
             do_close(s);
     }
 }
@@ -265,7 +308,7 @@ static void write_cb(uv_write_t *req, int status)
     s->inflight.len = 0;
     if (s->out.len > s->out_off || s->wire.len) {
         flush(s);
-        if (s->closing && !s->writing && !uv_is_closing((uv_handle_t *)&s->tcp)) {
+        if (s->closing && !s->writing && !uv_is_closing(HANDLE(s))) {
             finish_close(s);
             return;
         }
@@ -285,32 +328,15 @@ static void flush(wr_sock_t *s)
         s->out_off = s->out.len;
         return;
     }
-    if (s->writing || uv_is_closing((uv_handle_t *)&s->tcp))
+    if (s->writing || uv_is_closing(HANDLE(s)))
         return;
-    if (s->tls) {
-        /* Encrypt everything queued in one pass; the ciphertext (with any
-         * handshake records before it) becomes the output to write. */
-        if (wr_tls_ready(s->tls) && s->out.len > s->out_off) {
-            if (wr_tls_encrypt(s->tls, s->out.p + s->out_off, s->out.len - s->out_off, &s->wire) !=
-                0)
-                s->closing = 1;
-            s->out.len = s->out_off = 0;
-        }
-        if (s->closing && wr_tls_ready(s->tls))
-            wr_tls_close_notify(s->tls, &s->wire);
-        if (s->out.len == s->out_off && s->wire.len) {
-            wr_buf_t t = s->out;
-            s->out = s->wire;
-            s->out_off = 0;
-            s->wire = t;
-            s->wire.len = 0;
-        }
-    }
+    if (s->tr->prepare)
+        s->tr->prepare(s);
     size_t pending = s->out.len - s->out_off;
     if (pending == 0)
         return;
     uv_buf_t b = uv_buf_init((char *)s->out.p + s->out_off, (unsigned)pending);
-    int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    int r = uv_try_write(STREAM(s), &b, 1);
     if (r == UV_EAGAIN)
         r = 0;
     if (r < 0) {
@@ -335,7 +361,7 @@ static void flush(wr_sock_t *s)
                     (unsigned)(s->inflight.len - s->inflight_off));
     s->wreq.data = s;
     s->writing = 1;
-    r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
+    r = uv_write(&s->wreq, STREAM(s), &b, 1, write_cb);
     if (r < 0) {
         s->writing = 0;
         do_close(s);
@@ -349,7 +375,7 @@ void wr_sock_flush_all(void)
         dirty_list = s->dirty_next;
         s->dirty = 0;
         flush(s);
-        if (s->detached || uv_is_closing((uv_handle_t *)&s->tcp))
+        if (s->detached || uv_is_closing(HANDLE(s)))
             continue;
         if (s->closing && !s->writing)
             finish_close(s);
@@ -375,7 +401,7 @@ void wr_sock_close(wr_sock_t *s)
 void wr_sock_abort_all(void)
 {
     for (wr_sock_t *s = all_socks; s; s = s->all_next)
-        if (!uv_is_closing((uv_handle_t *)&s->tcp))
+        if (!uv_is_closing(HANDLE(s)))
             do_close(s);
 }
 
@@ -410,6 +436,7 @@ wr_sock_t *wr_sock_new_detached(const wr_sock_handler_t *h, int loopback)
 {
     wr_sock_t *s = wr_xcalloc(1, sizeof *s);
     s->h = h;
+    s->tr = &wr_transport_tcp;
     s->detached = 1;
     s->is_loopback = (uint8_t)(loopback != 0);
     snprintf(s->peer, sizeof s->peer, "%s", loopback ? "127.0.0.1:1" : "192.0.2.1:1");
@@ -475,6 +502,8 @@ static void addr_string(const struct sockaddr_storage *ss, char *out, size_t n, 
     }
 }
 
+static unsigned unix_peers; /* Unix peers have no address: a number names them */
+
 static void on_connection(uv_stream_t *server, int status)
 {
     if (status < 0) {
@@ -483,14 +512,23 @@ static void on_connection(uv_stream_t *server, int status)
     }
     wr_listener_t *l = server->data;
     wr_sock_t *s = wr_xcalloc(1, sizeof *s);
-    uv_tcp_init(server->loop, &s->tcp);
-    s->tcp.data = s;
+    if (l->is_unix) {
+        uv_pipe_init(server->loop, &s->io.pipe, 0);
+        s->tr = &wr_transport_unix;
+    } else {
+        uv_tcp_init(server->loop, &s->io.tcp);
+        s->tr = &wr_transport_tcp;
+    }
+    s->io.tcp.data = s;
     s->h = l->h;
-    if (l->tls)
+    if (l->tls) {
         s->tls = wr_tls_new(l->tls);
-    if (uv_accept(server, (uv_stream_t *)&s->tcp) != 0) {
-        wr_tls_free(s->tls);
-        uv_close((uv_handle_t *)&s->tcp, (uv_close_cb)free);
+        s->tr = &wr_transport_tls;
+    }
+    if (uv_accept(server, STREAM(s)) != 0) {
+        if (s->tr->destroy)
+            s->tr->destroy(s);
+        uv_close(HANDLE(s), (uv_close_cb)free);
         return;
     }
     s->handles = 1;
@@ -498,16 +536,23 @@ static void on_connection(uv_stream_t *server, int status)
     if (all_socks)
         all_socks->all_prev = s;
     all_socks = s;
-    uv_tcp_nodelay(&s->tcp, 1);
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    int lo = 0;
-    if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
-        addr_string(&ss, s->peer, sizeof s->peer, &lo);
-    s->is_loopback = (uint8_t)lo;
-    len = sizeof ss;
-    if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len) == 0)
-        addr_string(&ss, s->local, sizeof s->local, &lo);
+    if (l->is_unix) {
+        /* A local peer, by definition. */
+        s->is_loopback = 1;
+        snprintf(s->peer, sizeof s->peer, "unix:%d", ++unix_peers);
+        snprintf(s->local, sizeof s->local, "%.63s", l->addr);
+    } else {
+        uv_tcp_nodelay(&s->io.tcp, 1);
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        int lo = 0;
+        if (uv_tcp_getpeername(&s->io.tcp, (struct sockaddr *)&ss, &len) == 0)
+            addr_string(&ss, s->peer, sizeof s->peer, &lo);
+        s->is_loopback = (uint8_t)lo;
+        len = sizeof ss;
+        if (uv_tcp_getsockname(&s->io.tcp, (struct sockaddr *)&ss, &len) == 0)
+            addr_string(&ss, s->local, sizeof s->local, &lo);
+    }
     s->read_paused = 1;
     l->on_accept(s);
     update_read(s);
@@ -526,19 +571,19 @@ int wr_listen(uv_loop_t *loop, wr_listener_t *l, const char *host, int port,
     l->on_accept = on_accept;
     l->port = port;
     snprintf(l->addr, sizeof l->addr, v6 ? "[%s]:%d" : "%s:%d", host, port);
-    uv_tcp_init(loop, &l->tcp);
-    l->tcp.data = l;
+    uv_tcp_init(loop, &l->io.tcp);
+    l->io.tcp.data = l;
     if (r < 0)
         return r;
     /* An IPv6 listener takes IPv6 only, so that "::" and "0.0.0.0" on
      * the same port can both be bound, as RabbitMQ binds them. */
-    r = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0);
+    r = uv_tcp_bind(&l->io.tcp, (const struct sockaddr *)&addr, v6 ? UV_TCP_IPV6ONLY : 0);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection);
+        r = uv_listen((uv_stream_t *)&l->io, 1024, on_connection);
     if (r == 0) {
         int len = sizeof addr;
         int lo;
-        if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&addr, &len) == 0) {
+        if (uv_tcp_getsockname(&l->io.tcp, (struct sockaddr *)&addr, &len) == 0) {
             addr_string(&addr, l->addr, sizeof l->addr, &lo);
             l->port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
         }
@@ -546,8 +591,27 @@ int wr_listen(uv_loop_t *loop, wr_listener_t *l, const char *host, int port,
     return r;
 }
 
+int wr_listen_unix(uv_loop_t *loop, wr_listener_t *l, const char *path, const wr_sock_handler_t *h,
+                   wr_accept_cb on_accept)
+{
+    l->h = h;
+    l->on_accept = on_accept;
+    l->is_unix = 1;
+    l->port = 0;
+    snprintf(l->addr, sizeof l->addr, "%s", path);
+    uv_pipe_init(loop, &l->io.pipe, 0);
+    l->io.pipe.data = l;
+    unlink(path); /* a socket file left by an earlier run */
+    mode_t old = umask(0117);
+    int r = uv_pipe_bind(&l->io.pipe, path);
+    umask(old);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&l->io, 1024, on_connection);
+    return r;
+}
+
 void wr_listener_close(wr_listener_t *l)
 {
-    if (!uv_is_closing((uv_handle_t *)&l->tcp))
-        uv_close((uv_handle_t *)&l->tcp, NULL);
+    if (!uv_is_closing((uv_handle_t *)&l->io))
+        uv_close((uv_handle_t *)&l->io, NULL);
 }

@@ -55,8 +55,33 @@ typedef struct wr_sock_handler {
 
 typedef void (*wr_sock_timer_cb)(wr_sock_t *s);
 
+/*
+ * A transport: what lies between the descriptor and the protocol's
+ * buffers (as Redis's connection types).  TCP and Unix sockets have
+ * nothing there: bytes are read straight into s->in and s->out is written
+ * as it is (both hooks NULL, so plain sockets pay one pointer test).  TLS
+ * decrypts what is read and encrypts what is queued (net/tls.h).
+ */
+typedef struct wr_transport {
+    const char *name; /* "tcp", "unix", "tls" */
+    /* Bytes read from the descriptor: give the protocol's bytes to s->in
+     * (and anything to send back to s->wire).  0, or -1 with *why: the
+     * session is over (what is in s->wire still goes out). */
+    int (*input)(wr_sock_t *s, const uint8_t *p, size_t n, const char **why);
+    /* Before a write: turn the queued s->out into the bytes to write, in
+     * s->out (closing: with the transport's goodbye). */
+    void (*prepare)(wr_sock_t *s);
+    void (*destroy)(wr_sock_t *s);
+} wr_transport_t;
+
+extern const wr_transport_t wr_transport_tcp, wr_transport_unix, wr_transport_tls;
+
 struct wr_sock {
-    uv_tcp_t tcp;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io; /* the descriptor's handle, by transport (TLS runs over TCP) */
+    const wr_transport_t *tr;
     uv_timer_t timer; /* the protocol's timer, then the linger timeout */
     uv_shutdown_t shut;
     const wr_sock_handler_t *h;
@@ -94,9 +119,13 @@ typedef void (*wr_accept_cb)(wr_sock_t *s);
 
 /* A listening socket; sockets it accepts get its handler. */
 typedef struct wr_listener {
-    uv_tcp_t tcp;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } io;
     const wr_sock_handler_t *h;
     struct wr_tls_ctx *tls; /* set before wr_listen: accepted sockets speak TLS */
+    uint8_t is_unix;        /* a Unix-domain listener (wr_listen_unix) */
     wr_accept_cb on_accept;
     char addr[72]; /* "IP:PORT" or "[IPv6]:PORT" as bound */
     int port;      /* the port bound (the kernel's choice for 0) */
@@ -108,6 +137,10 @@ typedef struct wr_listener {
  * (the handle is then closed by the caller's loop walk, never used). */
 int wr_listen(uv_loop_t *loop, wr_listener_t *l, const char *host, int port,
               const wr_sock_handler_t *h, wr_accept_cb on_accept);
+/* Listens on a Unix-domain socket at path (a stale socket file there is
+ * replaced; mode 0660).  Accepted sockets count as loopback. */
+int wr_listen_unix(uv_loop_t *loop, wr_listener_t *l, const char *path, const wr_sock_handler_t *h,
+                   wr_accept_cb on_accept);
 void wr_listener_close(wr_listener_t *l);
 
 /* Output: the returned buffer may be appended to until control returns to
