@@ -25,6 +25,7 @@
 #include "core/loop.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "mgmt/api.h"
 
 #include "core/version.h"
 
@@ -157,7 +158,7 @@ static int start_list(const char *kind, const wr_listen_addr_t *list, size_t n, 
 static int start_listeners(const wr_config_t *cfg)
 {
     listeners =
-        wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 1,
+        wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 2,
                    sizeof *listeners);
     if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
         return -1;
@@ -190,6 +191,18 @@ static int start_listeners(const wr_config_t *cfg)
         }
         if (start_list("ssl", cfg->ssl_listeners, cfg->n_ssl_listeners, tls_ctx) != 0)
             return -1;
+    }
+    if (cfg->management_port) {
+        const char *ip = cfg->management_ip ? cfg->management_ip : "127.0.0.1";
+        wr_listener_t *l = &listeners[n_listeners++];
+        wr_http_set_handler(wr_api_handle);
+        int r =
+            wr_listen(wr_loop, l, ip, cfg->management_port, &wr_http_sock_handler, wr_http_accept);
+        if (r != 0) {
+            wr_error("cannot listen on %s (management.tcp.port): %s", l->addr, uv_strerror(r));
+            return -1;
+        }
+        wr_info("listening for HTTP (management API) on %s", l->addr);
     }
     if (cfg->n_listeners == 0 && cfg->n_ssl_listeners == 0 && cfg->n_unix_listeners == 0)
         wr_warn("no AMQP listeners (listeners.tcp = none)");

@@ -1,0 +1,49 @@
+/*
+ * http.h - an HTTP/1.1 server on the broker's loop, for the management
+ * API (issue 11).
+ *
+ * It runs on the same sockets as AMQP (net/sock.h): batched writes,
+ * back-pressure, graceful close, and TLS through the same transport when
+ * the listener has a TLS context.  Requests are parsed with Debian's
+ * libhttp-parser (the parser Node.js used for years: small, no
+ * allocation, resumable across reads).  Keep-alive and pipelining are
+ * supported; limits: 8 KiB of request line and headers, 16 MiB of body
+ * (413), 30 s without a complete request closes the connection.
+ */
+#ifndef WR_HTTP_H
+#define WR_HTTP_H
+
+#include "core/buf.h"
+#include "net/sock.h"
+
+#define WR_HTTP_MAX_HEADER (8u << 10)
+#define WR_HTTP_MAX_BODY   (16u << 20)
+#define WR_HTTP_IDLE_MS    30000
+
+typedef struct wr_http_req {
+    const char *method; /* "GET", "PUT", ... */
+    wr_buf_t url;       /* raw request target, NUL-terminated */
+    wr_buf_t body;
+    char authorization[512];
+    char reason[256]; /* X-Reason */
+} wr_http_req_t;
+
+typedef struct wr_http_resp {
+    int status;
+    wr_buf_t body;
+    const char *content_type; /* NULL: application/json */
+    int www_authenticate;     /* add WWW-Authenticate: Basic */
+} wr_http_resp_t;
+
+/* The application: fills resp for req (called once per request). */
+typedef void (*wr_http_handler_t)(const wr_http_req_t *req, wr_http_resp_t *resp);
+
+/* The socket handler for HTTP listeners and the accept callback; the
+ * application handler is set once with wr_http_set_handler. */
+extern const wr_sock_handler_t wr_http_sock_handler;
+void wr_http_accept(wr_sock_t *s);
+void wr_http_set_handler(wr_http_handler_t h);
+
+const char *wr_http_status_text(int status);
+
+#endif

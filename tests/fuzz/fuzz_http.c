@@ -1,0 +1,51 @@
+/*
+ * fuzz_http.c - libFuzzer target: the HTTP server (mgmt/http.h) and the
+ * management API behind it, fed arbitrary bytes on a detached socket, in
+ * chunks the first byte sizes (so requests split across reads).
+ */
+#include <stdlib.h>
+
+#include "broker/access.h"
+#include "broker/conn.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "mgmt/api.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static wr_config_t cfg;
+static int ready;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (!ready) {
+        wr_loop = uv_default_loop();
+        wr_config_init(&cfg);
+        wr_log_set_level(WR_LOG_NONE);
+        wr_broker.cfg = &cfg;
+        wr_http_set_handler(wr_api_handle);
+        ready = 1;
+    }
+    wr_vhost_t *vh = wr_vhost_new("/");
+    wr_broker_vhost_add(vh);
+    wr_user_t *guest = wr_access_user_add("guest", "guest", "administrator");
+    wr_access_set_perms(guest, "/", ".*", ".*", ".*", NULL, 0);
+    wr_sock_t *s = wr_sock_new_detached(&wr_http_sock_handler, 1);
+    wr_http_accept(s);
+    size_t chunk = size ? (size_t)data[0] * 5 + 1 : 1;
+    if (size) {
+        data++;
+        size--;
+    }
+    for (size_t off = 0; off < size && !s->closing; off += chunk) {
+        size_t n = size - off < chunk ? size - off : chunk;
+        wr_sock_feed(s, data + off, n);
+        wr_sock_detached_drain(s);
+    }
+    wr_sock_detached_free(s);
+    wr_broker_vhost_remove(vh);
+    wr_vhost_free(vh);
+    wr_access_reset();
+    return 0;
+}
