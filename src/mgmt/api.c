@@ -160,18 +160,44 @@ static int sees(const wr_user_t *u, const wr_vhost_t *vh)
     return (u->flags & (WR_TAG_ADMINISTRATOR | WR_TAG_MONITORING)) || wr_access_vhost(u, vh);
 }
 
-static void queues(const wr_user_t *u, const char *only, wr_http_resp_t *r)
+static const char *const exchange_cols[] = {"name",     "type",      "durable", "auto_delete",
+                                            "internal", "arguments", "policy",  NULL};
+static const char *const binding_cols[] = {"source_name", "destination_name", "destination_kind",
+                                           "routing_key", "arguments",        NULL};
+
+/* A per-vhost listing over every vhost u sees (or only one). */
+static void per_vhost(const wr_user_t *u, const char *only, const char *command,
+                      const char *const *cols, wr_http_resp_t *r)
 {
     json_t *all = json_array();
     size_t i = 0;
     for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));) {
         if ((only && strcmp(only, vh->name) != 0) || !sees(u, vh))
             continue;
-        json_t *l = listing("list_queues", vh->name, queue_cols);
+        json_t *l = listing(command, vh->name, cols);
+        if (strcmp(command, "list_bindings") == 0) {
+            /* RabbitMQ's field names for bindings. */
+            size_t k;
+            json_t *o;
+            json_array_foreach(l, k, o)
+            {
+                json_object_set(o, "source", json_object_get(o, "source_name"));
+                json_object_set(o, "destination", json_object_get(o, "destination_name"));
+                json_object_set(o, "destination_type", json_object_get(o, "destination_kind"));
+                json_object_del(o, "source_name");
+                json_object_del(o, "destination_name");
+                json_object_del(o, "destination_kind");
+            }
+        }
         json_array_extend(all, l);
         json_decref(l);
     }
     json_body(r, 200, all);
+}
+
+static void queues(const wr_user_t *u, const char *only, wr_http_resp_t *r)
+{
+    per_vhost(u, only, "list_queues", queue_cols, r);
 }
 
 static void overview(const wr_user_t *u, wr_http_resp_t *r)
@@ -254,6 +280,28 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
             return;
         }
         queues(u, n == 3 ? seg[2] : NULL, r);
+    } else if ((n == 2 || n == 3) &&
+               (strcmp(seg[1], "exchanges") == 0 || strcmp(seg[1], "bindings") == 0)) {
+        if (n == 3 && wr_broker_vhost(wr_bytes_of(seg[2])) == NULL) {
+            error(r, 404, "Object Not Found", "Not Found");
+            return;
+        }
+        int x = strcmp(seg[1], "exchanges") == 0;
+        per_vhost(u, n == 3 ? seg[2] : NULL, x ? "list_exchanges" : "list_bindings",
+                  x ? exchange_cols : binding_cols, r);
+    } else if (n == 2 && strcmp(seg[1], "users") == 0) {
+        if (!(u->flags & WR_TAG_ADMINISTRATOR)) {
+            error(r, 401, "not_authorized", "Not administrator user");
+            return;
+        }
+        json_t *a = json_array();
+        size_t i = 0;
+        for (wr_user_t *v; (v = wr_access_user_next(&i));)
+            json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o}", "name", v->name,
+                                               "password_hash", v->hash ? v->hash : "",
+                                               "hashing_algorithm", wr_access_algo_name(v->algo),
+                                               "tags", tags_array(v->tags)));
+        json_body(r, 200, a);
     } else {
         error(r, 404, "Object Not Found", "Not Found");
     }

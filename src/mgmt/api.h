@@ -3,7 +3,8 @@
  * paths, fields and status codes, answered from the control plane.
  *
  * Served so far (GET): /api/overview, /api/whoami, /api/vhosts,
- * /api/queues and /api/queues/VHOST.  HTTP basic auth against warren's
+ * /api/users, and /api/queues, /api/exchanges, /api/bindings (each also
+ * per VHOST).  HTTP basic auth against warren's
  * users; a user needs one of the tags management, policymaker,
  * monitoring or administrator; administrators and monitoring users see
  * every vhost, the others the vhosts they have permissions on.  Errors

@@ -130,3 +130,30 @@ def test_bad_requests(mgmt):
     # The server is still there.
     r, _ = get(mgmt, "/api/overview")
     assert r.status == 200
+
+
+def test_exchanges_bindings_users(mgmt):
+    c = mgmt.connect()
+    ch = c.channel()
+    x, q = uid("apix"), uid("apiq")
+    ch.exchange_declare(x, "topic", durable=True)
+    ch.queue_declare(q)
+    ch.queue_bind(q, x, "a.#")
+    r, xs = get(mgmt, "/api/exchanges/%2F")
+    mine = [e for e in xs if e["name"] == x]
+    assert r.status == 200 and mine and (mine[0]["type"], mine[0]["durable"],
+                                         mine[0]["vhost"]) == ("topic", True, "/")
+    assert any(e["name"] == "" and e["type"] == "direct" for e in xs)
+    r, bs = get(mgmt, "/api/bindings/%2F")
+    assert {"source": x, "destination": q, "destination_type": "queue", "routing_key": "a.#",
+            "arguments": {}, "vhost": "/"} in bs
+    r, us = get(mgmt, "/api/users")
+    g = [u for u in us if u["name"] == "guest"][0]
+    assert g["tags"] == ["administrator"] and g["hashing_algorithm"].startswith("rabbit_")
+    user = uid("mon")
+    assert mgmt.ctl("add_user", user, "pw", tags="monitoring")["ok"]
+    r, e = get(mgmt, "/api/users", user, "pw")
+    assert r.status == 401 and e["reason"] == "Not administrator user"
+    r, xs2 = get(mgmt, "/api/exchanges", user, "pw")
+    assert r.status == 200 and any(e["name"] == x for e in xs2)
+    c.close()
