@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "admin/defs.h"
+#include "admin/json.h"
 #include "admin/meta.h"
 #include "broker/access.h"
 #include "broker/conn.h"
@@ -124,75 +125,6 @@ static json_t *no_vhost_69(const req_t *r)
 static json_t *str_n(const void *p, size_t n)
 {
     return json_stringn((const char *)p, n);
-}
-
-static json_t *field_json(const wr_field_t *f, int depth);
-
-static json_t *table_json(wr_bytes_t t, int depth)
-{
-    json_t *o = json_object();
-    wr_table_iter_t it;
-    wr_bytes_t k;
-    wr_field_t v;
-    wr_table_iter_init(&it, t);
-    while (wr_table_next(&it, &k, &v) == 1) {
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)k.n, (const char *)k.p);
-        json_object_set_new(o, key, field_json(&v, depth + 1));
-    }
-    return o;
-}
-
-static json_t *field_json(const wr_field_t *f, int depth)
-{
-    if (depth > 32)
-        return json_null();
-    switch (f->type) {
-    case 'S':
-    case 'x':
-        return str_n(f->v.bytes.p, f->v.bytes.n);
-    case 't':
-        return json_boolean(f->v.i);
-    case 'T':
-        return json_integer((json_int_t)f->v.u);
-    case 'f':
-        return json_real(f->v.f);
-    case 'd':
-        return json_real(f->v.d);
-    case 'D': {
-        double d = f->v.dec.value;
-        for (int i = 0; i < f->v.dec.scale; i++)
-            d /= 10;
-        return json_real(d);
-    }
-    case 'V':
-        return json_null();
-    case 'F':
-        return table_json(f->v.bytes, depth);
-    case 'A': {
-        json_t *a = json_array();
-        wr_table_iter_t it;
-        wr_field_t v;
-        wr_table_iter_init(&it, f->v.bytes);
-        while (wr_array_next(&it, &v) == 1)
-            json_array_append_new(a, field_json(&v, depth + 1));
-        return a;
-    }
-    default:
-        return json_integer(f->v.i);
-    }
-}
-
-static json_t *tags_json(const char *csv)
-{
-    json_t *a = json_array();
-    for (const char *p = csv; p && *p;) {
-        size_t n = strcspn(p, ",");
-        if (n)
-            json_array_append_new(a, str_n(p, n));
-        p += n + (p[n] == ',');
-    }
-    return a;
 }
 
 /* ---- listings ---- */
@@ -346,7 +278,7 @@ static json_t *queue_info(const wr_queue_t *q, wr_map_t *ub)
     json_object_set_new(o, "durable", json_boolean(q->durable));
     json_object_set_new(o, "auto_delete", json_boolean(q->auto_delete));
     json_object_set_new(o, "arguments",
-                        table_json((wr_bytes_t){q->args_raw.p, q->args_raw.len}, 0));
+                        wr_json_table((wr_bytes_t){q->args_raw.p, q->args_raw.len}));
     json_object_set_new(o, "policy", json_string(q->policy ? q->policy->name : ""));
     json_object_set_new(o, "operator_policy", json_string(q->op_policy ? q->op_policy->name : ""));
     json_t *eff = json_object();
@@ -452,7 +384,7 @@ static json_t *cmd_list_exchanges(const req_t *r)
         json_object_set_new(o, "auto_delete", json_boolean(x->auto_delete));
         json_object_set_new(o, "internal", json_boolean(x->internal));
         json_object_set_new(o, "arguments",
-                            table_json((wr_bytes_t){x->args_raw.p, x->args_raw.len}, 0));
+                            wr_json_table((wr_bytes_t){x->args_raw.p, x->args_raw.len}));
         json_object_set_new(o, "policy", json_string(x->policy ? x->policy->name : ""));
         json_array_append_new(l.objects, o);
     }
@@ -474,7 +406,7 @@ static void binding_row(listing_t *l, const char *src, size_t src_n, const char 
     json_object_set_new(o, "destination_name", str_n(dst, dst_n));
     json_object_set_new(o, "destination_kind", json_string(kind));
     json_object_set_new(o, "routing_key", str_n(key, key_n));
-    json_object_set_new(o, "arguments", table_json(args, 0));
+    json_object_set_new(o, "arguments", wr_json_table(args));
     json_array_append_new(l->objects, o);
 }
 
@@ -562,7 +494,7 @@ static json_t *conn_info(const wr_conn_t *c)
     json_object_set_new(o, "frame_max", json_integer(c->frame_max));
     json_object_set_new(o, "channel_max", json_integer(c->channel_max));
     json_object_set_new(o, "client_properties",
-                        table_json((wr_bytes_t){c->client_props.p, c->client_props.len}, 0));
+                        wr_json_table((wr_bytes_t){c->client_props.p, c->client_props.len}));
     json_object_set_new(o, "recv_oct", json_integer((json_int_t)c->sock->bytes_in));
     json_object_set_new(o, "send_oct", json_integer((json_int_t)c->sock->bytes_out));
     json_object_set_new(o, "connected_at", json_integer(c->connected_at));
@@ -692,8 +624,8 @@ static json_t *cmd_list_users(const req_t *r)
         return e;
     size_t i = 0;
     for (wr_user_t *u; (u = wr_access_user_next(&i));)
-        json_array_append_new(l.objects,
-                              json_pack("{s:s, s:o}", "user", u->name, "tags", tags_json(u->tags)));
+        json_array_append_new(
+            l.objects, json_pack("{s:s, s:o}", "user", u->name, "tags", wr_json_tags(u->tags)));
     return listing_end(&l, "Listing users ...");
 }
 
@@ -710,7 +642,7 @@ static json_t *cmd_list_vhosts(const req_t *r)
     for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
         json_array_append_new(l.objects, json_pack("{s:s, s:s, s:o, s:b}", "name", vh->name,
                                                    "description", vh->description, "tags",
-                                                   tags_json(vh->tags), "tracing", 0));
+                                                   wr_json_tags(vh->tags), "tracing", 0));
     return listing_end(&l, "Listing vhosts ...");
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/json.h"
 #include "admin/meta.h"
 #include "broker/access.h"
 #include "broker/args.h"
@@ -17,63 +18,6 @@
 #include "proto/table.h"
 
 /* ---- AMQP tables <-> JSON ---- */
-
-static json_t *field_json(const wr_field_t *f, int depth);
-
-static json_t *table_json(wr_bytes_t t, int depth)
-{
-    json_t *o = json_object();
-    wr_table_iter_t it;
-    wr_bytes_t k;
-    wr_field_t v;
-    wr_table_iter_init(&it, t);
-    while (wr_table_next(&it, &k, &v) == 1) {
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)k.n, (const char *)k.p);
-        json_object_set_new(o, key, field_json(&v, depth + 1));
-    }
-    return o;
-}
-
-static json_t *field_json(const wr_field_t *f, int depth)
-{
-    if (depth > 32)
-        return json_null();
-    switch (f->type) {
-    case 'S':
-    case 'x':
-        return json_stringn((const char *)f->v.bytes.p, f->v.bytes.n);
-    case 't':
-        return json_boolean(f->v.i);
-    case 'T':
-        return json_integer((json_int_t)f->v.u);
-    case 'f':
-        return json_real(f->v.f);
-    case 'd':
-        return json_real(f->v.d);
-    case 'D': {
-        double d = f->v.dec.value;
-        for (int i = 0; i < f->v.dec.scale; i++)
-            d /= 10;
-        return json_real(d);
-    }
-    case 'V':
-        return json_null();
-    case 'F':
-        return table_json(f->v.bytes, depth);
-    case 'A': {
-        json_t *a = json_array();
-        wr_table_iter_t it;
-        wr_field_t v;
-        wr_table_iter_init(&it, f->v.bytes);
-        while (wr_array_next(&it, &v) == 1)
-            json_array_append_new(a, field_json(&v, depth + 1));
-        return a;
-    }
-    default:
-        return json_integer(f->v.i);
-    }
-}
 
 static void put_value(wr_buf_t *b, const json_t *v, int depth);
 
@@ -134,18 +78,6 @@ static void args_of(const json_t *o, wr_buf_t *out)
 
 /* ---- export ---- */
 
-static json_t *tags_json(const char *csv)
-{
-    json_t *a = json_array();
-    for (const char *p = csv; p && *p;) {
-        size_t n = strcspn(p, ",");
-        if (n)
-            json_array_append_new(a, json_stringn(p, n));
-        p += n + (p[n] == ',');
-    }
-    return a;
-}
-
 static void export_vhost(wr_vhost_t *vh, json_t *root)
 {
     json_t *qs = json_object_get(root, "queues"), *xs = json_object_get(root, "exchanges"),
@@ -160,7 +92,7 @@ static void export_vhost(wr_vhost_t *vh, json_t *root)
         json_array_append_new(
             qs, json_pack("{s:s%, s:s, s:b, s:b, s:o, s:s}", "name", q->name, q->name_len, "vhost",
                           vh->name, "durable", q->durable, "auto_delete", q->auto_delete,
-                          "arguments", table_json((wr_bytes_t){q->args_raw.p, q->args_raw.len}, 0),
+                          "arguments", wr_json_table((wr_bytes_t){q->args_raw.p, q->args_raw.len}),
                           "type", "classic"));
     }
     i = 0;
@@ -173,7 +105,7 @@ static void export_vhost(wr_vhost_t *vh, json_t *root)
                 "{s:s%, s:s, s:s, s:b, s:b, s:o}", "name", x->name, x->name_len, "vhost", vh->name,
                 "type", x->delayed ? "x-delayed-message" : wr_extype_name(x->type), "durable",
                 x->durable, "auto_delete", x->auto_delete, "arguments",
-                table_json((wr_bytes_t){x->args_raw.p, x->args_raw.len}, 0));
+                wr_json_table((wr_bytes_t){x->args_raw.p, x->args_raw.len}));
             if (x->internal)
                 json_object_set_new(xo, "internal", json_true());
             json_array_append_new(xs, xo);
@@ -186,7 +118,7 @@ static void export_vhost(wr_vhost_t *vh, json_t *root)
                               "vhost", vh->name, "destination", b->dq ? b->dq->name : b->dx->name,
                               b->dq ? b->dq->name_len : b->dx->name_len, "destination_type",
                               b->dq ? "queue" : "exchange", "routing_key", b->key, b->key_len,
-                              "arguments", table_json((wr_bytes_t){b->args.p, b->args.len}, 0)));
+                              "arguments", wr_json_table((wr_bytes_t){b->args.p, b->args.len})));
         }
     }
     for (const wr_policy_t *p = wr_policy_list(vh, 0); p; p = p->next)
@@ -242,7 +174,7 @@ json_t *wr_defs_export(const char *only)
         json_array_append_new(users, json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", u->name,
                                                "password_hash", u->hash ? u->hash : "",
                                                "hashing_algorithm", wr_access_algo_name(u->algo),
-                                               "tags", tags_json(u->tags), "limits", lim));
+                                               "tags", wr_json_tags(u->tags), "limits", lim));
         size_t k = 0;
         wr_map_slot_t *sl;
         while (wr_map_next(&u->perms, &k, &sl)) {
@@ -269,7 +201,7 @@ json_t *wr_defs_export(const char *only)
                                   json_pack("[s, I]", "max-queues", (json_int_t)vh->max_queues));
         json_array_append_new(vhosts, json_pack("{s:s, s:o, s:{s:s, s:o}}", "name", vh->name,
                                                 "limits", lim, "metadata", "description",
-                                                vh->description, "tags", tags_json(vh->tags)));
+                                                vh->description, "tags", wr_json_tags(vh->tags)));
         export_vhost(vh, root);
     }
     json_object_set_new(root, "users", users);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin/json.h"
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
@@ -147,19 +148,6 @@ fail:
 
 /* ---- broker.json ---- */
 
-static json_t *tags_to_json(const char *csv)
-{
-    json_t *a = json_array();
-    for (const char *p = csv; *p;) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n)
-            json_array_append_new(a, json_stringn(p, n));
-        p += n + (e ? 1 : 0);
-    }
-    return a;
-}
-
 static char *tags_from_json(const json_t *a)
 {
     wr_buf_t b;
@@ -195,7 +183,7 @@ int wr_meta_save(char *err, size_t errlen)
         json_object_set_new(o, "name", json_string(vh->name));
         json_object_set_new(o, "id", json_integer(vh->id));
         json_object_set_new(o, "description", json_string(vh->description));
-        json_object_set_new(o, "tags", tags_to_json(vh->tags));
+        json_object_set_new(o, "tags", wr_json_tags(vh->tags));
         json_t *lim = json_object();
         if (vh->max_connections >= 0)
             json_object_set_new(lim, "max-connections", json_integer(vh->max_connections));
@@ -225,7 +213,7 @@ int wr_meta_save(char *err, size_t errlen)
         json_object_set_new(o, "name", json_string(u->name));
         json_object_set_new(o, "password_hash", json_string(u->hash ? u->hash : ""));
         json_object_set_new(o, "hashing_algorithm", json_string(wr_access_algo_name(u->algo)));
-        json_object_set_new(o, "tags", tags_to_json(u->tags));
+        json_object_set_new(o, "tags", wr_json_tags(u->tags));
         json_t *lim = json_object();
         if (u->max_connections >= 0)
             json_object_set_new(lim, "max-connections", json_integer(u->max_connections));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "admin/ctl.h"
+#include "admin/json.h"
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "core/version.h"
@@ -91,18 +92,6 @@ static int segments(const char *url, char seg[][256], int max)
         p = e;
     }
     return n;
-}
-
-static json_t *tags_array(const char *csv)
-{
-    json_t *a = json_array();
-    for (const char *p = csv; p && *p;) {
-        size_t n = strcspn(p, ",");
-        if (n)
-            json_array_append_new(a, json_stringn(p, n));
-        p += n + (p[n] == ',');
-    }
-    return a;
 }
 
 /* A listing through the control plane's command (the same code as
@@ -262,7 +251,7 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
         return;
     }
     if (n == 2 && strcmp(seg[1], "whoami") == 0) {
-        json_body(r, 200, json_pack("{s:s, s:o}", "name", u->name, "tags", tags_array(u->tags)));
+        json_body(r, 200, json_pack("{s:s, s:o}", "name", u->name, "tags", wr_json_tags(u->tags)));
     } else if (n == 2 && strcmp(seg[1], "overview") == 0) {
         overview(u, r);
     } else if (n == 2 && strcmp(seg[1], "vhosts") == 0) {
@@ -272,7 +261,7 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
             if (sees(u, vh))
                 json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:b}", "name", vh->name,
                                                    "description", vh->description, "tags",
-                                                   tags_array(vh->tags), "tracing", 0));
+                                                   wr_json_tags(vh->tags), "tracing", 0));
         json_body(r, 200, a);
     } else if ((n == 2 || n == 3) && strcmp(seg[1], "queues") == 0) {
         if (n == 3 && wr_broker_vhost(wr_bytes_of(seg[2])) == NULL) {
@@ -300,7 +289,7 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
             json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o}", "name", v->name,
                                                "password_hash", v->hash ? v->hash : "",
                                                "hashing_algorithm", wr_access_algo_name(v->algo),
-                                               "tags", tags_array(v->tags)));
+                                               "tags", wr_json_tags(v->tags)));
         json_body(r, 200, a);
     } else {
         error(r, 404, "Object Not Found", "Not Found");
