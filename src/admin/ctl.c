@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "admin/defs.h"
+#include "admin/info.h"
 #include "admin/json.h"
 #include "admin/meta.h"
 #include "broker/access.h"
@@ -202,33 +203,6 @@ static json_t *listing_end(listing_t *l, const char *info)
     return reply;
 }
 
-static void conn_name(const wr_conn_t *c, char *out, size_t n)
-{
-    snprintf(out, n, "%s -> %s", c->sock->peer, c->sock->local);
-}
-
-/* Splits "host:port" (or "[v6]:port") into its parts. */
-static void split_addr(const char *addr, char *host, size_t hn, long *port)
-{
-    const char *colon = strrchr(addr, ':');
-    size_t n = colon ? (size_t)(colon - addr) : strlen(addr);
-    const char *h = addr;
-    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
-        h++;
-        n -= 2;
-    }
-    snprintf(host, hn, "%.*s", (int)n, h);
-    *port = colon ? strtol(colon + 1, NULL, 10) : 0;
-}
-
-static void chan_pid(const wr_channel_t *ch, char *out, size_t n)
-{
-    /* No Erlang processes here: a stable name of the channel instead. */
-    char cn[160];
-    conn_name(ch->conn, cn, sizeof cn);
-    snprintf(out, n, "<%s (%u)>", cn, ch->id);
-}
-
 static const char *const queue_cols[] = {"name",
                                          "durable",
                                          "auto_delete",
@@ -254,85 +228,6 @@ static const char *const queue_cols[] = {"name",
                                          NULL};
 static const char *const queue_defaults[] = {"name", "messages", NULL};
 
-/* Bytes of the deliveries out and not yet acknowledged, per queue, for a
- * listing: one walk over every channel's unacked deliveries. */
-static void unacked_bytes(wr_map_t *out)
-{
-    for (wr_conn_t *c = wr_conn_first(); c; c = c->next)
-        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next)
-            for (size_t i = 0; i < ch->ua_count; i++) {
-                const wr_unacked_t *u = &ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)];
-                if (u->queue == NULL)
-                    continue;
-                wr_bytes_t k = {(const uint8_t *)&u->queue, sizeof u->queue};
-                uintptr_t n = (uintptr_t)wr_map_get(out, k) + u->ent.size;
-                wr_map_put(out, k, (void *)n);
-            }
-}
-
-static json_t *queue_info(const wr_queue_t *q, wr_map_t *ub)
-{
-    size_t ready = wr_queue_ready(q);
-    json_t *o = json_object();
-    json_object_set_new(o, "name", str_n(q->name, q->name_len));
-    json_object_set_new(o, "durable", json_boolean(q->durable));
-    json_object_set_new(o, "auto_delete", json_boolean(q->auto_delete));
-    json_object_set_new(o, "arguments",
-                        wr_json_table((wr_bytes_t){q->args_raw.p, q->args_raw.len}));
-    json_object_set_new(o, "policy", json_string(q->policy ? q->policy->name : ""));
-    json_object_set_new(o, "operator_policy", json_string(q->op_policy ? q->op_policy->name : ""));
-    json_t *eff = json_object();
-    for (int op = 0; op < 2; op++) {
-        const wr_policy_t *p = op ? q->op_policy : q->policy;
-        json_t *d = p ? json_loads(p->definition, 0, NULL) : NULL;
-        const char *k;
-        json_t *v;
-        json_object_foreach(d, k, v)
-        {
-            json_t *cur = json_object_get(eff, k);
-            /* The operator policy's value where stricter (smaller). */
-            if (cur == NULL || (json_is_integer(v) && json_is_integer(cur) &&
-                                json_integer_value(v) < json_integer_value(cur)))
-                json_object_set(eff, k, v);
-        }
-        json_decref(d);
-    }
-    json_object_set_new(o, "effective_policy_definition", eff);
-    char pid[200] = "";
-    snprintf(pid, sizeof pid, "<queue '%.*s'>", (int)q->name_len, q->name);
-    json_object_set_new(o, "pid", json_string(pid));
-    char owner[200] = "";
-    if (q->exclusive && q->owner)
-        conn_name(q->owner, owner, sizeof owner);
-    json_object_set_new(o, "owner_pid", json_string(owner));
-    json_object_set_new(o, "exclusive", json_boolean(q->exclusive));
-    const wr_chconsumer_t *ex = NULL;
-    for (const wr_consumer_t *c = q->consumers; c; c = c->qnext)
-        if (c->exclusive)
-            ex = (const wr_chconsumer_t *)c;
-    char expid[220] = "";
-    if (ex)
-        chan_pid(ex->ch, expid, sizeof expid);
-    json_object_set_new(o, "exclusive_consumer_pid", json_string(expid));
-    json_object_set_new(o, "exclusive_consumer_tag",
-                        ex ? str_n(ex->tag, ex->tag_len) : json_string(""));
-    json_object_set_new(o, "messages_ready", json_integer((json_int_t)ready));
-    json_object_set_new(o, "messages_unacknowledged", json_integer(q->unacked));
-    json_object_set_new(o, "messages", json_integer((json_int_t)(ready + q->unacked)));
-    json_object_set_new(o, "message_bytes_ready", json_integer((json_int_t)q->ready_bytes));
-    uintptr_t uab = (uintptr_t)wr_map_get(ub, (wr_bytes_t){(const uint8_t *)&q, sizeof q});
-    json_object_set_new(o, "message_bytes", json_integer((json_int_t)(q->ready_bytes + uab)));
-    json_object_set_new(o, "message_bytes_unacknowledged", json_integer((json_int_t)uab));
-    json_object_set_new(o, "consumers", json_integer(q->n_consumers));
-    /* An estimate: the queue and its index entries (messages are shared
-     * between queues and counted by the node, issue 11). */
-    json_object_set_new(o, "memory",
-                        json_integer((json_int_t)(sizeof *q + ready * sizeof(wr_qent_t))));
-    json_object_set_new(o, "state", json_string("running"));
-    json_object_set_new(o, "type", json_string("classic"));
-    return o;
-}
-
 static json_t *cmd_list_queues(const req_t *r)
 {
     wr_vhost_t *vh = vhost_of(r);
@@ -344,14 +239,14 @@ static json_t *cmd_list_queues(const req_t *r)
         return e;
     wr_map_t ub;
     wr_map_init(&ub);
-    unacked_bytes(&ub);
+    wr_info_unacked_bytes(&ub);
     size_t i = 0;
     wr_map_slot_t *sl;
     while (wr_map_next(&vh->queues, &i, &sl)) {
         const wr_queue_t *q = sl->value;
         if (q->delay)
             continue; /* x-delayed-message's hidden queues */
-        json_array_append_new(l.objects, queue_info(q, &ub));
+        json_array_append_new(l.objects, wr_info_queue(q, &ub, 0));
     }
     wr_map_free(&ub);
     char info[300];
@@ -375,18 +270,7 @@ static json_t *cmd_list_exchanges(const req_t *r)
     size_t i = 0;
     wr_map_slot_t *sl;
     while (wr_map_next(&vh->exchanges, &i, &sl)) {
-        const wr_exchange_t *x = sl->value;
-        json_t *o = json_object();
-        json_object_set_new(o, "name", str_n(x->name, x->name_len));
-        json_object_set_new(
-            o, "type", json_string(x->delayed ? "x-delayed-message" : wr_extype_name(x->type)));
-        json_object_set_new(o, "durable", json_boolean(x->durable));
-        json_object_set_new(o, "auto_delete", json_boolean(x->auto_delete));
-        json_object_set_new(o, "internal", json_boolean(x->internal));
-        json_object_set_new(o, "arguments",
-                            wr_json_table((wr_bytes_t){x->args_raw.p, x->args_raw.len}));
-        json_object_set_new(o, "policy", json_string(x->policy ? x->policy->name : ""));
-        json_array_append_new(l.objects, o);
+        json_array_append_new(l.objects, wr_info_exchange(sl->value, 0));
     }
     char info[300];
     snprintf(info, sizeof info, "Listing exchanges for vhost %s ...", vh->name);
@@ -449,58 +333,6 @@ static const char *const conn_cols[] = {
     "send_oct", "connected_at", NULL};
 static const char *const conn_defaults[] = {"user", "peer_host", "peer_port", "state", NULL};
 
-static const char *conn_state(const wr_conn_t *c)
-{
-    switch (c->state) {
-    case WR_CONN_OPEN:
-        return c->blocked_sent ? "blocked" : "running";
-    case WR_CONN_CLOSING:
-    case WR_CONN_CLOSED:
-    case WR_CONN_DEAD:
-        return "closing";
-    default:
-        return "starting";
-    }
-}
-
-static json_t *conn_info(const wr_conn_t *c)
-{
-    json_t *o = json_object();
-    char name[160], host[80], peer[80];
-    long port, peer_port;
-    conn_name(c, name, sizeof name);
-    split_addr(c->sock->local, host, sizeof host, &port);
-    split_addr(c->sock->peer, peer, sizeof peer, &peer_port);
-    char pid[200];
-    snprintf(pid, sizeof pid, "<%s>", name);
-    json_object_set_new(o, "pid", json_string(pid));
-    json_object_set_new(o, "name", json_string(name));
-    json_object_set_new(o, "port", json_integer(port));
-    json_object_set_new(o, "host", json_string(host));
-    json_object_set_new(o, "peer_port", json_integer(peer_port));
-    json_object_set_new(o, "peer_host", json_string(peer));
-    json_object_set_new(o, "ssl", json_boolean(c->sock->tls != NULL));
-    json_object_set_new(o, "ssl_protocol",
-                        c->sock->tls ? json_string(wr_tls_version(c->sock->tls)) : json_null());
-    json_object_set_new(o, "ssl_cipher",
-                        c->sock->tls ? json_string(wr_tls_cipher(c->sock->tls)) : json_null());
-    json_object_set_new(o, "state", json_string(conn_state(c)));
-    json_object_set_new(o, "channels", json_integer(c->n_channels));
-    json_object_set_new(o, "protocol", json_string("AMQP 0-9-1"));
-    json_object_set_new(o, "auth_mechanism", json_string(c->auth_mechanism));
-    json_object_set_new(o, "user", json_string(c->user ? c->user : ""));
-    json_object_set_new(o, "vhost", json_string(c->vhost ? c->vhost->name : ""));
-    json_object_set_new(o, "timeout", json_integer(c->heartbeat));
-    json_object_set_new(o, "frame_max", json_integer(c->frame_max));
-    json_object_set_new(o, "channel_max", json_integer(c->channel_max));
-    json_object_set_new(o, "client_properties",
-                        wr_json_table((wr_bytes_t){c->client_props.p, c->client_props.len}));
-    json_object_set_new(o, "recv_oct", json_integer((json_int_t)c->sock->bytes_in));
-    json_object_set_new(o, "send_oct", json_integer((json_int_t)c->sock->bytes_out));
-    json_object_set_new(o, "connected_at", json_integer(c->connected_at));
-    return o;
-}
-
 static json_t *cmd_list_connections(const req_t *r)
 {
     listing_t l = {conn_cols, conn_defaults, NULL, NULL, NULL};
@@ -509,7 +341,7 @@ static json_t *cmd_list_connections(const req_t *r)
         return e;
     for (wr_conn_t *c = wr_conn_first(); c; c = c->next)
         if (c->state >= WR_CONN_START_OK && c->state <= WR_CONN_OPEN)
-            json_array_append_new(l.objects, conn_info(c));
+            json_array_append_new(l.objects, wr_info_conn(c, 0));
     return listing_end(&l, "Listing connections ...");
 }
 
@@ -541,34 +373,8 @@ static json_t *cmd_list_channels(const req_t *r)
     for (wr_conn_t *c = wr_conn_first(); c; c = c->next) {
         if (c->state != WR_CONN_OPEN)
             continue;
-        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next) {
-            json_t *o = json_object();
-            char pid[220], cn[160], name[200];
-            chan_pid(ch, pid, sizeof pid);
-            conn_name(c, cn, sizeof cn);
-            snprintf(name, sizeof name, "%s (%u)", cn, ch->id);
-            size_t unacked = 0, msgs = 0, acks = 0;
-            for (size_t i = 0; i < ch->ua_count; i++)
-                unacked += ch->ua[(ch->ua_head + i) & (ch->ua_cap - 1)].queue != NULL;
-            for (size_t i = 0; i < ch->n_txops; i++)
-                *(ch->txops[i].kind == 0 ? &msgs : &acks) += 1;
-            json_object_set_new(o, "pid", json_string(pid));
-            json_object_set_new(o, "connection", json_string(cn));
-            json_object_set_new(o, "name", json_string(name));
-            json_object_set_new(o, "number", json_integer(ch->id));
-            json_object_set_new(o, "user", json_string(c->user ? c->user : ""));
-            json_object_set_new(o, "vhost", json_string(c->vhost ? c->vhost->name : ""));
-            json_object_set_new(o, "transactional", json_boolean(ch->tx));
-            json_object_set_new(o, "confirm", json_boolean(ch->confirm));
-            json_object_set_new(o, "consumer_count", json_integer((json_int_t)ch->consumers.count));
-            json_object_set_new(o, "messages_unacknowledged", json_integer((json_int_t)unacked));
-            json_object_set_new(o, "messages_uncommitted", json_integer((json_int_t)msgs));
-            json_object_set_new(o, "acks_uncommitted", json_integer((json_int_t)acks));
-            json_object_set_new(o, "messages_unconfirmed", json_integer((json_int_t)ch->pc_count));
-            json_object_set_new(o, "prefetch_count", json_integer(ch->prefetch_consumer));
-            json_object_set_new(o, "global_prefetch_count", json_integer(ch->prefetch_channel));
-            json_array_append_new(l.objects, o);
-        }
+        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next)
+            json_array_append_new(l.objects, wr_info_channel(ch, 0));
     }
     return listing_end(&l, "Listing channels ...");
 }
@@ -590,24 +396,8 @@ static json_t *cmd_list_consumers(const req_t *r)
     wr_map_slot_t *sl;
     while (wr_map_next(&vh->queues, &i, &sl)) {
         const wr_queue_t *q = sl->value;
-        for (const wr_consumer_t *c = q->consumers; c; c = c->qnext) {
-            const wr_chconsumer_t *cc = (const wr_chconsumer_t *)c;
-            json_t *o = json_object();
-            char pid[220];
-            chan_pid(cc->ch, pid, sizeof pid);
-            int active = !q->args.single_active || c == q->consumers;
-            json_object_set_new(o, "queue_name", str_n(q->name, q->name_len));
-            json_object_set_new(o, "channel_pid", json_string(pid));
-            json_object_set_new(o, "consumer_tag", str_n(cc->tag, cc->tag_len));
-            json_object_set_new(o, "ack_required", json_boolean(!c->no_ack));
-            json_object_set_new(o, "prefetch_count", json_integer(cc->prefetch));
-            json_object_set_new(o, "active", json_boolean(active));
-            json_object_set_new(
-                o, "activity_status",
-                json_string(q->args.single_active ? (active ? "single_active" : "waiting") : "up"));
-            json_object_set_new(o, "arguments", json_object());
-            json_array_append_new(l.objects, o);
-        }
+        for (const wr_consumer_t *c = q->consumers; c; c = c->qnext)
+            json_array_append_new(l.objects, wr_info_consumer(q, c));
     }
     char info[300];
     snprintf(info, sizeof info, "Listing consumers in vhost %s ...", vh->name);
@@ -1053,7 +843,7 @@ static json_t *cmd_close_connection(const req_t *r)
     json_t *ok = action("Closing connection %s, reason: %s...", arg(r, 0), arg(r, 1));
     for (wr_conn_t *c = wr_conn_first(); c; c = c->next) {
         char name[160];
-        conn_name(c, name, sizeof name);
+        wr_info_conn_name(c, name, sizeof name);
         if (strcmp(name, arg(r, 0)) == 0 && c->state == WR_CONN_OPEN) {
             char text[300];
             snprintf(text, sizeof text, "Closed via management plugin: %s", arg(r, 1));

@@ -20,6 +20,7 @@
 #include "admin/meta.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
+#include "broker/stats.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -97,6 +98,7 @@ static void on_signal(uv_signal_t *h, int signum)
     for (size_t i = 0; i < n_listeners; i++)
         wr_listener_close(&listeners[i]);
     wr_ctl_stop();
+    wr_stats_stop();
     wr_conn_shutdown_all("broker shutdown");
     before_sleep();
     uv_timer_start(&shutdown_timer, on_shutdown_timer, 200, 0);
@@ -304,6 +306,7 @@ int main(int argc, char **argv)
     uv_prepare_start(&prepare_handle, on_prepare);
     uv_check_init(wr_loop, &check_handle);
     uv_check_start(&check_handle, on_check);
+    wr_stats_start(cfg.stats_interval);
     uv_timer_init(wr_loop, &tick_timer);
     uv_timer_start(&tick_timer, on_tick, 1000, 1000);
     uv_timer_init(wr_loop, &shutdown_timer);

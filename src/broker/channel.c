@@ -143,6 +143,7 @@ void wr_channel_free(wr_channel_t *ch)
     }
     if (ch->store_waiting)
         unlink_store_waiting(ch);
+    wr_stats_retire(c->vhost, &ch->st);
     /* Normally gone already with wr_channel_release; a stale entry would
      * let a reply reach freed memory. */
     reply_consumer_drop(ch);
@@ -220,6 +221,8 @@ static void settle_one(wr_channel_t *ch, wr_unacked_t *u, int how)
     u->consumer = NULL;
     switch (how) {
     case SETTLE_ACK:
+        ch->st.n[WR_ST_ACK]++;
+        q->st.n[WR_ST_ACK]++;
         if (q->n_consumers)
             wr_queue_kick(q); /* a consumer may have credit again */
         wr_queue_settle(q, &e);
@@ -394,6 +397,13 @@ static void consumer_deliver(wr_consumer_t *base, wr_qent_t *e)
     p += put_short(p, x);
     p += put_short(p, rk);
     content_end(ch, p, e->msg);
+    wr_stat_t st = base->no_ack ? WR_ST_DELIVER_NO_ACK : WR_ST_DELIVER;
+    ch->st.n[st]++;
+    base->queue->st.n[st]++;
+    if (e->deliveries > 0) {
+        ch->st.n[WR_ST_REDELIVER]++;
+        base->queue->st.n[WR_ST_REDELIVER]++;
+    }
     if (base->no_ack) {
         ua_skip(ch);
         wr_queue_taken(base->queue, e);
@@ -467,6 +477,7 @@ void wr_channel_flush_confirms(wr_channel_t *ch)
     wr_method_t m = {.id = WR_M_BASIC_ACK};
     m.u.basic_ack.delivery_tag = ch->confirm_ready;
     m.u.basic_ack.multiple = ch->confirm_ready - ch->confirm_sent > 1;
+    ch->st.n[WR_ST_CONFIRM] += ch->confirm_ready - ch->confirm_sent;
     wr_conn_send_method(ch->conn, ch->id, &m);
     ch->confirm_sent = ch->confirm_ready;
 }
@@ -848,6 +859,8 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
             headers = pr.headers;
     }
     wr_vhost_t *vh = ch->conn->vhost;
+    ch->st.n[WR_ST_PUBLISH]++;
+    x->st.n[WR_ST_PUBLISH_IN]++;
     int64_t delay = x->delayed ? wr_msg_x_delay(m) : 0;
     if (delay > 0) {
         /* x-delayed-message: wait in the exchange's delay queue, with the
@@ -912,8 +925,12 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
         wr_msg_unref(m);
         return 0;
     }
-    if (n == 0 && mandatory)
-        send_return(ch, m, WR_AMQP_NO_ROUTE, "NO_ROUTE");
+    x->st.n[WR_ST_PUBLISH_OUT] += n;
+    if (n == 0) {
+        ch->st.n[mandatory ? WR_ST_RETURN_UNROUTABLE : WR_ST_DROP_UNROUTABLE]++;
+        if (mandatory)
+            send_return(ch, m, WR_AMQP_NO_ROUTE, "NO_ROUTE");
+    }
     if (seq)
         confirm_publish(ch, seq, gen, rejected);
     wr_msg_unref(m);
@@ -1365,6 +1382,8 @@ static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
     q->last_used = wr_now_ms();
     wr_qent_t e;
     if (!wr_queue_pop(q, &e)) {
+        ch->st.n[WR_ST_GET_EMPTY]++;
+        q->st.n[WR_ST_GET_EMPTY]++;
         wr_method_t r = {.id = WR_M_BASIC_GET_EMPTY};
         wr_conn_send_method(ch->conn, ch->id, &r);
         return;
@@ -1379,6 +1398,13 @@ static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
     wr_set_u32(args + n, (uint32_t)wr_queue_ready(q));
     n += 4;
     send_with_content(ch, WR_M_BASIC_GET_OK, args, n, e.msg);
+    wr_stat_t st = a->no_ack ? WR_ST_GET_NO_ACK : WR_ST_GET;
+    ch->st.n[st]++;
+    q->st.n[st]++;
+    if (e.deliveries > 0) {
+        ch->st.n[WR_ST_REDELIVER]++;
+        q->st.n[WR_ST_REDELIVER]++;
+    }
     if (a->no_ack) {
         ua_skip(ch);
         wr_queue_taken(q, &e);

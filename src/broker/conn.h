@@ -154,6 +154,9 @@ struct wr_channel {
     size_t pc_head, pc_count, pc_cap;
     uint8_t store_waiting;
     wr_channel_t *store_next;
+
+    wr_counters_t st; /* message statistics (broker/stats.h) */
+    wr_rates_t rt;
 };
 
 enum {
@@ -197,6 +200,9 @@ struct wr_conn {
     uint32_t n_channels;
     wr_channel_t *channel_list;
     wr_conn_t *next, *prev; /* all connections */
+    /* recv_oct/send_oct at the last statistics tick, and the rates. */
+    uint64_t prev_in, prev_out;
+    float rate_in, rate_out;
 };
 
 /* Every connection, for listings: the first, then c->next. */

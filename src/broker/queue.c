@@ -1268,6 +1268,7 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
     }
     wr_qent_t e = {m, q->next_seq++, 0, loc, 0, (uint32_t)wr_msg_size(m)};
     wr_msg_ref(m);
+    q->st.n[WR_ST_PUBLISH]++;
     if (ttl == 0) {
         /* TTL 0: delivered only if a consumer can take it right now, else
          * expired at once (RabbitMQ's stand-in for the immediate flag). */

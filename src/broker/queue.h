@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include "broker/message.h"
+#include "broker/stats.h"
 #include "core/buf.h"
 #include "core/loop.h"
 #include "store/store.h"
@@ -170,6 +171,9 @@ struct wr_queue {
     int64_t last_used;      /* for x-expires */
     uv_timer_t *ttl_timer;  /* armed for the head's expiry */
     wr_queue_t *pending_next;
+
+    wr_counters_t st; /* message statistics (broker/stats.h) */
+    wr_rates_t rt;
 };
 
 /* Parses and validates declare arguments into *out.  On failure returns

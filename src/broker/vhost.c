@@ -56,6 +56,7 @@ wr_vhost_t *wr_vhost_new(const char *name)
 
 void wr_vhost_free(wr_vhost_t *vh)
 {
+    wr_stats_vhost_gone(vh);
     /* Queues first: deleting them unbinds them from the exchanges. */
     wr_map_slot_t *s;
     while (vh->queues.count) {

@@ -85,6 +85,8 @@ struct wr_exchange {
     char *hash_header; /* x-consistent-hash: header name (WR_CH_HEADER) */
     uint8_t hash_on;   /* x-consistent-hash: WR_CH_* */
     uint64_t route_mark;
+    wr_counters_t st; /* publish_in, publish_out (broker/stats.h) */
+    wr_rates_t rt;
 };
 
 struct wr_vhost {
@@ -108,6 +110,7 @@ struct wr_vhost {
     /* Bumped whenever an exchange or queue is added or removed: a pointer
      * a channel cached under an older value may be stale. */
     uint64_t names_gen;
+    wr_stats_agg_t stats; /* its channels' message statistics */
 };
 
 wr_vhost_t *wr_vhost_new(const char *name);

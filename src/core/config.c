@@ -197,6 +197,7 @@ void wr_config_init(wr_config_t *c)
         c->default_perms[i] = xstrdup(".*");
     c->default_user_tags = xstrdup("administrator");
     c->heartbeat = 60;
+    c->stats_interval = 5000;
     c->frame_max = 131072;
     c->channel_max = 2047;
     c->consumer_timeout_ms = 1800000;
@@ -589,6 +590,12 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         return set_string(&c->data_dir, key, value, err, errlen);
     if (strcmp(key, "load_definitions") == 0)
         return set_string(&c->load_definitions, key, value, err, errlen);
+    if (strcmp(key, "collect_statistics_interval") == 0) {
+        if (parse_u64(value, &n) < 0 || n < 100 || n > 3600000)
+            return bad_value(err, errlen, key, value, "milliseconds, 100..3600000");
+        c->stats_interval = (uint32_t)n;
+        return 0;
+    }
     if (strcmp(key, "heartbeat") == 0) {
         if (parse_u64(value, &n) < 0)
             return bad_value(err, errlen, key, value, "a non-negative integer (seconds)");
