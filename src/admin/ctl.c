@@ -1296,34 +1296,32 @@ static int args_ok(const json_t *a)
     return 1;
 }
 
+json_t *wr_ctl_call(json_t *in)
+{
+    req_t r = {0};
+    cur_info[0] = '\0';
+    if (!json_is_object(in))
+        return refuse(EX_USAGE_, "bad request: not an object");
+    r.command = json_string_value(json_object_get(in, "command"));
+    r.vhost = json_string_value(json_object_get(in, "vhost"));
+    r.args = json_object_get(in, "args");
+    r.options = json_object_get(in, "options");
+    if (r.vhost == NULL)
+        r.vhost = "/";
+    if (r.command == NULL || !args_ok(r.args) || (r.options && !json_is_object(r.options)))
+        return refuse(EX_USAGE_, "bad request: it needs a \"command\" string, \"args\" "
+                                 "strings and an \"options\" object");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, r.command) == 0)
+            return commands[i].run(&r);
+    return refuse(EX_USAGE_, "Command '%s' not found", r.command);
+}
+
 char *wr_ctl_execute(const char *request, size_t len)
 {
     json_error_t je;
     json_t *in = json_loadb(request, len, JSON_REJECT_DUPLICATES, &je);
-    json_t *out;
-    req_t r = {0};
-    cur_info[0] = '\0';
-    if (in == NULL || !json_is_object(in)) {
-        out = refuse(EX_USAGE_, "bad request: %s", in ? "not an object" : je.text);
-    } else {
-        r.command = json_string_value(json_object_get(in, "command"));
-        r.vhost = json_string_value(json_object_get(in, "vhost"));
-        r.args = json_object_get(in, "args");
-        r.options = json_object_get(in, "options");
-        if (r.vhost == NULL)
-            r.vhost = "/";
-        if (r.command == NULL || !args_ok(r.args) || (r.options && !json_is_object(r.options))) {
-            out = refuse(EX_USAGE_, "bad request: it needs a \"command\" string, \"args\" "
-                                    "strings and an \"options\" object");
-        } else {
-            out = NULL;
-            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-                if (strcmp(commands[i].name, r.command) == 0)
-                    out = commands[i].run(&r);
-            if (out == NULL)
-                out = refuse(EX_USAGE_, "Command '%s' not found", r.command);
-        }
-    }
+    json_t *out = in ? wr_ctl_call(in) : refuse(EX_USAGE_, "bad request: %s", je.text);
     char *text = json_dumps(out, JSON_COMPACT);
     json_decref(out);
     json_decref(in);

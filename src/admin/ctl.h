@@ -38,6 +38,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #define WR_CTL_SOCKET   "warren.sock"
 #define WR_CTL_MAX_LINE (64u << 20)
 
@@ -50,5 +52,10 @@ void wr_ctl_stop(void);
 /* Runs one request (a JSON text) and returns the reply as a malloc'd
  * JSON text without the newline (for the socket, tests and fuzzing). */
 char *wr_ctl_execute(const char *request, size_t len);
+
+/* The same for a request already parsed (the HTTP API): the reply
+ * object, {"ok": true, ...} or {"ok": false, "error": TEXT, "exit": N}.
+ * The request is borrowed. */
+json_t *wr_ctl_call(json_t *request);
 
 #endif

@@ -19,61 +19,12 @@
 
 /* ---- AMQP tables <-> JSON ---- */
 
-static void put_value(wr_buf_t *b, const json_t *v, int depth);
-
-/* Writes a JSON object as the content of an AMQP table (without the
- * length), as RabbitMQ converts definitions' arguments: strings are
- * long strings, integers longs, reals doubles. */
-static void put_table(wr_buf_t *b, const json_t *o, int depth)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)o, k, v)
-    {
-        wr_table_put_key(b, wr_bytes_of(k));
-        put_value(b, v, depth + 1);
-    }
-}
-
-static void put_value(wr_buf_t *b, const json_t *v, int depth)
-{
-    wr_field_t f = {0};
-    if (json_is_string(v)) {
-        f = wr_field_longstr(
-            (wr_bytes_t){(const uint8_t *)json_string_value(v), json_string_length(v)});
-    } else if (json_is_integer(v)) {
-        f = wr_field_long(json_integer_value(v));
-    } else if (json_is_boolean(v)) {
-        f = wr_field_bool(json_is_true(v));
-    } else if (json_is_real(v)) {
-        f.type = 'd';
-        f.v.d = json_real_value(v);
-    } else if (json_is_object(v) && depth < 32) {
-        wr_buf_put_u8(b, 'F');
-        size_t at = wr_table_begin(b);
-        put_table(b, v, depth);
-        wr_table_end(b, at);
-        return;
-    } else if (json_is_array(v) && depth < 32) {
-        wr_buf_put_u8(b, 'A');
-        size_t at = wr_table_begin(b);
-        size_t i;
-        json_t *e;
-        json_array_foreach((json_t *)v, i, e) put_value(b, e, depth + 1);
-        wr_table_end(b, at);
-        return;
-    } else {
-        f.type = 'V';
-    }
-    wr_field_put(b, &f);
-}
-
 static void args_of(const json_t *o, wr_buf_t *out)
 {
     wr_buf_init(out);
     json_t *a = json_object_get(o, "arguments");
     if (json_is_object(a))
-        put_table(out, a, 0);
+        wr_json_put_table(out, a);
 }
 
 /* ---- export ---- */

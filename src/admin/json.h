@@ -18,4 +18,10 @@ json_t *wr_json_field(const wr_field_t *f);
 /* "a,b" -> ["a", "b"] (empty entries left out). */
 json_t *wr_json_tags(const char *csv);
 
+/* Writes a JSON object as the content of an AMQP table (without the
+ * length), as RabbitMQ converts definitions' arguments and the HTTP API's
+ * arguments and headers: strings are long strings, integers longs, reals
+ * doubles, objects tables, arrays arrays. */
+void wr_json_put_table(wr_buf_t *b, const json_t *o);
+
 #endif

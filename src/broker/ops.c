@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "broker/access.h"
+#include "broker/conn.h"
+#include "core/err.h"
 #include "broker/args.h"
 #include "broker/headers.h"
 #include "broker/persist.h"
@@ -405,5 +407,74 @@ int wr_op_bind(wr_vhost_t *vh, int bind, wr_bytes_t source, int dest_is_queue, w
     } else {
         wr_unbind(x, q, dx, key, args);
     }
+    return done(r);
+}
+
+int wr_op_publish(wr_vhost_t *vh, const wr_publish_spec_t *s, const wr_actor_t *who, size_t *routed,
+                  uint64_t *gen, wr_reply_t *r)
+{
+    *routed = 0;
+    *gen = 0;
+    if (wr_op_allowed(who, vh, WR_PERM_WRITE, 0, s->exchange, r) != 0)
+        return -1;
+    wr_exchange_t *x = wr_op_find_exchange(vh, s->exchange, r);
+    if (x == NULL)
+        return -1;
+    if (x->internal)
+        return fail(r, WR_AMQP_ACCESS_REFUSED,
+                    "cannot publish to internal exchange '%.*s' in vhost '%s'",
+                    BYTES_FMT(s->exchange), vh->name);
+    const wr_topic_perm_t *tp = who->user ? wr_access_topic_for(who->user, x) : NULL;
+    if (tp && !wr_pattern_match(&tp->write, s->routing_key))
+        return fail(r, WR_AMQP_ACCESS_REFUSED,
+                    "access to topic '%.*s' in exchange '%.*s' in vhost '%s' refused for user "
+                    "'%s'",
+                    BYTES_FMT(s->routing_key), BYTES_FMT(s->exchange), vh->name, who->user->name);
+    if (s->body.n > wr_broker.cfg->max_message_size)
+        return fail(r, WR_AMQP_PRECONDITION_FAILED,
+                    "message size %zu is larger than configured max size %" PRIu64, s->body.n,
+                    wr_broker.cfg->max_message_size);
+    wr_basic_props_t pr = {0};
+    if (s->props.n >= 2 && wr_props_decode(s->props.p, s->props.n, &pr) != 0)
+        return fail(r, WR_AMQP_PRECONDITION_FAILED, "invalid message properties");
+    int64_t ttl = -1;
+    char why[96];
+    if ((pr.flags & WR_PROP_EXPIRATION) &&
+        wr_msg_parse_expiration(pr.expiration, &ttl, why, sizeof why) != 0)
+        return fail(r, WR_AMQP_PRECONDITION_FAILED, "invalid expiration '%.*s': %s",
+                    BYTES_FMT(pr.expiration), why);
+    wr_msg_t *m = wr_msg_new(s->exchange, s->routing_key, s->props, s->body.n);
+    wr_msg_append_body(m, s->body.p, s->body.n);
+    m->persistent = (pr.flags & WR_PROP_DELIVERY_MODE) && pr.delivery_mode == 2;
+    m->priority = (pr.flags & WR_PROP_PRIORITY) ? pr.priority : 0;
+    m->ttl = ttl;
+    x->st.n[WR_ST_PUBLISH_IN]++;
+    wr_route_t rt = {NULL, 0, 0};
+    wr_queue_t *one = NULL;
+    wr_queue_t **qs = &one;
+    size_t n = 0;
+    if (s->to_queue) {
+        /* Straight into one queue (replay and move), as if through the
+         * default exchange but keeping the message's own exchange. */
+        one = s->to_queue;
+        n = 1;
+    } else {
+        wr_route(vh, x, s->routing_key, (pr.flags & WR_PROP_HEADERS) ? pr.headers : (wr_bytes_t){0},
+                 s->props, &rt);
+        qs = rt.q;
+        n = rt.n;
+        wr_field_t bcc;
+        if ((pr.flags & WR_PROP_HEADERS) && wr_table_get(pr.headers, "BCC", &bcc))
+            m = wr_msg_set_header(m, "BCC", NULL);
+    }
+    int rejected = 0;
+    int err = wr_queues_push(vh, qs, n, m, gen, &rejected);
+    free(rt.q);
+    wr_msg_unref(m);
+    if (err != 0)
+        return fail(r, WR_AMQP_INTERNAL_ERROR, "the message store takes no writes (%s)",
+                    wr_strerror(err));
+    x->st.n[WR_ST_PUBLISH_OUT] += n;
+    *routed = n;
     return done(r);
 }

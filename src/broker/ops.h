@@ -95,4 +95,20 @@ int wr_op_queue_purge(wr_vhost_t *vh, wr_bytes_t name, const wr_actor_t *who, ui
 int wr_op_bind(wr_vhost_t *vh, int bind, wr_bytes_t source, int dest_is_queue, wr_bytes_t dest,
                wr_bytes_t key, wr_bytes_t args, const wr_actor_t *who, wr_reply_t *r);
 
+/* A message published without a channel: the HTTP API's publish, and
+ * the replay and move of messages.  props is the encoded property list
+ * (from the flags word; may be empty). */
+typedef struct wr_publish_spec {
+    wr_bytes_t exchange, routing_key, props, body;
+    wr_queue_t *to_queue; /* not NULL: into this queue only, not routed */
+} wr_publish_spec_t;
+
+/* Checks write permission (and topic permission) on the exchange as
+ * basic.publish does, routes and enqueues the message, writing it to the
+ * store when persistent and bound for durable queues.  *routed is the
+ * number of queues it reached, *gen the store generation holding it
+ * (0 if none: wait for it before relying on it). */
+int wr_op_publish(wr_vhost_t *vh, const wr_publish_spec_t *s, const wr_actor_t *who, size_t *routed,
+                  uint64_t *gen, wr_reply_t *r);
+
 #endif

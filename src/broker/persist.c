@@ -1,5 +1,6 @@
 /* persist.c - broker <-> store glue: recovery, metadata, disk alarm (see persist.h). */
 #include "broker/persist.h"
+#include "broker/replay.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -91,6 +92,7 @@ static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint64_t ord
 static void on_synced(void *ctx, uint64_t gen, int err)
 {
     wr_channel_store_synced(ctx, gen, err);
+    wr_replay_store_synced(ctx, gen, err);
     if (err)
         wr_conn_set_alarm(WR_ALARM_DISK, 1);
 }

@@ -1399,6 +1399,20 @@ void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
     wr_queue_unref(q);
 }
 
+void wr_queue_putback(wr_queue_t *q, wr_qent_t *e)
+{
+    if (q->deleted) {
+        entry_gone(q, e);
+        return;
+    }
+    heap_push(q, e);
+    q->ready_bytes += e->size;
+    if (e->expires_at)
+        exp_track(q, e);
+    if (q->n_consumers)
+        wr_queue_kick(q);
+}
+
 void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
 {
     q->unacked--;

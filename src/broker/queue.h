@@ -193,6 +193,10 @@ void wr_queue_unref(wr_queue_t *q);
  * the head, dead-lettering it, when its overflow is drop-head. */
 void wr_queue_enforce_limits(wr_queue_t *q);
 
+/* Returns an entry taken with wr_queue_pop to its place, unchanged: not
+ * a delivery (dead-letter inspection and replay look at entries so). */
+void wr_queue_putback(wr_queue_t *q, wr_qent_t *e);
+
 /* Ready message count and bytes. */
 static inline size_t wr_queue_ready(const wr_queue_t *q)
 {

@@ -9,6 +9,7 @@
 #include "broker/headers.h"
 #include "broker/persist.h"
 #include "broker/policy.h"
+#include "broker/replay.h"
 #include "core/err.h"
 #include "proto/spec_gen.h"
 #include "proto/table.h"
@@ -57,6 +58,7 @@ wr_vhost_t *wr_vhost_new(const char *name)
 void wr_vhost_free(wr_vhost_t *vh)
 {
     wr_stats_vhost_gone(vh);
+    wr_replay_store_synced(vh, UINT64_MAX, 0); /* nothing waits for it any more */
     /* Queues first: deleting them unbinds them from the exchanges. */
     wr_map_slot_t *s;
     while (vh->queues.count) {

@@ -55,30 +55,35 @@ const char *wr_http_status_text(int status)
     }
 }
 
-static void send_response(hconn_t *h, const wr_http_resp_t *r, int keep_alive)
+static void send_response(hconn_t *h, const wr_http_resp_t *r, int keep_alive, int head_only)
 {
     wr_buf_t *out = wr_sock_out(h->sock);
-    char head[512];
+    char head[1400];
+    char ctype[120] = "";
+    /* An empty reply has no type (RabbitMQ's writes answer 201/204 so). */
+    if (r->content_type || r->body.len)
+        snprintf(ctype, sizeof ctype, "Content-Type: %s\r\n",
+                 r->content_type ? r->content_type : "application/json");
     int n = snprintf(
         head, sizeof head,
-        "HTTP/1.1 %d %s\r\nServer: warren\r\nContent-Type: %s\r\n"
-        "Content-Length: %zu\r\nCache-Control: no-cache\r\n%s%s\r\n",
-        r->status, wr_http_status_text(r->status),
-        r->content_type ? r->content_type : "application/json", r->body.len,
+        "HTTP/1.1 %d %s\r\nServer: warren\r\n%s"
+        "Content-Length: %zu\r\nCache-Control: no-cache\r\n%s%s%s\r\n",
+        r->status, wr_http_status_text(r->status), ctype, r->body.len,
         r->www_authenticate ? "WWW-Authenticate: Basic realm=\"RabbitMQ Management\"\r\n" : "",
-        keep_alive ? "" : "Connection: close\r\n");
-    wr_buf_put(out, head, (size_t)n);
-    wr_buf_put(out, r->body.p, r->body.len);
+        r->headers, keep_alive ? "" : "Connection: close\r\n");
+    wr_buf_put(out, head, (size_t)(n < (int)sizeof head ? n : (int)sizeof head - 1));
+    if (!head_only)
+        wr_buf_put(out, r->body.p, r->body.len);
 }
 
 static void send_error(hconn_t *h, int status, const char *error, const char *reason)
 {
-    wr_http_resp_t r = {status, {0}, NULL, 0};
+    wr_http_resp_t r = {status, {0}, NULL, 0, ""};
     wr_buf_init(&r.body);
     char text[600];
     int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"reason\":\"%s\"}", error, reason);
     wr_buf_put(&r.body, text, (size_t)n);
-    send_response(h, &r, 0);
+    send_response(h, &r, 0, 0);
     wr_buf_free(&r.body);
     h->failed = 1;
 }
@@ -177,12 +182,12 @@ static int on_message_complete(http_parser *p)
     h->req.url.len--;
     wr_buf_put_u8(&h->req.body, 0);
     h->req.body.len--;
-    wr_http_resp_t r = {404, {0}, NULL, 0};
+    wr_http_resp_t r = {404, {0}, NULL, 0, ""};
     wr_buf_init(&r.body);
     if (app)
         app(&h->req, &r);
     int keep = http_should_keep_alive(p);
-    send_response(h, &r, keep);
+    send_response(h, &r, keep, p->method == HTTP_HEAD);
     wr_buf_free(&r.body);
     if (!keep)
         h->failed = 1;

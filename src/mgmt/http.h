@@ -31,8 +31,9 @@ typedef struct wr_http_req {
 typedef struct wr_http_resp {
     int status;
     wr_buf_t body;
-    const char *content_type; /* NULL: application/json */
+    const char *content_type; /* NULL: application/json (none if no body) */
     int www_authenticate;     /* add WWW-Authenticate: Basic */
+    char headers[640];        /* more header lines, each ending in CRLF */
 } wr_http_resp_t;
 
 /* The application: fills resp for req (called once per request). */

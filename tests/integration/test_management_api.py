@@ -1,6 +1,6 @@
-"""The management HTTP API's first endpoints (issue 11, in progress;
-warren only for now: the side-by-side run needs RabbitMQ's management
-plugin)."""
+"""The management HTTP server: authentication, keep-alive, pipelining,
+limits, and the first listings (warren only: it starts its own broker;
+test_management_rest.py covers every endpoint, against RabbitMQ too)."""
 import base64
 import http.client
 import json
@@ -38,7 +38,8 @@ def test_overview_and_whoami(mgmt):
     assert o["product_name"] == "warren" and o["rabbitmq_version"] == "3.10.8"
     assert set(o["object_totals"]) == {"connections", "channels", "exchanges", "queues",
                                        "consumers"}
-    assert set(o["queue_totals"]) == {"messages", "messages_ready", "messages_unacknowledged"}
+    assert {"messages", "messages_ready", "messages_unacknowledged",
+            "messages_details"} <= set(o["queue_totals"])
     r, w = get(mgmt, "/api/whoami")
     assert w == {"name": "guest", "tags": ["administrator"]}
 
@@ -146,7 +147,7 @@ def test_exchanges_bindings_users(mgmt):
     assert any(e["name"] == "" and e["type"] == "direct" for e in xs)
     r, bs = get(mgmt, "/api/bindings/%2F")
     assert {"source": x, "destination": q, "destination_type": "queue", "routing_key": "a.#",
-            "arguments": {}, "vhost": "/"} in bs
+            "arguments": {}, "vhost": "/", "properties_key": "a.%23"} in bs
     r, us = get(mgmt, "/api/users")
     g = [u for u in us if u["name"] == "guest"][0]
     assert g["tags"] == ["administrator"] and g["hashing_algorithm"].startswith("rabbit_")
