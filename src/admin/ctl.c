@@ -20,6 +20,7 @@
 #include "broker/conn.h"
 #include "broker/ops.h"
 #include "broker/policy.h"
+#include "broker/replay.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/version.h"
@@ -786,6 +787,123 @@ static json_t *op_refused(const wr_reply_t *rp)
     return refuse(EX_SOFTWARE_, "Error:\n%s - %s", wr_amqp_reply_name(rp->code), rp->text);
 }
 
+/* ---- dead letters (warren) ---- */
+
+static void group_cb(void *ctx, wr_bytes_t queue, wr_bytes_t reason, wr_bytes_t exchange)
+{
+    json_t *groups = ctx;
+    if (queue.n == 0 && reason.n == 0)
+        return;
+    char key[800];
+    snprintf(key, sizeof key, "%.*s\n%.*s\n%.*s", (int)queue.n, (const char *)queue.p,
+             (int)reason.n, (const char *)reason.p, (int)exchange.n, (const char *)exchange.p);
+    json_t *g = json_object_get(groups, key);
+    if (g == NULL) {
+        g = json_pack("{s:s%, s:s%, s:s%, s:i}", "queue", (const char *)queue.p, queue.n, "reason",
+                      (const char *)reason.p, reason.n, "exchange", (const char *)exchange.p,
+                      exchange.n, "count", 0);
+        json_object_set_new(groups, key, g);
+    }
+    json_object_set_new(g, "count",
+                        json_integer(json_integer_value(json_object_get(g, "count")) + 1));
+}
+
+static const char *const dl_cols[] = {"queue", "reason", "exchange", "count", NULL};
+
+static json_t *cmd_list_dead_letters(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    wr_queue_t *q = wr_vhost_queue(vh, wr_bytes_of(arg(r, 0)));
+    if (q == NULL)
+        return refuse(EX_USAGE_, "Error:\nQueue not found");
+    listing_t l = {dl_cols, dl_cols, NULL, NULL, NULL};
+    req_t none = *r;
+    none.args = NULL;
+    listing_begin(&l, &none);
+    json_t *groups = json_object();
+    wr_replay_scan(q, 100000, group_cb, groups);
+    const char *k;
+    json_t *v;
+    json_object_foreach(groups, k, v) json_array_append(l.objects, v);
+    json_decref(groups);
+    char info[400];
+    snprintf(info, sizeof info, "Listing dead letters in queue '%s' in vhost '%s' ...", q->name,
+             vh->name);
+    return listing_end(&l, info);
+}
+
+static json_t *replay_common(const req_t *r, int move)
+{
+    if (nargs(r) != (size_t)(move ? 2 : 1) || arg(r, 0) == NULL || (move && arg(r, 1) == NULL))
+        return usage(r->command);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    wr_queue_t *q = wr_vhost_queue(vh, wr_bytes_of(arg(r, 0)));
+    if (q == NULL)
+        return refuse(EX_USAGE_, "Error:\nQueue not found");
+    wr_replay_t s = {0};
+    const char *cnt = opt(r, "count");
+    if (cnt) {
+        char *end;
+        long long n = strtoll(cnt, &end, 10);
+        if (*cnt == '\0' || *end != '\0' || n < 0)
+            return refuse(EX_USAGE_, "Error:\n--count must be a non-negative integer");
+        s.max = (size_t)n;
+    }
+    char hname[256] = "";
+    if (move) {
+        s.move = 1;
+        s.to_queue = wr_vhost_queue(vh, wr_bytes_of(arg(r, 1)));
+        if (s.to_queue == NULL)
+            return refuse(EX_USAGE_, "Error:\nDestination queue not found");
+    } else {
+        s.reason = opt(r, "reason");
+        s.from_queue = opt(r, "from-queue");
+        const char *h = opt(r, "header");
+        if (h) {
+            const char *eq = strchr(h, '=');
+            snprintf(hname, sizeof hname, "%.*s", (int)(eq ? eq - h : (long)strlen(h)), h);
+            s.header = hname;
+            s.header_value = eq ? eq + 1 : NULL;
+        }
+        if (opt(r, "to-queue") &&
+            (s.to_queue = wr_vhost_queue(vh, wr_bytes_of(opt(r, "to-queue")))) == NULL)
+            return refuse(EX_USAGE_, "Error:\nTarget queue not found");
+        s.to_exchange = opt(r, "to-exchange");
+        s.routing_key = opt(r, "routing-key");
+        if (s.to_exchange && wr_vhost_exchange(vh, wr_bytes_of(s.to_exchange)) == NULL)
+            return refuse(EX_USAGE_, "Error:\nTarget exchange not found");
+    }
+    wr_actor_t who = {NULL, NULL};
+    wr_reply_t rp;
+    size_t done = 0;
+    if (wr_replay_run(vh, q, &s, &who, &done, &rp) != 0)
+        return op_refused(&rp);
+    json_t *ok = move ? action("Moving messages from queue '%s' to '%s' in vhost '%s' ...",
+                               arg(r, 0), arg(r, 1), vh->name)
+                      : action("Replaying dead letters from queue '%s' in vhost '%s' ...",
+                               arg(r, 0), vh->name);
+    char msg[100];
+    snprintf(msg, sizeof msg, "%s %zu messages", move ? "Moved" : "Replayed", done);
+    json_object_set_new(ok, "message", json_string(msg));
+    return ok;
+}
+
+static json_t *cmd_replay_dead_letters(const req_t *r)
+{
+    return replay_common(r, 0);
+}
+
+static json_t *cmd_move_messages(const req_t *r)
+{
+    return replay_common(r, 1);
+}
+
 static json_t *cmd_purge_queue(const req_t *r)
 {
     if (nargs(r) != 1 || arg(r, 0) == NULL)
@@ -1260,6 +1378,7 @@ static const command_t commands[] = {
     {"list_channels", cmd_list_channels},
     {"list_connections", cmd_list_connections},
     {"list_consumers", cmd_list_consumers},
+    {"list_dead_letters", cmd_list_dead_letters},
     {"list_exchanges", cmd_list_exchanges},
     {"list_operator_policies", cmd_list_operator_policies},
     {"list_permissions", cmd_list_permissions},
@@ -1271,8 +1390,10 @@ static const command_t commands[] = {
     {"list_users", cmd_list_users},
     {"list_vhost_limits", cmd_list_vhost_limits},
     {"list_vhosts", cmd_list_vhosts},
+    {"move_messages", cmd_move_messages},
     {"ping", cmd_ping},
     {"purge_queue", cmd_purge_queue},
+    {"replay_dead_letters", cmd_replay_dead_letters},
     {"set_operator_policy", cmd_set_operator_policy},
     {"set_permissions", cmd_set_permissions},
     {"set_policy", cmd_set_policy},

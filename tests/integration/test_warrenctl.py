@@ -152,3 +152,28 @@ def test_status_and_ping(ctl):
     assert "Ping succeeded" in ctl("ping").stdout
     out = ctl("status").stdout
     assert "OS PID: " in out and "Virtual hosts: " in out
+
+
+def test_dead_letters_replay_and_move(ctl, ch):
+    work, dlq, other = uid("dw"), uid("dd"), uid("do")
+    ch.queue_declare(dlq)
+    ch.queue_declare(other)
+    ch.queue_declare(work, arguments={"x-dead-letter-exchange": "",
+                                      "x-dead-letter-routing-key": dlq, "x-message-ttl": 0})
+    for i in range(4):
+        ch.basic_publish("", work, b"m%d" % i, pika.BasicProperties(headers={"n": i % 2}))
+    # TTL 0: each expires at once into dlq.
+    r = ctl("list_dead_letters", dlq, "--formatter", "json")
+    assert json.loads(r.stdout) == [{"queue": work, "reason": "expired", "exchange": "",
+                                     "count": 4}]
+    r = ctl("replay_dead_letters", dlq, "--header", "n=1", "--to-queue", other)
+    assert r.stdout.startswith("Replaying dead letters from queue '%s' in vhost '/' ..." % dlq)
+    assert "Replayed 2 messages" in r.stdout
+    assert ch.queue_declare(other, passive=True).method.message_count == 2
+    r = ctl("move_messages", dlq, other, "--count", "1")
+    assert "Moved 1 messages" in r.stdout
+    assert ch.queue_declare(dlq, passive=True).method.message_count == 1
+    m, p, b = ch.basic_get(other, auto_ack=True)
+    assert b == b"m1" and p.headers["x-warren-replayed"] == 1 and p.headers["n"] == 1
+    r = ctl("move_messages", dlq, "nope-" + dlq, ok=False)
+    assert r.returncode == 64 and "Destination queue not found" in r.stderr

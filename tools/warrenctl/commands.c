@@ -232,6 +232,29 @@ static const wr_ctl_command_t commands[] = {
     {"purge_queue", G_QUEUES, "<queue> [--timeout <timeout>]",
      "Purges a queue (removes all messages in it)", "<queue>\n\tname of the queue to purge", 1, 1,
      "", 0},
+    {"list_dead_letters", G_QUEUES, "<queue>",
+     "Groups the dead-lettered messages in a queue by the queue they died in, reason and "
+     "exchange (warren)",
+     "<queue>\n\ta queue holding dead-lettered messages (a dead-letter queue)", 1, 1, "",
+     CMD_LIST | CMD_WHOLE},
+    {"replay_dead_letters", G_QUEUES,
+     "<queue> [--count <n>] [--reason <reason>] [--from-queue <queue>] [--header <name=value>] "
+     "[--to-queue <queue> | --to-exchange <exchange> [--routing-key <key>]]",
+     "Republishes dead-lettered messages to the queue they died in, or to another queue or "
+     "exchange (warren)",
+     "<queue>\n\tthe dead-letter queue\n\n--count <n>\n\tat most n messages (default: all)\n\n"
+     "--reason <reason>\n\tonly those with this x-first-death-reason (rejected, expired, "
+     "maxlen, delivery_limit)\n\n--from-queue <queue>\n\tonly those that died in this queue\n\n"
+     "--header <name=value>\n\tonly those with this header value\n\n--to-queue <queue>, "
+     "--to-exchange <exchange>, --routing-key <key>\n\twhere to (default: back to the queue each "
+     "died in)\n\nEach copy keeps its properties and headers and gets x-warren-replayed; the "
+     "original goes once the copy is on disk.",
+     1, 1, "count= reason= from-queue= header= to-queue= to-exchange= routing-key=", 0},
+    {"move_messages", G_QUEUES, "<source queue> <destination queue> [--count <n>]",
+     "Moves messages from one queue to another in the same vhost, in order (warren)",
+     "<source queue>, <destination queue>\n\tboth in the vhost given with -p\n\n--count "
+     "<n>\n\tat most n messages (default: all)",
+     2, 2, "count=", 0},
 };
 
 static const char *bold_on = "\033[1m";
