@@ -2,6 +2,7 @@
  * every read (see api.h; writes are in api_write.c). */
 #include "mgmt/api.h"
 
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <regex.h>
 #include <stdio.h>
@@ -29,9 +30,14 @@ void wr_api_json(wr_api_ctx_t *c, int status, json_t *v)
     char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     c->r->status = status;
     c->r->body.len = 0;
-    wr_buf_put(&c->r->body, t, strlen(t));
+    size_t n = strlen(t);
+    wr_buf_put(&c->r->body, t, n);
     free(t);
     json_decref(v);
+    /* A large listing leaves many small freed blocks in malloc's arenas:
+     * give the pages back rather than keep the peak. */
+    if (n > (1u << 20))
+        malloc_trim(0);
 }
 
 void wr_api_error(wr_api_ctx_t *c, int status, const char *err, const char *reason)
@@ -1029,6 +1035,93 @@ static int health_listener(wr_api_ctx_t *c, long port)
     return 0;
 }
 
+typedef struct qref {
+    const char *vhost;
+    const char *name;
+    wr_queue_t *q;
+} qref_t;
+
+static int cmp_qref(const void *pa, const void *pb)
+{
+    const qref_t *a = pa, *b = pb;
+    int r = strcmp(a->vhost, b->vhost);
+    if (r == 0)
+        r = strcmp(a->name, b->name);
+    return sort_reverse ? -r : r;
+}
+
+/* One page of queues sorted by name (what the web UI asks for): sorted
+ * and filtered on the names alone, objects built for the page only, so
+ * it costs little more with 10,000 queues than with 100.  Returns 0 when
+ * the request needs the general path (another sort key, columns). */
+static int queue_page(wr_api_ctx_t *c, wr_vhost_t *only)
+{
+    char page_s[32], size_s[32], sort[64], rev[16], name[256], cols[16];
+    if (!wr_api_param(c, "page", page_s, sizeof page_s) ||
+        wr_api_param(c, "columns", cols, sizeof cols))
+        return 0;
+    const char *sk = wr_api_param(c, "sort", sort, sizeof sort);
+    if (sk && *sk && strcmp(sk, "name") != 0)
+        return 0;
+    char *end;
+    long page = strtol(page_s, &end, 10), size = 100;
+    int bad = *page_s == '\0' || *end != '\0';
+    if (wr_api_param(c, "page_size", size_s, sizeof size_s)) {
+        size = strtol(size_s, &end, 10);
+        bad |= *size_s == '\0' || *end != '\0';
+    }
+    if (bad || page < 1 || size < 1 || size > 500)
+        return 0; /* the general path words the error */
+    const char *nf = wr_api_param(c, "name", name, sizeof name);
+    regex_t re;
+    int use_re = nf && *nf && wr_api_param_true(c, "use_regex");
+    if (use_re && regcomp(&re, nf, REG_EXTENDED | REG_NOSUB) != 0)
+        return 0;
+    sort_reverse = wr_api_param(c, "sort_reverse", rev, sizeof rev) && strcmp(rev, "true") == 0;
+    size_t total = 0, n = 0, cap = 0;
+    qref_t *v = NULL;
+    size_t i = 0;
+    wr_map_slot_t *sl;
+    for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));) {
+        if ((only && vh != only) || !wr_api_sees(c->u, vh))
+            continue;
+        size_t k = 0;
+        while (wr_map_next(&vh->queues, &k, &sl)) {
+            wr_queue_t *q = sl->value;
+            if (q->delay)
+                continue;
+            total++;
+            if (nf && *nf &&
+                !(use_re ? regexec(&re, q->name, 0, NULL, 0) == 0 : strstr(q->name, nf) != NULL))
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                v = realloc(v, cap * sizeof *v);
+            }
+            v[n++] = (qref_t){vh->name, q->name, q};
+        }
+    }
+    if (use_re)
+        regfree(&re);
+    qsort(v, n, sizeof *v, cmp_qref);
+    wr_map_t ub;
+    wr_map_init(&ub);
+    wr_info_unacked_bytes(&ub);
+    json_t *items = json_array();
+    size_t from = (size_t)(page - 1) * (size_t)size;
+    for (size_t k = from; k < n && k < from + (size_t)size; k++)
+        json_array_append_new(items, api_queue(c, v[k].q, &ub, 0));
+    wr_map_free(&ub);
+    free(v);
+    size_t pages = (n + (size_t)size - 1) / (size_t)size;
+    wr_api_json(c, 200,
+                json_pack("{s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "filtered_count", (json_int_t)n,
+                          "item_count", (json_int_t)json_array_size(items), "items", items, "page",
+                          (json_int_t)page, "page_count", (json_int_t)(pages ? pages : 1),
+                          "page_size", (json_int_t)size, "total_count", (json_int_t)total));
+    return 1;
+}
+
 /* GET and HEAD. */
 static void read_route(wr_api_ctx_t *c)
 {
@@ -1242,6 +1335,10 @@ static void read_route(wr_api_ctx_t *c)
         }
         wr_map_t ub;
         int queues = SEG(0, "queues");
+        if (queues && queue_page(c, only)) {
+            json_decref(a);
+            return;
+        }
         if (queues) {
             wr_map_init(&ub);
             wr_info_unacked_bytes(&ub);
