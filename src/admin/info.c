@@ -152,14 +152,17 @@ json_t *wr_info_message_stats(const wr_counters_t *c, const wr_rates_t *r, const
 
 json_t *wr_info_idle_since(int64_t loop_ms)
 {
+    /* RabbitMQ's format: "2026-12-03T16:22:18.629+00:00". */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    time_t t = (time_t)(ts.tv_sec - (wr_now_ms() - loop_ms) / 1000);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (wr_now_ms() - loop_ms);
+    time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    char buf[40];
-    strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return json_string(buf);
+    char buf[40], out[64];
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, sizeof out, "%s.%03d+00:00", buf, (int)(ms % 1000));
+    return json_string(out);
 }
 
 /* The effective definition: the policy's keys, and the operator
@@ -248,7 +251,7 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
     /* Every consumer takes what arrives at once unless blocked by its
      * prefetch: 1.0 while the queue has consumers and nothing waits. */
     json_object_set_new(o, "consumer_capacity",
-                        json_real(q->n_consumers ? (ready == 0 ? 1.0 : 0.0) : 0.0));
+                        q->n_consumers ? json_real(ready == 0 ? 1.0 : 0.0) : json_integer(0));
     json_object_set_new(o, "consumer_utilisation", json_object_get(o, "consumer_capacity"));
     json_incref(json_object_get(o, "consumer_capacity"));
     return o;

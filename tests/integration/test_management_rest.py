@@ -591,3 +591,13 @@ def test_dead_letter_replay_and_move(api):
     for path in ("queues/%2F/" + work, "queues/%2F/" + dlq, "queues/%2F/" + other,
                  "exchanges/%2F/" + dlx):
         assert api.delete("/api/" + path)[0].status == 204
+
+
+def test_idle_since_format(api):
+    import re
+    q = uid("idle")
+    assert api.put("/api/queues/%2F/" + q, {"durable": False})[0].status == 201
+    r, o = api.get("/api/queues/%2F/" + q)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", o["idle_since"]), o
+    assert o["consumer_utilisation"] == 0
+    assert api.delete("/api/queues/%2F/" + q)[0].status == 204
