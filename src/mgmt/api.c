@@ -309,6 +309,8 @@ static int cmp_items(const void *pa, const void *pb)
         r = cmp_values(json_object_get(a, "vhost"), json_object_get(b, "vhost"));
         if (r == 0)
             r = cmp_values(json_object_get(a, "name"), json_object_get(b, "name"));
+        if (r == 0)
+            r = cmp_values(json_object_get(a, "user"), json_object_get(b, "user"));
     }
     return sort_reverse ? -r : r;
 }
@@ -791,6 +793,8 @@ static void get_overview(wr_api_ctx_t *c)
             chans += k->n_channels;
         }
     const wr_config_t *cfg = wr_broker.cfg;
+    /* Seconds of samples kept (RabbitMQ lists several retention tiers). */
+    int retention = (int)(WR_STATS_SAMPLES - 1) * (int)(wr_stats_interval() / 1000);
     json_t *ms = wr_info_message_stats(&a->total, &a->rates, wr_info_vhost_stats, 1);
     json_t *qt = totals_rates(a);
     add_samples(c, a, ms, qt);
@@ -827,7 +831,7 @@ static void get_overview(wr_api_ctx_t *c)
                                                xt[k][1], "enabled", 1));
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:o, s:o, s:o, s:o, s:o, "
-        "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i}}",
+        "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:[i], s:[i], s:[i]}}",
         "management_version", WARREN_VERSION, "rabbitmq_version", "3.10.8", "product_name",
         "warren", "product_version", WARREN_VERSION, "cluster_name",
         cfg && cfg->cluster_name ? cfg->cluster_name : wr_info_node(), "node", wr_info_node(),
@@ -836,7 +840,7 @@ static void get_overview(wr_api_ctx_t *c)
         "exchange_types", types, "contexts", json_array(), "object_totals", "connections",
         (json_int_t)conns, "channels", (json_int_t)chans, "exchanges", (json_int_t)nx, "queues",
         (json_int_t)nq, "consumers", (json_int_t)consumers, "sample_retention_policies", "global",
-        (int)(WR_STATS_SAMPLES - 1) * (int)(wr_stats_interval() / 1000));
+        retention, "basic", retention, "detailed", retention);
     char cols[1024];
     if (wr_api_param(c, "columns", cols, sizeof cols))
         o = project(o, cols);
@@ -1481,7 +1485,7 @@ static void read_route(wr_api_ctx_t *c)
                 json_decref(a);
             return;
         }
-        wr_api_json(c, 200, a);
+        list_reply(c, a);
         return;
     }
     if (SEG(0, "policies") || SEG(0, "operator-policies")) {

@@ -373,11 +373,17 @@ static void get_messages(wr_api_ctx_t *c, wr_vhost_t *vh, const char *qname)
     json_t *b = wr_api_body(c);
     if (b == NULL)
         return;
-    static const char *const need[] = {"count", NULL};
-    const char *ackmode = str(b, "ackmode") ? str(b, "ackmode") : "ack_requeue_true";
-    const char *enc = str(b, "encoding") ? str(b, "encoding") : "auto";
+    static const char *const need[] = {"ackmode", "count", "encoding", NULL};
+    if (missing(c, b, need)) {
+        json_decref(b);
+        return;
+    }
+    const char *ackmode = str(b, "ackmode") ? str(b, "ackmode") : "";
+    const char *enc = str(b, "encoding") ? str(b, "encoding") : "";
     json_t *tv = json_object_get(b, "truncate");
     long truncate = json_is_integer(tv) ? (long)json_integer_value(tv) : -1;
+    if (json_is_string(tv))
+        truncate = strtol(json_string_value(tv), NULL, 10);
     int how; /* 0 requeue, 1 ack (drop), 2 reject (dead-letter) */
     if (strcmp(ackmode, "ack_requeue_true") == 0 || strcmp(ackmode, "reject_requeue_true") == 0)
         how = 0;
@@ -387,10 +393,6 @@ static void get_messages(wr_api_ctx_t *c, wr_vhost_t *vh, const char *qname)
         how = 2;
     else
         how = -1;
-    if (missing(c, b, need)) {
-        json_decref(b);
-        return;
-    }
     if (how < 0) {
         wr_api_bad(c, "Unsupported ackmode. Please use ack_requeue_true, ack_requeue_false, "
                       "reject_requeue_true or reject_requeue_false.");
@@ -402,7 +404,21 @@ static void get_messages(wr_api_ctx_t *c, wr_vhost_t *vh, const char *qname)
         json_decref(b);
         return;
     }
-    json_int_t count = json_integer_value(json_object_get(b, "count"));
+    /* A number, or a string of one (rabbitmqadmin sends "1"). */
+    json_t *cv = json_object_get(b, "count");
+    json_int_t count = json_integer_value(cv);
+    if (json_is_string(cv)) {
+        const char *t = json_string_value(cv);
+        char *end;
+        count = strtoll(t, &end, 10);
+        if (*t == '\0' || *end != '\0') {
+            wr_api_json(
+                c, 400,
+                json_pack("{s:s, s:[s, s]}", "error", "bad_request", "reason", "not_integer", t));
+            json_decref(b);
+            return;
+        }
+    }
     int b64 = strcmp(enc, "base64") == 0;
     json_decref(b); /* enc and ackmode pointed into it */
     wr_actor_t who = wr_api_actor(c);
@@ -1040,6 +1056,8 @@ int wr_api_write(wr_api_ctx_t *c)
         if (vh == NULL) {
             if (is(c, "PUT"))
                 wr_api_error(c, 404, "not_found", "vhost_not_found");
+            else if (is(c, "POST"))
+                wr_api_refused(c, "Access refused."); /* as RabbitMQ */
             else
                 wr_api_not_found(c);
             return 1;
