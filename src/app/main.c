@@ -27,6 +27,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "mgmt/api.h"
+#include "mgmt/prom.h"
 
 #include "core/version.h"
 
@@ -116,6 +117,27 @@ static void usage(FILE *f)
 
 static wr_tls_ctx_t *tls_ctx;
 
+static const wr_http_app_t api_app = {"management API", wr_api_handle};
+static const wr_http_app_t prom_app = {"Prometheus", wr_prom_handle};
+
+/* One HTTP listener serving app (over TLS with tls); key names the
+ * setting in errors. */
+static int listen_http(const char *key, const char *ip, int port, wr_tls_ctx_t *tls,
+                       const wr_http_app_t *app)
+{
+    wr_listener_t *l = &listeners[n_listeners++];
+    l->tls = tls;
+    l->ud = (void *)(uintptr_t)app; /* read back as const by wr_http_accept */
+    int r =
+        wr_listen(wr_loop, l, ip ? ip : "127.0.0.1", port, &wr_http_sock_handler, wr_http_accept);
+    if (r != 0) {
+        wr_error("cannot listen on %s (%s): %s", l->addr, key, uv_strerror(r));
+        return -1;
+    }
+    wr_info("listening for HTTP%s (%s) on %s", tls ? "S" : "", app->name, l->addr);
+    return 0;
+}
+
 /* Binds one address of a listener; a failure is logged with the key that
  * asked for it.  *skipped is set for an IPv6 address on a host without
  * IPv6 (when v6_optional). */
@@ -160,7 +182,7 @@ static int start_list(const char *kind, const wr_listen_addr_t *list, size_t n, 
 static int start_listeners(const wr_config_t *cfg)
 {
     listeners =
-        wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 2,
+        wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 4,
                    sizeof *listeners);
     if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
         return -1;
@@ -194,18 +216,12 @@ static int start_listeners(const wr_config_t *cfg)
         if (start_list("ssl", cfg->ssl_listeners, cfg->n_ssl_listeners, tls_ctx) != 0)
             return -1;
     }
-    if (cfg->management_port) {
-        const char *ip = cfg->management_ip ? cfg->management_ip : "127.0.0.1";
-        wr_listener_t *l = &listeners[n_listeners++];
-        wr_http_set_handler(wr_api_handle);
-        int r =
-            wr_listen(wr_loop, l, ip, cfg->management_port, &wr_http_sock_handler, wr_http_accept);
-        if (r != 0) {
-            wr_error("cannot listen on %s (management.tcp.port): %s", l->addr, uv_strerror(r));
-            return -1;
-        }
-        wr_info("listening for HTTP (management API) on %s", l->addr);
-    }
+    if (cfg->management_port && listen_http("management.tcp.port", cfg->management_ip,
+                                            cfg->management_port, NULL, &api_app) != 0)
+        return -1;
+    if (cfg->prometheus_port && listen_http("prometheus.tcp.port", cfg->prometheus_ip,
+                                            cfg->prometheus_port, NULL, &prom_app) != 0)
+        return -1;
     if (cfg->n_listeners == 0 && cfg->n_ssl_listeners == 0 && cfg->n_unix_listeners == 0)
         wr_warn("no AMQP listeners (listeners.tcp = none)");
     return 0;

@@ -225,6 +225,7 @@ void wr_config_free(wr_config_t *c)
     strv_free(&c->auth_mechanisms, &c->n_auth_mechanisms);
     strv_free(&c->unix_listeners, &c->n_unix_listeners);
     free(c->management_ip);
+    free(c->prometheus_ip);
     free(c->product);
     free(c->product_version);
     free(c->cluster_name);
@@ -504,6 +505,14 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
     }
     if (strcmp(key, "management.tcp.ip") == 0)
         return set_string(&c->management_ip, key, value, err, errlen);
+    if (strcmp(key, "prometheus.tcp.port") == 0) {
+        if (parse_u64(value, &n) < 0 || n > 65535)
+            return bad_value(err, errlen, key, value, "a port, 0..65535");
+        c->prometheus_port = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "prometheus.tcp.ip") == 0)
+        return set_string(&c->prometheus_ip, key, value, err, errlen);
     if (key_suffix_word(key, "listeners.unix.", word, sizeof word)) {
         if (value[0] != '/' || strlen(value) > 100)
             return bad_value(err, errlen, key, value,
