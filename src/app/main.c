@@ -116,6 +116,7 @@ static void usage(FILE *f)
 }
 
 static wr_tls_ctx_t *tls_ctx;
+static wr_tls_ctx_t *mgmt_tls_ctx; /* management.ssl.*: its own certificate */
 
 static const wr_http_app_t api_app = {"management API", wr_api_handle};
 static const wr_http_app_t prom_app = {"Prometheus", wr_prom_handle};
@@ -219,6 +220,27 @@ static int start_listeners(const wr_config_t *cfg)
     if (cfg->management_port && listen_http("management.tcp.port", cfg->management_ip,
                                             cfg->management_port, NULL, &api_app) != 0)
         return -1;
+    if (cfg->management_ssl_port) {
+        /* The AMQPS listeners' transport, with management.ssl.*'s files. */
+        wr_tls_config_t tc = {cfg->management_ssl_certfile,
+                              cfg->management_ssl_keyfile,
+                              cfg->management_ssl_cacertfile,
+                              cfg->management_ssl_verify_peer,
+                              cfg->management_ssl_fail_if_no_peer_cert,
+                              NULL,
+                              0,
+                              NULL,
+                              0};
+        char err[512];
+        mgmt_tls_ctx = wr_tls_ctx_new(&tc, err, sizeof err);
+        if (mgmt_tls_ctx == NULL) {
+            wr_error("cannot set up TLS for management.ssl: %s", err);
+            return -1;
+        }
+        if (listen_http("management.ssl.port", cfg->management_ssl_ip, cfg->management_ssl_port,
+                        mgmt_tls_ctx, &api_app) != 0)
+            return -1;
+    }
     if (cfg->prometheus_port && listen_http("prometheus.tcp.port", cfg->prometheus_ip,
                                             cfg->prometheus_port, NULL, &prom_app) != 0)
         return -1;
@@ -346,6 +368,7 @@ int main(int argc, char **argv)
     uv_loop_close(wr_loop);
     free(listeners);
     wr_tls_ctx_free(tls_ctx);
+    wr_tls_ctx_free(mgmt_tls_ctx);
     wr_config_free(&cfg);
     wr_info("warren stopped");
     return 0;
