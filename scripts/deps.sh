@@ -9,10 +9,11 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev)
 test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs
            golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev
-           rabbitmq-server)
+           rabbitmq-server prometheus)
 # rabbitmq-server is there for rabbitmqadmin (in its management plugin),
 # which tests/integration/test_rabbitmqadmin.py runs against warren; its
 # service is not started by this install (see policy-rc.d below).
+# prometheus: promtool and a real server scraping warren (test_prometheus.py).
 
 bench_pkgs=(rabbitmq-server python3 python3-pika python3-matplotlib valgrind)
 
@@ -38,10 +39,11 @@ sudo=""
 echo "installing: ${missing[*]}" >&2
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
 # A freshly installed rabbitmq-server would start a node on 5672, where
-# warren listens by default: keep package scripts from starting services
-# while we install (the standard policy-rc.d hook), unless one is in place.
+# warren listens by default, and prometheus a server on 9090: keep package
+# scripts from starting services while we install (the standard
+# policy-rc.d hook), unless one is in place.
 guard=""
-if [[ " ${missing[*]} " == *" rabbitmq-server "* && ! -e /usr/sbin/policy-rc.d ]]; then
+if [[ " ${missing[*]} " =~ " "(rabbitmq-server|prometheus)" " && ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod 755 /usr/sbin/policy-rc.d
     guard=1
@@ -50,5 +52,5 @@ $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 if [ -n "$guard" ]; then
     $sudo rm -f /usr/sbin/policy-rc.d
     # systemd may still have enabled it for the next boot: not ours to run.
-    $sudo systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+    $sudo systemctl disable --now rabbitmq-server prometheus >/dev/null 2>&1 || true
 fi

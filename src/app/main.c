@@ -27,6 +27,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "mgmt/api.h"
+#include "mgmt/prom.h"
 
 #include "core/version.h"
 
@@ -115,6 +116,28 @@ static void usage(FILE *f)
 }
 
 static wr_tls_ctx_t *tls_ctx;
+static wr_tls_ctx_t *mgmt_tls_ctx; /* management.ssl.*: its own certificate */
+
+static const wr_http_app_t api_app = {"management API", wr_api_handle};
+static const wr_http_app_t prom_app = {"Prometheus", wr_prom_handle};
+
+/* One HTTP listener serving app (over TLS with tls); key names the
+ * setting in errors. */
+static int listen_http(const char *key, const char *ip, int port, wr_tls_ctx_t *tls,
+                       const wr_http_app_t *app)
+{
+    wr_listener_t *l = &listeners[n_listeners++];
+    l->tls = tls;
+    l->ud = (void *)(uintptr_t)app; /* read back as const by wr_http_accept */
+    int r =
+        wr_listen(wr_loop, l, ip ? ip : "127.0.0.1", port, &wr_http_sock_handler, wr_http_accept);
+    if (r != 0) {
+        wr_error("cannot listen on %s (%s): %s", l->addr, key, uv_strerror(r));
+        return -1;
+    }
+    wr_info("listening for HTTP%s (%s) on %s", tls ? "S" : "", app->name, l->addr);
+    return 0;
+}
 
 /* Binds one address of a listener; a failure is logged with the key that
  * asked for it.  *skipped is set for an IPv6 address on a host without
@@ -160,7 +183,7 @@ static int start_list(const char *kind, const wr_listen_addr_t *list, size_t n, 
 static int start_listeners(const wr_config_t *cfg)
 {
     listeners =
-        wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 2,
+        wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 4,
                    sizeof *listeners);
     if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
         return -1;
@@ -194,18 +217,33 @@ static int start_listeners(const wr_config_t *cfg)
         if (start_list("ssl", cfg->ssl_listeners, cfg->n_ssl_listeners, tls_ctx) != 0)
             return -1;
     }
-    if (cfg->management_port) {
-        const char *ip = cfg->management_ip ? cfg->management_ip : "127.0.0.1";
-        wr_listener_t *l = &listeners[n_listeners++];
-        wr_http_set_handler(wr_api_handle);
-        int r =
-            wr_listen(wr_loop, l, ip, cfg->management_port, &wr_http_sock_handler, wr_http_accept);
-        if (r != 0) {
-            wr_error("cannot listen on %s (management.tcp.port): %s", l->addr, uv_strerror(r));
+    if (cfg->management_port && listen_http("management.tcp.port", cfg->management_ip,
+                                            cfg->management_port, NULL, &api_app) != 0)
+        return -1;
+    if (cfg->management_ssl_port) {
+        /* The AMQPS listeners' transport, with management.ssl.*'s files. */
+        wr_tls_config_t tc = {cfg->management_ssl_certfile,
+                              cfg->management_ssl_keyfile,
+                              cfg->management_ssl_cacertfile,
+                              cfg->management_ssl_verify_peer,
+                              cfg->management_ssl_fail_if_no_peer_cert,
+                              NULL,
+                              0,
+                              NULL,
+                              0};
+        char err[512];
+        mgmt_tls_ctx = wr_tls_ctx_new(&tc, err, sizeof err);
+        if (mgmt_tls_ctx == NULL) {
+            wr_error("cannot set up TLS for management.ssl: %s", err);
             return -1;
         }
-        wr_info("listening for HTTP (management API) on %s", l->addr);
+        if (listen_http("management.ssl.port", cfg->management_ssl_ip, cfg->management_ssl_port,
+                        mgmt_tls_ctx, &api_app) != 0)
+            return -1;
     }
+    if (cfg->prometheus_port && listen_http("prometheus.tcp.port", cfg->prometheus_ip,
+                                            cfg->prometheus_port, NULL, &prom_app) != 0)
+        return -1;
     if (cfg->n_listeners == 0 && cfg->n_ssl_listeners == 0 && cfg->n_unix_listeners == 0)
         wr_warn("no AMQP listeners (listeners.tcp = none)");
     return 0;
@@ -330,6 +368,7 @@ int main(int argc, char **argv)
     uv_loop_close(wr_loop);
     free(listeners);
     wr_tls_ctx_free(tls_ctx);
+    wr_tls_ctx_free(mgmt_tls_ctx);
     wr_config_free(&cfg);
     wr_info("warren stopped");
     return 0;

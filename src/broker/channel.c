@@ -117,6 +117,7 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
         c->channel_list->prev = ch;
     c->channel_list = ch;
     c->n_channels++;
+    wr_stats_count(WR_NS_CHANNELS_OPENED);
     return ch;
 }
 
@@ -144,6 +145,7 @@ void wr_channel_free(wr_channel_t *ch)
     if (ch->store_waiting)
         unlink_store_waiting(ch);
     wr_stats_retire(c->vhost, &ch->st);
+    wr_stats_count(WR_NS_CHANNELS_CLOSED);
     /* Normally gone already with wr_channel_release; a stale entry would
      * let a reply reach freed memory. */
     reply_consumer_drop(ch);
@@ -861,6 +863,8 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
     wr_vhost_t *vh = ch->conn->vhost;
     ch->st.n[WR_ST_PUBLISH]++;
     x->st.n[WR_ST_PUBLISH_IN]++;
+    if (ch->confirm)
+        wr_stats_count(WR_NS_RECEIVED_CONFIRM);
     int64_t delay = x->delayed ? wr_msg_x_delay(m) : 0;
     if (delay > 0) {
         /* x-delayed-message: wait in the exchange's delay queue, with the
@@ -926,6 +930,7 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
         return 0;
     }
     x->st.n[WR_ST_PUBLISH_OUT] += n;
+    wr_stats_events[WR_NS_ROUTED] += n;
     if (n == 0) {
         ch->st.n[mandatory ? WR_ST_RETURN_UNROUTABLE : WR_ST_DROP_UNROUTABLE]++;
         if (mandatory)

@@ -88,6 +88,7 @@ static void uncount(wr_conn_t *c)
     if (!c->counted)
         return;
     c->counted = 0;
+    wr_stats_count(WR_NS_CONNECTIONS_CLOSED);
     if (c->vhost)
         c->vhost->n_connections--;
     if (c->auth_user)
@@ -243,6 +244,7 @@ static void hang_up(wr_conn_t *c)
 
 static void refuse_login(wr_conn_t *c, wr_bytes_t mech, const char *why)
 {
+    wr_stats_count(WR_NS_AUTH_AMQP_FAILED);
     wr_warn("connection %s: login refused: %s", c->sock->peer, why);
     if (c->cap_auth_close) {
         wr_conn_error(c, WR_AMQP_ACCESS_REFUSED, 0,
@@ -307,6 +309,7 @@ static void on_start_ok(wr_conn_t *c, const wr_connection_start_ok_t *m)
         refuse_login(c, m->mechanism, "user can only connect via localhost");
         return;
     }
+    wr_stats_count(WR_NS_AUTH_AMQP_OK);
     c->user = wr_xstrndup((const char *)user.p, user.n);
     c->auth_user = u;
     snprintf(c->auth_mechanism, sizeof c->auth_mechanism, "%.*s", (int)m->mechanism.n,
@@ -422,6 +425,7 @@ static void on_open(wr_conn_t *c, const wr_connection_open_t *m)
     c->vhost = vh;
     c->state = WR_CONN_OPEN;
     c->counted = 1;
+    wr_stats_count(WR_NS_CONNECTIONS_OPENED);
     vh->n_connections++;
     u->n_connections++;
     c->deadline = 0;

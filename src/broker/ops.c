@@ -310,7 +310,9 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
                          s->exclusive ? who->conn : NULL, s->args, &args);
         wr_policy_apply_queue(q);
         wr_persist_queue_declared(q);
+        wr_stats_count(WR_NS_QUEUES_CREATED);
     }
+    wr_stats_count(WR_NS_QUEUES_DECLARED);
     q->last_used = wr_now_ms();
     *out = q;
     return done(r);

@@ -1053,6 +1053,8 @@ static void with_delivery_count(wr_qent_t *e)
 /* The entry leaves by dead-lettering (or is dropped if there is no DLX). */
 static void entry_dead(wr_queue_t *q, wr_qent_t *e, const char *reason)
 {
+    if (!q->delay) /* a delayed message leaving its hidden queue is no death */
+        wr_stats_dead_lettered(reason, q->args.dlx != NULL);
     if (q->args.dlx && wr_queue_load(q, e) == 0) {
         wr_msg_ref(e->msg);
         dead_letter(q, e->msg, reason);
@@ -1259,6 +1261,7 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
         ttl = m->ttl;
     if (wr_queue_would_reject(q, m)) {
         if (q->args.overflow == WR_OVERFLOW_REJECT_PUBLISH_DLX) {
+            wr_stats_dead_lettered("maxlen", q->args.dlx != NULL);
             wr_msg_ref(m);
             dead_letter(q, m, "maxlen");
         }
@@ -1621,6 +1624,8 @@ uint32_t wr_queue_delete(wr_queue_t *q)
         return 0;
     wr_persist_queue_deleted(q);
     q->deleted = 1;
+    if (!q->delay)
+        wr_stats_count(WR_NS_QUEUES_DELETED);
     while (q->consumers) {
         wr_consumer_t *c = q->consumers;
         unlink_consumer(q, c);

@@ -25,6 +25,7 @@ static int64_t interval = 5000;
 static int64_t last_tick; /* loop ms, 0: never */
 static double last_tick_us;
 static wr_stats_agg_t node;
+uint64_t wr_stats_events[WR_NS_N];
 
 const char *wr_stats_name(wr_stat_t s)
 {
@@ -216,4 +217,35 @@ size_t wr_stats_window(const wr_samples_t *s, int64_t now, int64_t age_ms, uint3
         n--;
     }
     return n;
+}
+
+void wr_stats_dead_lettered(const char *reason, int has_dlx)
+{
+    int k;
+    switch (reason[0]) {
+    case 'e':
+        k = 0;
+        break;
+    case 'm':
+        k = 1;
+        break;
+    case 'r':
+        k = 2;
+        break;
+    default:
+        k = 3;
+        break;
+    }
+    wr_stats_count((wr_node_stat_t)((has_dlx ? WR_NS_DL_EXPIRED : WR_NS_DROP_EXPIRED) + k));
+}
+
+void wr_stats_node_now(wr_counters_t *out)
+{
+    *out = node.retired;
+    size_t i = 0;
+    for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));)
+        wr_stats_add(out, &vh->stats.retired);
+    for (wr_conn_t *c = wr_conn_first(); c; c = c->next)
+        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next)
+            wr_stats_add(out, &ch->st);
 }

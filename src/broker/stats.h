@@ -81,6 +81,52 @@ typedef struct wr_stats_agg {
     wr_samples_t *ring; /* allocated at the first tick */
 } wr_stats_agg_t;
 
+/*
+ * Node-wide event counters that belong to no object (the churn of
+ * connections, channels and queues, logins, routing, dead-lettering), as
+ * RabbitMQ's Prometheus plugin exports them.  Each is a plain increment
+ * where the event happens (wr_stats_count), never decremented; they count
+ * from the start of the process.
+ */
+typedef enum wr_node_stat {
+    WR_NS_CONNECTIONS_OPENED, /* connection.open accepted */
+    WR_NS_CONNECTIONS_CLOSED, /* an opened connection went away */
+    WR_NS_CHANNELS_OPENED,
+    WR_NS_CHANNELS_CLOSED,
+    WR_NS_QUEUES_DECLARED,  /* queue.declare (not passive) that succeeded */
+    WR_NS_QUEUES_CREATED,   /* ... and made a new queue */
+    WR_NS_QUEUES_DELETED,   /* any way a queue goes (not recovery's hidden ones) */
+    WR_NS_RECEIVED_CONFIRM, /* messages received on channels in confirm mode */
+    WR_NS_ROUTED,           /* messages routed, once per queue reached */
+    WR_NS_AUTH_AMQP_OK,
+    WR_NS_AUTH_AMQP_FAILED,
+    WR_NS_AUTH_HTTP_OK,
+    WR_NS_AUTH_HTTP_FAILED,
+    /* Messages dead-lettered from classic queues, by reason, with a
+     * dead-letter exchange (RabbitMQ's strategy "at_most_once") and
+     * without one ("disabled": the message is dropped). */
+    WR_NS_DL_EXPIRED,
+    WR_NS_DL_MAXLEN,
+    WR_NS_DL_REJECTED,
+    WR_NS_DL_DELIVERY_LIMIT,
+    WR_NS_DROP_EXPIRED,
+    WR_NS_DROP_MAXLEN,
+    WR_NS_DROP_REJECTED,
+    WR_NS_DROP_DELIVERY_LIMIT,
+    WR_NS_N
+} wr_node_stat_t;
+
+extern uint64_t wr_stats_events[WR_NS_N];
+
+static inline void wr_stats_count(wr_node_stat_t k)
+{
+    wr_stats_events[k]++;
+}
+
+/* A message leaves a queue dead-lettered for reason ("expired", "maxlen",
+ * "rejected", "delivery_limit"), to a dead-letter exchange or dropped. */
+void wr_stats_dead_lettered(const char *reason, int has_dlx);
+
 /* RabbitMQ's key for s ("publish", "deliver_no_ack", ...). */
 const char *wr_stats_name(wr_stat_t s);
 
@@ -118,6 +164,11 @@ void wr_stats_tick(void);
 /* The interval in ms, and the node's aggregate. */
 int64_t wr_stats_interval(void);
 const wr_stats_agg_t *wr_stats_node(void);
+
+/* The node's counters now, not at the last tick: what closed channels
+ * and deleted vhosts left plus every live channel's (for Prometheus,
+ * which is scraped at its own pace). */
+void wr_stats_node_now(wr_counters_t *out);
 
 /* What the last tick cost, in microseconds (for docs and benchmarks). */
 double wr_stats_last_tick_us(void);

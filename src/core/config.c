@@ -225,6 +225,11 @@ void wr_config_free(wr_config_t *c)
     strv_free(&c->auth_mechanisms, &c->n_auth_mechanisms);
     strv_free(&c->unix_listeners, &c->n_unix_listeners);
     free(c->management_ip);
+    free(c->management_ssl_ip);
+    free(c->management_ssl_certfile);
+    free(c->management_ssl_keyfile);
+    free(c->management_ssl_cacertfile);
+    free(c->prometheus_ip);
     free(c->product);
     free(c->product_version);
     free(c->cluster_name);
@@ -504,6 +509,41 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
     }
     if (strcmp(key, "management.tcp.ip") == 0)
         return set_string(&c->management_ip, key, value, err, errlen);
+    if (strcmp(key, "management.ssl.port") == 0) {
+        if (parse_u64(value, &n) < 0 || n > 65535)
+            return bad_value(err, errlen, key, value, "a port, 0..65535");
+        c->management_ssl_port = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "management.ssl.ip") == 0)
+        return set_string(&c->management_ssl_ip, key, value, err, errlen);
+    if (strcmp(key, "management.ssl.certfile") == 0)
+        return set_string(&c->management_ssl_certfile, key, value, err, errlen);
+    if (strcmp(key, "management.ssl.keyfile") == 0)
+        return set_string(&c->management_ssl_keyfile, key, value, err, errlen);
+    if (strcmp(key, "management.ssl.cacertfile") == 0)
+        return set_string(&c->management_ssl_cacertfile, key, value, err, errlen);
+    if (strcmp(key, "management.ssl.verify") == 0) {
+        if (strcmp(value, "verify_peer") != 0 && strcmp(value, "verify_none") != 0)
+            return bad_value(err, errlen, key, value, "verify_peer or verify_none");
+        c->management_ssl_verify_peer = strcmp(value, "verify_peer") == 0;
+        return 0;
+    }
+    if (strcmp(key, "management.ssl.fail_if_no_peer_cert") == 0) {
+        int on;
+        if (parse_bool(value, &on) < 0)
+            return bad_value(err, errlen, key, value, "true or false");
+        c->management_ssl_fail_if_no_peer_cert = on;
+        return 0;
+    }
+    if (strcmp(key, "prometheus.tcp.port") == 0) {
+        if (parse_u64(value, &n) < 0 || n > 65535)
+            return bad_value(err, errlen, key, value, "a port, 0..65535");
+        c->prometheus_port = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "prometheus.tcp.ip") == 0)
+        return set_string(&c->prometheus_ip, key, value, err, errlen);
     if (key_suffix_word(key, "listeners.unix.", word, sizeof word)) {
         if (value[0] != '/' || strlen(value) > 100)
             return bad_value(err, errlen, key, value,

@@ -43,8 +43,16 @@ typedef struct wr_config {
     wr_listen_addr_t *ssl_listeners; /* listeners.ssl.NAME: AMQPS (none by default) */
     int management_port;             /* management.tcp.port: the HTTP API; 0 = off */
     char *management_ip;             /* management.tcp.ip: 127.0.0.1 */
-    uint32_t stats_interval;         /* collect_statistics_interval, ms: 5000 */
-    char **unix_listeners;           /* listeners.unix.NAME = PATH: AMQP on Unix sockets */
+    /* management.ssl.*: the HTTP API over TLS (off while port is 0), with
+     * its own certificate, key, CAs and peer verification, as RabbitMQ. */
+    int management_ssl_port;
+    char *management_ssl_ip; /* 127.0.0.1 */
+    char *management_ssl_certfile, *management_ssl_keyfile, *management_ssl_cacertfile;
+    int management_ssl_verify_peer, management_ssl_fail_if_no_peer_cert;
+    int prometheus_port;     /* prometheus.tcp.port: the exporter; 0 = off (RabbitMQ: 15692) */
+    char *prometheus_ip;     /* prometheus.tcp.ip: 127.0.0.1 */
+    uint32_t stats_interval; /* collect_statistics_interval, ms: 5000 */
+    char **unix_listeners;   /* listeners.unix.NAME = PATH: AMQP on Unix sockets */
     size_t n_unix_listeners;
     size_t n_ssl_listeners;
     /* ssl_options.*: the TLS listeners' certificate, key, CAs, peer

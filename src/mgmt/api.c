@@ -1822,6 +1822,7 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
         return;
     }
     c.u = authenticate(q);
+    wr_stats_count(c.u ? WR_NS_AUTH_HTTP_OK : WR_NS_AUTH_HTTP_FAILED);
     if (c.u == NULL) {
         r->www_authenticate = 1;
         wr_api_error(&c, 401, "not_authorized", "Login failed");

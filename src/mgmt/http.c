@@ -18,14 +18,8 @@ typedef struct hconn {
     int header_value; /* 1 while in a value of "field" */
     size_t header_bytes;
     int failed; /* an error response was queued: close after it */
+    const wr_http_app_t *app;
 } hconn_t;
-
-static wr_http_handler_t app;
-
-void wr_http_set_handler(wr_http_handler_t h)
-{
-    app = h;
-}
 
 const char *wr_http_status_text(int status)
 {
@@ -46,6 +40,8 @@ const char *wr_http_status_text(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
     case 413:
         return "Payload Too Large";
     case 431:
@@ -93,7 +89,7 @@ static void req_reset(wr_http_req_t *q)
     wr_buf_free(&q->url);
     wr_buf_free(&q->body);
     q->method = NULL;
-    q->authorization[0] = q->reason[0] = '\0';
+    q->authorization[0] = q->reason[0] = q->accept[0] = '\0';
 }
 
 static int on_message_begin(http_parser *p)
@@ -160,6 +156,8 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         append_value(h->req.authorization, sizeof h->req.authorization, at, n);
     else if (strcasecmp(h->field, "x-reason") == 0)
         append_value(h->req.reason, sizeof h->req.reason, at, n);
+    else if (strcasecmp(h->field, "accept") == 0)
+        append_value(h->req.accept, sizeof h->req.accept, at, n);
     return 0;
 }
 
@@ -184,8 +182,8 @@ static int on_message_complete(http_parser *p)
     h->req.body.len--;
     wr_http_resp_t r = {404, {0}, NULL, 0, ""};
     wr_buf_init(&r.body);
-    if (app)
-        app(&h->req, &r);
+    if (h->app && h->app->handle)
+        h->app->handle(&h->req, &r);
     int keep = http_should_keep_alive(p);
     send_response(h, &r, keep, p->method == HTTP_HEAD);
     wr_buf_free(&r.body);
@@ -241,7 +239,13 @@ const wr_sock_handler_t wr_http_sock_handler = {on_read, NULL, on_close};
 
 void wr_http_accept(wr_sock_t *s)
 {
+    wr_http_attach(s, s->ud);
+}
+
+void wr_http_attach(wr_sock_t *s, const wr_http_app_t *app)
+{
     hconn_t *h = wr_xcalloc(1, sizeof *h);
+    h->app = app;
     h->sock = s;
     s->ud = h;
     http_parser_init(&h->parser, HTTP_REQUEST);

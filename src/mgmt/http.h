@@ -9,6 +9,10 @@
  * allocation, resumable across reads).  Keep-alive and pipelining are
  * supported; limits: 8 KiB of request line and headers, 16 MiB of body
  * (413), 30 s without a complete request closes the connection.
+ *
+ * Each listener serves one application (a wr_http_app_t set as the
+ * listener's ud): the management API on management.tcp/ssl.port, the
+ * Prometheus exporter on prometheus.tcp.port.
  */
 #ifndef WR_HTTP_H
 #define WR_HTTP_H
@@ -26,6 +30,7 @@ typedef struct wr_http_req {
     wr_buf_t body;
     char authorization[512];
     char reason[256]; /* X-Reason */
+    char accept[256]; /* Accept (truncated) */
 } wr_http_req_t;
 
 typedef struct wr_http_resp {
@@ -39,11 +44,22 @@ typedef struct wr_http_resp {
 /* The application: fills resp for req (called once per request). */
 typedef void (*wr_http_handler_t)(const wr_http_req_t *req, wr_http_resp_t *resp);
 
-/* The socket handler for HTTP listeners and the accept callback; the
- * application handler is set once with wr_http_set_handler. */
+/* What one listener serves.  Owned by the caller, and must outlive every
+ * socket the listener accepts (static storage in practice). */
+typedef struct wr_http_app {
+    const char *name; /* for the log: "management API", "Prometheus" */
+    wr_http_handler_t handle;
+} wr_http_app_t;
+
+/* The socket handler for HTTP listeners and the accept callback: listen
+ * with wr_listen(..., &wr_http_sock_handler, wr_http_accept) after setting
+ * the listener's ud to its wr_http_app_t (wr_http_accept finds it in
+ * s->ud).  A socket with no application answers 404 to everything. */
 extern const wr_sock_handler_t wr_http_sock_handler;
 void wr_http_accept(wr_sock_t *s);
-void wr_http_set_handler(wr_http_handler_t h);
+/* The same for a socket made some other way (detached sockets in tests
+ * and fuzzing): serve app on s. */
+void wr_http_attach(wr_sock_t *s, const wr_http_app_t *app);
 
 const char *wr_http_status_text(int status);
 

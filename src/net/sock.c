@@ -554,6 +554,7 @@ static void on_connection(uv_stream_t *server, int status)
             addr_string(&ss, s->local, sizeof s->local, &lo);
     }
     s->read_paused = 1;
+    s->ud = l->ud;
     l->on_accept(s);
     update_read(s);
 }

@@ -127,6 +127,9 @@ typedef struct wr_listener {
     struct wr_tls_ctx *tls; /* set before wr_listen: accepted sockets speak TLS */
     uint8_t is_unix;        /* a Unix-domain listener (wr_listen_unix) */
     wr_accept_cb on_accept;
+    void *ud;      /* the protocol's data for this listener: an accepted
+                    * socket's s->ud holds it when on_accept is called
+                    * (HTTP: the application it serves) */
     char addr[72]; /* "IP:PORT" or "[IPv6]:PORT" as bound */
     int port;      /* the port bound (the kernel's choice for 0) */
 } wr_listener_t;

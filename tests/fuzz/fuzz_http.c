@@ -1,7 +1,9 @@
 /*
  * fuzz_http.c - libFuzzer target: the HTTP server (mgmt/http.h) and the
- * management API behind it, fed arbitrary bytes on a detached socket, in
- * chunks the first byte sizes (so requests split across reads).
+ * applications behind it (the management API, then the Prometheus
+ * exporter with its query strings), each fed the same arbitrary bytes on
+ * a detached socket, in chunks the first byte sizes (so requests split
+ * across reads).
  */
 #include <stdlib.h>
 
@@ -11,11 +13,26 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "mgmt/api.h"
+#include "mgmt/prom.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static wr_config_t cfg;
 static int ready;
+static const wr_http_app_t apps[] = {{"management API", wr_api_handle},
+                                     {"Prometheus", wr_prom_handle}};
+
+static void feed(const wr_http_app_t *app, const uint8_t *data, size_t size, size_t chunk)
+{
+    wr_sock_t *s = wr_sock_new_detached(&wr_http_sock_handler, 1);
+    wr_http_attach(s, app);
+    for (size_t off = 0; off < size && !s->closing; off += chunk) {
+        size_t n = size - off < chunk ? size - off : chunk;
+        wr_sock_feed(s, data + off, n);
+        wr_sock_detached_drain(s);
+    }
+    wr_sock_detached_free(s);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -24,26 +41,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         wr_config_init(&cfg);
         wr_log_set_level(WR_LOG_NONE);
         wr_broker.cfg = &cfg;
-        wr_http_set_handler(wr_api_handle);
         ready = 1;
     }
     wr_vhost_t *vh = wr_vhost_new("/");
     wr_broker_vhost_add(vh);
     wr_user_t *guest = wr_access_user_add("guest", "guest", "administrator");
     wr_access_set_perms(guest, "/", ".*", ".*", ".*", NULL, 0);
-    wr_sock_t *s = wr_sock_new_detached(&wr_http_sock_handler, 1);
-    wr_http_accept(s);
     size_t chunk = size ? (size_t)data[0] * 5 + 1 : 1;
     if (size) {
         data++;
         size--;
     }
-    for (size_t off = 0; off < size && !s->closing; off += chunk) {
-        size_t n = size - off < chunk ? size - off : chunk;
-        wr_sock_feed(s, data + off, n);
-        wr_sock_detached_drain(s);
-    }
-    wr_sock_detached_free(s);
+    for (size_t a = 0; a < sizeof apps / sizeof apps[0]; a++)
+        feed(&apps[a], data, size, chunk);
     wr_broker_vhost_remove(vh);
     wr_vhost_free(vh);
     wr_access_reset();
