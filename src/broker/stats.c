@@ -26,6 +26,8 @@ static int64_t last_tick; /* loop ms, 0: never */
 static double last_tick_us;
 static wr_stats_agg_t node;
 uint64_t wr_stats_events[WR_NS_N];
+float wr_stats_event_rates[WR_NS_N];
+static uint64_t events_prev[WR_NS_N];
 
 const char *wr_stats_name(wr_stat_t s)
 {
@@ -147,6 +149,10 @@ void wr_stats_tick(void)
         node.len.unacked += vh->stats.len.unacked;
     }
     wr_stats_rate(&node.total, &node.rates, dt);
+    for (int k = 0; k < WR_NS_N; k++) {
+        wr_stats_event_rates[k] = byte_rate(wr_stats_events[k] - events_prev[k], dt);
+        events_prev[k] = wr_stats_events[k];
+    }
     wr_stats_len_rate(node.len.ready, node.len.unacked, &node.rates, dt);
     sample(&node, at);
     last_tick_us = (double)(uv_hrtime() - t0) / 1000.0;

@@ -117,6 +117,8 @@ typedef enum wr_node_stat {
 } wr_node_stat_t;
 
 extern uint64_t wr_stats_events[WR_NS_N];
+/* Their rates per second over the last tick (the API's churn_rates). */
+extern float wr_stats_event_rates[WR_NS_N];
 
 static inline void wr_stats_count(wr_node_stat_t k)
 {

@@ -674,6 +674,30 @@ static void bindings_of(const wr_vhost_t *vh, const char *src, const char *dst, 
 
 /* ---- reads ---- */
 
+/* RabbitMQ's churn counters: created/closed connections and channels,
+ * declared/created/deleted queues, each with its rate. */
+static void add_churn(json_t *o)
+{
+    static const struct {
+        const char *key;
+        wr_node_stat_t k;
+    } churn[] = {
+        {"channel_closed", WR_NS_CHANNELS_CLOSED},
+        {"channel_created", WR_NS_CHANNELS_OPENED},
+        {"connection_closed", WR_NS_CONNECTIONS_CLOSED},
+        {"connection_created", WR_NS_CONNECTIONS_OPENED},
+        {"queue_created", WR_NS_QUEUES_CREATED},
+        {"queue_declared", WR_NS_QUEUES_DECLARED},
+        {"queue_deleted", WR_NS_QUEUES_DELETED},
+    };
+    char d[64];
+    for (size_t i = 0; i < sizeof churn / sizeof churn[0]; i++) {
+        json_object_set_new(o, churn[i].key, json_integer((json_int_t)wr_stats_events[churn[i].k]));
+        snprintf(d, sizeof d, "%s_details", churn[i].key);
+        json_object_set_new(o, d, wr_info_rate(wr_stats_event_rates[churn[i].k]));
+    }
+}
+
 static json_t *totals_rates(const wr_stats_agg_t *a)
 {
     return json_pack(
@@ -841,6 +865,9 @@ static void get_overview(wr_api_ctx_t *c)
         (json_int_t)conns, "channels", (json_int_t)chans, "exchanges", (json_int_t)nx, "queues",
         (json_int_t)nq, "consumers", (json_int_t)consumers, "sample_retention_policies", "global",
         retention, "basic", retention, "detailed", retention);
+    json_t *churn = json_object();
+    add_churn(churn);
+    json_object_set_new(o, "churn_rates", churn);
     char cols[1024];
     if (wr_api_param(c, "columns", cols, sizeof cols))
         o = project(o, cols);
@@ -926,6 +953,7 @@ static json_t *node_obj(void)
                                   (json_int_t)(rss > msgs + qidx ? rss - msgs - qidx : 0), "total",
                                   (json_int_t)rss));
     json_object_set_new(o, "stats_tick_us", json_real(wr_stats_last_tick_us()));
+    add_churn(o);
     return o;
 }
 

@@ -517,6 +517,9 @@ def test_message_rates(api):
     r, ov = api.get("/api/overview")
     assert ov["message_stats"]["publish"] >= 200 and "publish_details" in ov["message_stats"]
     assert ov["object_totals"]["queues"] >= 1
+    churn = ov["churn_rates"]
+    assert churn["queue_created"] >= 1 and churn["queue_declared"] >= 1
+    assert churn["connection_created"] >= 1 and "connection_created_details" in churn
     r, chans = api.get("/api/channels")
     assert any(x.get("message_stats", {}).get("publish", 0) == 200 for x in chans)
     r, ov = api.get("/api/overview?msg_rates_age=60&msg_rates_incr=5&lengths_age=60"
