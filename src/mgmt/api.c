@@ -12,6 +12,7 @@
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "core/version.h"
+#include "mgmt/www.h"
 
 static void json_body(wr_http_resp_t *r, int status, json_t *v)
 {
@@ -231,6 +232,8 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
     char seg[6][256];
     int n = segments((const char *)q->url.p, seg, 6);
     if (n == 0 || strcmp(seg[0], "api") != 0) {
+        if (wr_www_serve(q, r)) /* the web UI's files */
+            return;
         error(r, 404, "Object Not Found", "Not Found");
         return;
     }
