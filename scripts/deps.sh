@@ -8,7 +8,8 @@ set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev)
 test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs
-           golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev)
+           golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev
+           chromium chromium-driver python3-selenium)
 
 bench_pkgs=(rabbitmq-server python3 python3-pika python3-matplotlib valgrind)
 
