@@ -155,6 +155,7 @@ function fmtDate(v) {
 function fmtValue(v) {
   if (v == null) return '\u2014';
   if (typeof v === 'object') return JSON.stringify(v);
+  if (v === '') return '""';
   return String(v);
 }
 
@@ -328,7 +329,7 @@ function makeForm(id, fields, submitLabel, onSubmit) {
       input = h('input', Object.assign({type: f.type || 'text', list: f.list, min: f.min}, common));
       if (f.value != null) input.value = f.value;
     }
-    form.append(h('label.field' + (f.wide ? '.wide' : ''), null, f.label, input, f.hint ? h('span.hint', null, f.hint) : null));
+    form.append(h('label.field' + (f.wide ? '.wide' : f.half ? '.half' : ''), null, f.label, input, f.hint ? h('span.hint', null, f.hint) : null));
   }
   form.append(h('div.buttons', null, btn, err));
   form.addEventListener('submit', async (ev) => {
@@ -608,7 +609,9 @@ function lineChart(series, range, fmt, width, integer) {
       d += cmd + Math.max(L, x(t)).toFixed(1) + ' ' + y(v).toFixed(1);
       prevT = t;
     }
-    if (d) root.append(svg('path', {class: 'series', d, stroke: s.color}));
+    /* Dashed series stay visible where they run on top of another
+     * (confirm over publish, ack over deliver). */
+    if (d) root.append(svg('path', {class: 'series', d, stroke: s.color, 'stroke-dasharray': s.dash}));
   }
   if (!any) root.append(svg('text', {class: 'empty', x: (L + W - R) / 2, y: H / 2, 'text-anchor': 'middle'}, 'Waiting for samples\u2026'));
   return root;
@@ -747,7 +750,7 @@ function markNav(id) {
 function crumbs(...parts) {
   fill($('#crumbs'), ...parts.flatMap((p, i) => {
     const el = Array.isArray(p) ? h('a', {href: p[1]}, p[0]) : h('b', null, p);
-    return i ? [' / ', el] : [el];
+    return i ? [h('span.sep', null, ' \u203a '), el] : [el];
   }));
 }
 
@@ -814,12 +817,12 @@ function pageOverview(view, args, tok) {
   const RATE_SERIES = [
     {key: 'publish', label: 'Publish', color: '#2d6a8f'},
     {key: 'deliver_get', label: 'Deliver / get', color: '#2f9e6a'},
-    {key: 'ack', label: 'Ack', color: '#d08c1c'},
-    {key: 'confirm', label: 'Confirm', color: '#7a5bc7'},
+    {key: 'ack', label: 'Ack', color: '#d08c1c', dash: '6 4'},
+    {key: 'confirm', label: 'Confirm', color: '#7a5bc7', dash: '6 4'},
   ];
   const LEN_SERIES = [
     {key: 'ready', label: 'Ready', color: '#2d6a8f'},
-    {key: 'unacked', label: 'Unacked', color: '#dd6b20'},
+    {key: 'unacked', label: 'Unacked', color: '#dd6b20', dash: '6 4'},
   ];
 
   function draw(o) {
@@ -1041,8 +1044,8 @@ function publishForm(id, vhost, exchange, routingKey) {
     {name: 'routing_key', label: 'Routing key', value: routingKey || ''},
     {name: 'delivery_mode', label: 'Delivery mode', type: 'select', options: [['1', '1 \u2014 non-persistent'], ['2', '2 \u2014 persistent']], value: '2'},
     {name: 'payload_encoding', label: 'Payload encoding', type: 'select', options: [['string', 'string'], ['base64', 'base64']], value: 'string'},
-    {name: 'headers', label: 'Headers', type: 'textarea', placeholder: 'x-origin = ui', hint: 'one "name = value" a line, or a JSON object'},
-    {name: 'properties', label: 'Properties', type: 'textarea', placeholder: 'content_type = application/json\nmessage_id = 42', hint: 'content_type, correlation_id, message_id, expiration, priority, type, app_id, \u2026'},
+    {name: 'headers', label: 'Headers', type: 'textarea', half: true, placeholder: 'x-origin = ui', hint: 'one "name = value" a line, or a JSON object'},
+    {name: 'properties', label: 'Properties', type: 'textarea', half: true, placeholder: 'content_type = application/json\nmessage_id = 42', hint: 'content_type, correlation_id, message_id, expiration, priority, type, app_id, \u2026'},
     {name: 'payload', label: 'Payload', type: 'textarea', wide: true, rows: 4},
   ], 'Publish message', async (v) => {
     const props = Object.assign({}, parseKV(v.properties), {delivery_mode: Number(v.delivery_mode)});
@@ -1060,7 +1063,7 @@ async function pageExchange(view, args, tok) {
   const [vhost, name0] = args;
   const name = name0 === 'amq.default' ? '' : name0;
   const pathName = name === '' ? 'amq.default' : name;
-  crumbs(['Exchanges', link('exchanges')], vhost, exchangeLabel(name));
+  crumbs(['Exchanges', link('exchanges')], 'vhost ' + vhost, exchangeLabel(name));
   const base = '/api/exchanges/' + enc(vhost) + '/' + enc(pathName);
   const x = await api('GET', base);
   if (!alive(tok)) return;
@@ -1209,7 +1212,7 @@ function messageView(m, i) {
 
 async function pageQueue(view, args, tok) {
   const [vhost, name] = args;
-  crumbs(['Queues', link('queues')], vhost, name);
+  crumbs(['Queues', link('queues')], 'vhost ' + vhost, name);
   const base = '/api/queues/' + enc(vhost) + '/' + enc(name);
   const q0 = await api('GET', base);
   if (!alive(tok)) return;

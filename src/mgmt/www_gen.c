@@ -2,7 +2,7 @@
 /* The web UI's files, served by src/mgmt/www.c (see www.h). */
 #include "mgmt/www.h"
 
-/* /app.js, 79857 bytes */
+/* /app.js, 80163 bytes */
 static const unsigned char file_0[] =
     "/*\n"
     " * warren management UI: one page over RabbitMQ's management HTTP API.\n"
@@ -163,6 +163,7 @@ static const unsigned char file_0[] =
     "function fmtValue(v) {\n"
     "  if (v == null) return '\134u2014';\n"
     "  if (typeof v === 'object') return JSON.stringify(v);\n"
+    "  if (v === '') return '\042\042';\n"
     "  return String(v);\n"
     "}\n"
     "\n"
@@ -343,8 +344,8 @@ static const unsigned char file_0[] =
     "n));\n"
     "      if (f.value != null) input.value = f.value;\n"
     "    }\n"
-    "    form.append(h('label.field' + (f.wide \077 '.wide' : ''), null, f.label, input, f.hint \077 "
-    "h('span.hint', null, f.hint) : null));\n"
+    "    form.append(h('label.field' + (f.wide \077 '.wide' : f.half \077 '.half' : ''), null, f.labe"
+    "l, input, f.hint \077 h('span.hint', null, f.hint) : null));\n"
     "  }\n"
     "  form.append(h('div.buttons', null, btn, err));\n"
     "  form.addEventListener('submit', async (ev) => {\n"
@@ -647,7 +648,10 @@ static const unsigned char file_0[] =
     "      d += cmd + Math.max(L, x(t)).toFixed(1) + ' ' + y(v).toFixed(1);\n"
     "      prevT = t;\n"
     "    }\n"
-    "    if (d) root.append(svg('path', {class: 'series', d, stroke: s.color}));\n"
+    "    /* Dashed series stay visible where they run on top of another\n"
+    "     * (confirm over publish, ack over deliver). */\n"
+    "    if (d) root.append(svg('path', {class: 'series', d, stroke: s.color, 'stroke-dasharray': s.d"
+    "ash}));\n"
     "  }\n"
     "  if (!any) root.append(svg('text', {class: 'empty', x: (L + W - R) / 2, y: H / 2, 'text-anchor'"
     ": 'middle'}, 'Waiting for samples\134u2026'));\n"
@@ -802,7 +806,7 @@ static const unsigned char file_0[] =
     "function crumbs(...parts) {\n"
     "  fill($('#crumbs'), ...parts.flatMap((p, i) => {\n"
     "    const el = Array.isArray(p) \077 h('a', {href: p[1]}, p[0]) : h('b', null, p);\n"
-    "    return i \077 [' / ', el] : [el];\n"
+    "    return i \077 [h('span.sep', null, ' \134u203a '), el] : [el];\n"
     "  }));\n"
     "}\n"
     "\n"
@@ -876,12 +880,12 @@ static const unsigned char file_0[] =
     "  const RATE_SERIES = [\n"
     "    {key: 'publish', label: 'Publish', color: '#2d6a8f'},\n"
     "    {key: 'deliver_get', label: 'Deliver / get', color: '#2f9e6a'},\n"
-    "    {key: 'ack', label: 'Ack', color: '#d08c1c'},\n"
-    "    {key: 'confirm', label: 'Confirm', color: '#7a5bc7'},\n"
+    "    {key: 'ack', label: 'Ack', color: '#d08c1c', dash: '6 4'},\n"
+    "    {key: 'confirm', label: 'Confirm', color: '#7a5bc7', dash: '6 4'},\n"
     "  ];\n"
     "  const LEN_SERIES = [\n"
     "    {key: 'ready', label: 'Ready', color: '#2d6a8f'},\n"
-    "    {key: 'unacked', label: 'Unacked', color: '#dd6b20'},\n"
+    "    {key: 'unacked', label: 'Unacked', color: '#dd6b20', dash: '6 4'},\n"
     "  ];\n"
     "\n"
     "  function draw(o) {\n"
@@ -1161,11 +1165,11 @@ static const unsigned char file_0[] =
     " non-persistent'], ['2', '2 \134u2014 persistent']], value: '2'},\n"
     "    {name: 'payload_encoding', label: 'Payload encoding', type: 'select', options: [['string', '"
     "string'], ['base64', 'base64']], value: 'string'},\n"
-    "    {name: 'headers', label: 'Headers', type: 'textarea', placeholder: 'x-origin = ui', hint: 'o"
-    "ne \042name = value\042 a line, or a JSON object'},\n"
-    "    {name: 'properties', label: 'Properties', type: 'textarea', placeholder: 'content_type = app"
-    "lication/json\134nmessage_id = 42', hint: 'content_type, correlation_id, message_id, expiration,"
-    " priority, type, app_id, \134u2026'},\n"
+    "    {name: 'headers', label: 'Headers', type: 'textarea', half: true, placeholder: 'x-origin = u"
+    "i', hint: 'one \042name = value\042 a line, or a JSON object'},\n"
+    "    {name: 'properties', label: 'Properties', type: 'textarea', half: true, placeholder: 'conten"
+    "t_type = application/json\134nmessage_id = 42', hint: 'content_type, correlation_id, message_id,"
+    " expiration, priority, type, app_id, \134u2026'},\n"
     "    {name: 'payload', label: 'Payload', type: 'textarea', wide: true, rows: 4},\n"
     "  ], 'Publish message', async (v) => {\n"
     "    const props = Object.assign({}, parseKV(v.properties), {delivery_mode: Number(v.delivery_mod"
@@ -1188,7 +1192,7 @@ static const unsigned char file_0[] =
     "  const [vhost, name0] = args;\n"
     "  const name = name0 === 'amq.default' \077 '' : name0;\n"
     "  const pathName = name === '' \077 'amq.default' : name;\n"
-    "  crumbs(['Exchanges', link('exchanges')], vhost, exchangeLabel(name));\n"
+    "  crumbs(['Exchanges', link('exchanges')], 'vhost ' + vhost, exchangeLabel(name));\n"
     "  const base = '/api/exchanges/' + enc(vhost) + '/' + enc(pathName);\n"
     "  const x = await api('GET', base);\n"
     "  if (!alive(tok)) return;\n"
@@ -1368,7 +1372,7 @@ static const unsigned char file_0[] =
     "\n"
     "async function pageQueue(view, args, tok) {\n"
     "  const [vhost, name] = args;\n"
-    "  crumbs(['Queues', link('queues')], vhost, name);\n"
+    "  crumbs(['Queues', link('queues')], 'vhost ' + vhost, name);\n"
     "  const base = '/api/queues/' + enc(vhost) + '/' + enc(name);\n"
     "  const q0 = await api('GET', base);\n"
     "  if (!alive(tok)) return;\n"
@@ -2086,7 +2090,7 @@ static const unsigned char file_2[] =
     "</body>\n"
     "</html>\n";
 
-/* /style.css, 12981 bytes */
+/* /style.css, 13072 bytes */
 static const unsigned char file_3[] =
     "/* warren management UI: a calm, dark-on-light theme. */\n"
     ":root {\n"
@@ -2203,7 +2207,7 @@ static const unsigned char file_3[] =
     ".stack > * + * { margin-top: 18px; }\n"
     "\n"
     "/* Totals. */\n"
-    ".cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(118px, 1fr)); gap: 12px; "
+    ".cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(100px, 1fr)); gap: 12px; "
     "margin-bottom: 18px; }\n"
     ".card {\n"
     "  background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14p"
@@ -2305,6 +2309,8 @@ static const unsigned char file_3[] =
     "form.form .field { display: flex; flex-direction: column; gap: 3px; font-size: 12.5px; color: va"
     "r(--muted); }\n"
     "form.form .field.wide { grid-column: 1 / -1; }\n"
+    "form.form .field.half { grid-column: span 2; }\n"
+    ".crumbs .sep { color: var(--line-strong); }\n"
     "form.form .field.check { flex-direction: row; align-items: center; gap: 6px; color: var(--ink); "
     "padding-bottom: 6px; }\n"
     "form.form .field input, form.form .field select { width: 100%; }\n"
@@ -2376,10 +2382,10 @@ static const unsigned char file_3[] =
     "}\n";
 
 const wr_www_file_t wr_www_files[] = {
-    {"/app.js", "text/javascript; charset=utf-8", file_0, 79857},
+    {"/app.js", "text/javascript; charset=utf-8", file_0, 80163},
     {"/favicon.svg", "image/svg+xml", file_1, 270},
     {"/index.html", "text/html; charset=utf-8", file_2, 2274},
-    {"/style.css", "text/css; charset=utf-8", file_3, 12981},
+    {"/style.css", "text/css; charset=utf-8", file_3, 13072},
     {0, 0, 0, 0},
 };
 
