@@ -9,11 +9,12 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev)
 test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs
            golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev
-           rabbitmq-server prometheus)
+           rabbitmq-server prometheus chromium chromium-driver python3-selenium)
 # rabbitmq-server is there for rabbitmqadmin (in its management plugin),
 # which tests/integration/test_rabbitmqadmin.py runs against warren; its
 # service is not started by this install (see policy-rc.d below).
 # prometheus: promtool and a real server scraping warren (test_prometheus.py).
+# chromium, chromium-driver, python3-selenium: the web UI's browser tests.
 
 bench_pkgs=(rabbitmq-server python3 python3-pika python3-matplotlib valgrind)
 

@@ -22,6 +22,7 @@
 #include "core/loop.h"
 #include "core/version.h"
 #include "mgmt/api_int.h"
+#include "mgmt/www.h"
 
 /* ---- replies ---- */
 
@@ -1821,6 +1822,8 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
     char segs[WR_API_SEGS + 1][256], raws[WR_API_SEGS + 1][256];
     int n = split(url, segs, raws, WR_API_SEGS + 1);
     if (n < 1 || strcmp(segs[0], "api") != 0) {
+        if (wr_www_serve(q, r)) /* the web UI's files */
+            return;
         wr_api_not_found(&c);
         return;
     }
