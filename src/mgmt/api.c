@@ -859,7 +859,7 @@ static void get_overview(wr_api_ctx_t *c)
         "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:[i], s:[i], s:[i]}}",
         "management_version", WARREN_VERSION, "rabbitmq_version", "3.10.8", "product_name",
         "warren", "product_version", WARREN_VERSION, "cluster_name",
-        cfg && cfg->cluster_name ? cfg->cluster_name : wr_info_node(), "node", wr_info_node(),
+        cfg && cfg->cluster_name ? cfg->cluster_name : "warren@localhost", "node", wr_info_node(),
         "rates_mode", "basic", "erlang_version", "none (C)", "disable_stats", 0,
         "enable_queue_totals", 0, "message_stats", ms, "queue_totals", qt, "listeners", listeners,
         "exchange_types", types, "contexts", json_array(), "object_totals", "connections",
@@ -1179,7 +1179,7 @@ static void read_route(wr_api_ctx_t *c)
         const wr_config_t *cfg = wr_broker.cfg;
         wr_api_json(c, 200,
                     json_pack("{s:s}", "name",
-                              cfg && cfg->cluster_name ? cfg->cluster_name : wr_info_node()));
+                              cfg && cfg->cluster_name ? cfg->cluster_name : "warren@localhost"));
         return;
     }
     if (SEG(0, "extensions")) {

@@ -750,7 +750,8 @@ static void info_families(scrape_t *s)
     sample(s, "rabbitmq_", "build_info", &l, 1);
     labels_t id = {"", 0};
     lbl_str(&id, "rabbitmq_node", wr_info_node());
-    lbl_str(&id, "rabbitmq_cluster", cfg && cfg->cluster_name ? cfg->cluster_name : wr_info_node());
+    lbl_str(&id, "rabbitmq_cluster",
+            cfg && cfg->cluster_name ? cfg->cluster_name : "warren@localhost");
     head(s, "rabbitmq_", "identity_info", "untyped", "RabbitMQ node & cluster identity info");
     sample(s, "rabbitmq_", "identity_info", &id, 1);
 }
