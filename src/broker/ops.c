@@ -446,7 +446,8 @@ int wr_op_publish(wr_vhost_t *vh, const wr_publish_spec_t *s, const wr_actor_t *
         return fail(r, WR_AMQP_PRECONDITION_FAILED, "invalid expiration '%.*s': %s",
                     BYTES_FMT(pr.expiration), why);
     wr_msg_t *m = wr_msg_new(s->exchange, s->routing_key, s->props, s->body.n);
-    wr_msg_append_body(m, s->body.p, s->body.n);
+    if (s->body.n)
+        wr_msg_append_body(m, s->body.p, s->body.n);
     m->persistent = (pr.flags & WR_PROP_DELIVERY_MODE) && pr.delivery_mode == 2;
     m->priority = (pr.flags & WR_PROP_PRIORITY) ? pr.priority : 0;
     m->ttl = ttl;

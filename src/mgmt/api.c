@@ -1136,7 +1136,8 @@ static int queue_page(wr_api_ctx_t *c, wr_vhost_t *only)
     }
     if (use_re)
         regfree(&re);
-    qsort(v, n, sizeof *v, cmp_qref);
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_qref);
     wr_map_t ub;
     wr_map_init(&ub);
     wr_info_unacked_bytes(&ub);
