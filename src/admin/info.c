@@ -118,20 +118,6 @@ const wr_stat_t wr_info_channel_stats[] = {
     WR_ST_ACK,
     WR_ST_N,
 };
-const wr_stat_t wr_info_vhost_stats[] = {
-    WR_ST_PUBLISH,
-    WR_ST_CONFIRM,
-    WR_ST_RETURN_UNROUTABLE,
-    WR_ST_DROP_UNROUTABLE,
-    WR_ST_DELIVER,
-    WR_ST_DELIVER_NO_ACK,
-    WR_ST_GET,
-    WR_ST_GET_NO_ACK,
-    WR_ST_GET_EMPTY,
-    WR_ST_REDELIVER,
-    WR_ST_ACK,
-    WR_ST_N,
-};
 
 json_t *wr_info_message_stats(const wr_counters_t *c, const wr_rates_t *r, const wr_stat_t *keys,
                               int has_deliver_get)

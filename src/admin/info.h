@@ -42,8 +42,9 @@ json_t *wr_info_message_stats(const wr_counters_t *c, const wr_rates_t *r, const
                               int has_deliver_get);
 
 /* The keys each kind of object counts. */
-extern const wr_stat_t wr_info_queue_stats[], wr_info_exchange_stats[], wr_info_channel_stats[],
-    wr_info_vhost_stats[];
+extern const wr_stat_t wr_info_queue_stats[], wr_info_exchange_stats[], wr_info_channel_stats[];
+/* A vhost and the node count what their channels count. */
+#define wr_info_vhost_stats wr_info_channel_stats
 
 /* Loop time (ms) as an "idle_since" date, RabbitMQ's format. */
 json_t *wr_info_idle_since(int64_t loop_ms);

@@ -968,26 +968,6 @@ static int replay_body(wr_api_ctx_t *c, wr_vhost_t *vh, const json_t *b, wr_repl
     return 0;
 }
 
-/* Groups by (x-first-death-queue, reason, exchange). */
-static void group_one(void *ctx, wr_bytes_t queue, wr_bytes_t reason, wr_bytes_t exchange)
-{
-    json_t *groups = ctx;
-    if (queue.n == 0 && reason.n == 0)
-        return; /* not dead-lettered */
-    char key[800];
-    snprintf(key, sizeof key, "%.*s\n%.*s\n%.*s", (int)queue.n, (const char *)queue.p,
-             (int)reason.n, (const char *)reason.p, (int)exchange.n, (const char *)exchange.p);
-    json_t *g = json_object_get(groups, key);
-    if (g == NULL) {
-        g = json_pack("{s:s%, s:s%, s:s%, s:i}", "queue", (const char *)queue.p, queue.n, "reason",
-                      (const char *)reason.p, reason.n, "exchange", (const char *)exchange.p,
-                      exchange.n, "count", 0);
-        json_object_set_new(groups, key, g);
-    }
-    json_object_set_new(g, "count",
-                        json_integer(json_integer_value(json_object_get(g, "count")) + 1));
-}
-
 static void dead_letters(wr_api_ctx_t *c, wr_vhost_t *vh, const char *qname)
 {
     wr_actor_t who = wr_api_actor(c);
@@ -1001,14 +981,22 @@ static void dead_letters(wr_api_ctx_t *c, wr_vhost_t *vh, const char *qname)
         wr_api_op_failed(c, &rp);
         return;
     }
-    json_t *groups = json_object();
-    size_t seen = wr_replay_scan(q, 100000, group_one, groups);
+    /* warrenctl's list_dead_letters does the grouping. */
+    json_t *req = json_pack("{s:s, s:s, s:[s], s:{}}", "command", "list_dead_letters", "vhost",
+                            vh->name, "args", qname, "options");
+    json_t *reply = wr_ctl_call(req);
+    json_decref(req);
     json_t *out = json_array();
-    const char *k;
-    json_t *v;
-    json_object_foreach(groups, k, v) json_array_append(out, v);
-    json_decref(groups);
-    (void)seen;
+    json_t *cols = json_object_get(reply, "columns"), *row, *col;
+    size_t i, j;
+    json_array_foreach(json_object_get(reply, "rows"), i, row)
+    {
+        json_t *o = json_object();
+        json_array_foreach(cols, j, col)
+            json_object_set(o, json_string_value(col), json_array_get(row, j));
+        json_array_append_new(out, o);
+    }
+    json_decref(reply);
     wr_api_json(c, 200, out);
 }
 
