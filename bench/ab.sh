@@ -21,7 +21,6 @@
 # Prints one line per run and then, per build, the medians, and B/A.
 set -u
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=/usr/bin/python3
 if [ "${1:-}" = "--scenario" ]; then
     case "${2:-}" in
