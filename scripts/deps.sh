@@ -6,7 +6,7 @@
 #                           matplotlib (the plot) and valgrind (callgrind)
 set -euo pipefail
 
-build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev)
+build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev libraft-dev)
 test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs
            golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev
            rabbitmq-server prometheus chromium chromium-driver python3-selenium)

@@ -226,6 +226,9 @@ static const char *const queue_cols[] = {"name",
                                          "memory",
                                          "state",
                                          "type",
+                                         "leader",
+                                         "members",
+                                         "online",
                                          NULL};
 static const char *const queue_defaults[] = {"name", "messages", NULL};
 

@@ -10,6 +10,7 @@
 #include "admin/json.h"
 #include "broker/access.h"
 #include "broker/policy.h"
+#include "broker/quorum.h"
 #include "core/loop.h"
 #include "net/tls.h"
 
@@ -208,9 +209,11 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
     json_object_set_new(o, "messages_ready", json_integer((json_int_t)ready));
     json_object_set_new(o, "messages_unacknowledged", json_integer(q->unacked));
     json_object_set_new(o, "messages", json_integer((json_int_t)(ready + q->unacked)));
-    json_object_set_new(o, "message_bytes_ready", json_integer((json_int_t)q->ready_bytes));
+    json_object_set_new(o, "message_bytes_ready",
+                        json_integer((json_int_t)wr_queue_ready_bytes(q)));
     uintptr_t uab = ub ? (uintptr_t)wr_map_get(ub, (wr_bytes_t){(const uint8_t *)&q, sizeof q}) : 0;
-    json_object_set_new(o, "message_bytes", json_integer((json_int_t)(q->ready_bytes + uab)));
+    json_object_set_new(o, "message_bytes",
+                        json_integer((json_int_t)(wr_queue_ready_bytes(q) + uab)));
     json_object_set_new(o, "message_bytes_unacknowledged", json_integer((json_int_t)uab));
     json_object_set_new(o, "consumers", json_integer(q->n_consumers));
     /* An estimate: the queue and its index entries (messages are shared
@@ -218,7 +221,19 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
     json_object_set_new(o, "memory",
                         json_integer((json_int_t)(sizeof *q + ready * sizeof(wr_qent_t))));
     json_object_set_new(o, "state", json_string("running"));
-    json_object_set_new(o, "type", json_string("classic"));
+    if (q->args.type == WR_QTYPE_QUORUM) {
+        /* A node alone: it is the only member, and the leader once its
+         * group has elected itself. */
+        json_object_set_new(o, "type", json_string("quorum"));
+        json_object_set_new(o, "leader", json_string(wr_quorum_leader(q)));
+        json_object_set_new(o, "members", json_pack("[s]", wr_info_node()));
+        json_object_set_new(o, "online", json_pack("[s]", wr_info_node()));
+    } else {
+        json_object_set_new(o, "type", json_string("classic"));
+        json_object_set_new(o, "leader", json_string(""));
+        json_object_set_new(o, "members", json_string(""));
+        json_object_set_new(o, "online", json_string(""));
+    }
     if (q->args.single_active) {
         const wr_chconsumer_t *a = (const wr_chconsumer_t *)q->consumers;
         json_object_set_new(o, "single_active_consumer_tag",

@@ -19,6 +19,7 @@
 #include "admin/defs.h"
 #include "admin/meta.h"
 #include "broker/conn.h"
+#include "broker/quorum.h"
 #include "broker/persist.h"
 #include "broker/stats.h"
 #include "core/config.h"
@@ -363,6 +364,11 @@ int main(int argc, char **argv)
     wr_conn_close_all_now();
     wr_queue_run_pending();
     wr_meta_close();
+    /* Quorum queues' Raft groups close asynchronously (their logs stay for
+     * the next start): let them finish before the remaining handles go. */
+    while (wr_quorum_closing() > 0)
+        uv_run(wr_loop, UV_RUN_ONCE);
+    wr_quorum_shutdown();
     uv_walk(wr_loop, close_walk, NULL);
     uv_run(wr_loop, UV_RUN_DEFAULT);
     uv_loop_close(wr_loop);

@@ -15,6 +15,7 @@ const char *const wr_queue_equiv_keys[] = {"x-expires",
                                            "x-overflow",
                                            "x-single-active-consumer",
                                            "x-delivery-limit",
+                                           "x-dead-letter-strategy",
                                            NULL};
 
 const char *const wr_exchange_equiv_keys[] = {"alternate-exchange", NULL};

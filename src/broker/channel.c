@@ -30,13 +30,14 @@
 #include "broker/access.h"
 #include "broker/ops.h"
 #include "broker/persist.h"
+#include "broker/quorum.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "proto/frame.h"
 #include "proto/table.h"
 
 static wr_channel_t *confirm_dirty;
-static void unlink_store_waiting(wr_channel_t *ch);
+static int durable_wake(wr_durable_waiter_t *w);
 static void reply_consumer_drop(wr_channel_t *ch);
 
 static uint64_t next_channel_uid;
@@ -104,6 +105,7 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id)
     if (c->auth_user)
         c->auth_user->n_channels++;
     ch->conn = c;
+    ch->waiter.wake = durable_wake;
     ch->id = id;
     ch->state = WR_CH_OPEN;
     ch->flow_active = 1;
@@ -142,8 +144,8 @@ void wr_channel_free(wr_channel_t *ch)
             }
         }
     }
-    if (ch->store_waiting)
-        unlink_store_waiting(ch);
+    wr_durable_unwait(&ch->waiter);
+    wr_quorum_channel_gone(ch);
     wr_stats_retire(c->vhost, &ch->st);
     wr_stats_count(WR_NS_CHANNELS_CLOSED);
     /* Normally gone already with wr_channel_release; a stale entry would
@@ -210,7 +212,10 @@ static void ua_skip(wr_channel_t *ch)
     }
 }
 
-enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DISCARD };
+/* SETTLE_REQUEUE is a client's nack or reject with requeue; SETTLE_RETURN
+ * a delivery that comes back because its channel closed (a quorum queue
+ * puts the first at its back, the second where it was). */
+enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_DISCARD, SETTLE_RETURN };
 
 static void settle_one(wr_channel_t *ch, wr_unacked_t *u, int how)
 {
@@ -230,6 +235,9 @@ static void settle_one(wr_channel_t *ch, wr_unacked_t *u, int how)
         wr_queue_settle(q, &e);
         break;
     case SETTLE_REQUEUE:
+        wr_queue_return(q, &e, 1);
+        break;
+    case SETTLE_RETURN:
         wr_queue_requeue(q, &e);
         break;
     default:
@@ -274,7 +282,7 @@ static void requeue_all(wr_channel_t *ch)
     for (uint64_t t = ch->ua_base; ch->ua_count && t < ch->ua_base + ch->ua_count; t++) {
         wr_unacked_t *v = ua_at(ch, t);
         if (v && v->queue)
-            settle_one(ch, v, SETTLE_REQUEUE);
+            settle_one(ch, v, SETTLE_RETURN);
     }
     ua_trim(ch);
 }
@@ -679,9 +687,10 @@ static void send_return(wr_channel_t *ch, const wr_msg_t *m, uint16_t code, cons
 }
 
 /* Routes m (consuming the caller's reference) and answers the publisher. */
-/* ---- confirms that wait for the store ---- */
+/* ---- confirms that wait for durability ---- */
 
-static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack, int commit)
+static void pending_push(wr_channel_t *ch, uint64_t seq, wr_durable_t *d, uint64_t ticket, int nack,
+                         int commit, int more)
 {
     if (ch->pc_count == ch->pc_cap) {
         size_t ncap = ch->pc_cap ? ch->pc_cap * 2 : 64;
@@ -695,99 +704,122 @@ static void pending_push(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack,
     }
     wr_pending_confirm_t *e = &ch->pc[(ch->pc_head + ch->pc_count) & (ch->pc_cap - 1)];
     e->seq = seq;
-    e->gen = gen;
+    e->d = d;
+    e->ticket = ticket;
     e->nack = (uint8_t)nack;
     e->commit = (uint8_t)commit;
+    e->more = (uint8_t)more;
     ch->pc_count++;
-    if (!ch->store_waiting) {
-        wr_vhost_t *vh = ch->conn->vhost;
-        ch->store_waiting = 1;
-        ch->store_next = vh->store_waiting;
-        vh->store_waiting = ch;
-    }
 }
 
-/* Answers the pending confirms at the front that are decided: synced
- * (ack), failed or refused (nack); stops at the first still waiting.
- * Returns -1 if a failed transaction closed the connection, which frees
- * its channels (ch among them): the caller must not touch ch again. */
-static int pending_advance(wr_channel_t *ch, uint64_t synced)
+/* Queues one answer (a confirm for seq, or tx.commit-ok if commit) that
+ * waits for every ticket in w: one entry per domain, the last one
+ * answering. */
+static void pending_push_all(wr_channel_t *ch, uint64_t seq, const wr_waits_t *w, int nack,
+                             int commit)
 {
-    uint64_t failed_gen = ch->conn->vhost->failed_gen;
+    if (w->n == 0) {
+        pending_push(ch, seq, NULL, 0, nack, commit, 0);
+        return;
+    }
+    for (size_t i = 0; i + 1 < w->n; i++)
+        pending_push(ch, seq, w->v[i].d, w->v[i].ticket, 0, commit, 1);
+    pending_push(ch, seq, w->v[w->n - 1].d, w->v[w->n - 1].ticket, nack, commit, 0);
+}
+
+/* Answers the pending confirms at the front that are decided: durable
+ * (ack), lost or refused (nack); stops at the first still waiting, and
+ * waits on its domain.  Returns -1 if a failed transaction closed the
+ * connection, which frees its channels (ch among them): the caller must
+ * not touch ch again. */
+static int pending_advance(wr_channel_t *ch)
+{
     while (ch->pc_count) {
         wr_pending_confirm_t *e = &ch->pc[ch->pc_head];
+        int st = e->d ? wr_durable_state(e->d, e->ticket) : 1;
+        if (st == 0 && !(e->nack && !e->commit)) {
+            if (ch->waiter.on != e->d)
+                wr_durable_wait(e->d, &ch->waiter);
+            return 0;
+        }
         if (e->commit) {
-            /* A transaction's persistent messages are on disk (or the
-             * store failed): only now is tx.commit answered. */
-            if (e->gen && e->gen <= failed_gen) {
+            /* A transaction's persistent messages are durable (or were
+             * lost): only now is tx.commit answered. */
+            if (st < 0) {
                 ch->pc_count = 0;
+                wr_durable_unwait(&ch->waiter);
                 wr_channel_error(ch, WR_AMQP_INTERNAL_ERROR, WR_M_TX_COMMIT,
                                  "the message store failed to write the transaction");
                 return -1;
             }
-            if (e->gen > synced)
-                break;
-            if (ch->state == WR_CH_OPEN) {
+            if (!e->more && ch->state == WR_CH_OPEN) {
                 wr_method_t r = {.id = WR_M_TX_COMMIT_OK};
                 wr_conn_send_method(ch->conn, ch->id, &r);
             }
-        } else if (e->nack || (e->gen && e->gen <= failed_gen))
-            confirm_nack(ch, e->seq);
-        else if (e->gen == 0 || e->gen <= synced)
-            confirm_mark(ch, e->seq);
-        else
-            break;
+        } else {
+            if (e->nack || st < 0)
+                ch->part_nack = 1;
+            if (!e->more) {
+                if (ch->part_nack)
+                    confirm_nack(ch, e->seq);
+                else
+                    confirm_mark(ch, e->seq);
+                ch->part_nack = 0;
+            }
+        }
         ch->pc_head = (ch->pc_head + 1) & (ch->pc_cap - 1);
         ch->pc_count--;
     }
+    wr_durable_unwait(&ch->waiter);
     return 0;
 }
 
-static void unlink_store_waiting(wr_channel_t *ch)
+static int durable_wake(wr_durable_waiter_t *w)
 {
-    for (wr_channel_t **pp = &ch->conn->vhost->store_waiting; *pp; pp = &(*pp)->store_next) {
-        if (*pp == ch) {
-            *pp = ch->store_next;
-            break;
+    wr_channel_t *ch = (wr_channel_t *)((char *)w - offsetof(wr_channel_t, waiter));
+    return pending_advance(ch);
+}
+
+/* A domain in which every ticket is lost: what waited on a domain that
+ * went without deciding it waits here instead (nack, or a failed
+ * commit). */
+static wr_lost_range_t all_lost_range = {0, UINT64_MAX};
+static wr_durable_t all_lost = {0, UINT64_MAX, &all_lost_range, 1, 1, NULL};
+
+void wr_channel_forget_domain(wr_durable_t *d)
+{
+restart:
+    for (wr_conn_t *c = wr_conn_first(); c; c = c->next) {
+        for (wr_channel_t *ch = c->channel_list; ch; ch = ch->next) {
+            int touched = 0;
+            for (size_t i = 0; i < ch->pc_count; i++) {
+                wr_pending_confirm_t *e = &ch->pc[(ch->pc_head + i) & (ch->pc_cap - 1)];
+                if (e->d != d)
+                    continue;
+                e->d = wr_durable_state(d, e->ticket) == 1 ? NULL : &all_lost;
+                touched = 1;
+            }
+            if (ch->waiter.on == d)
+                wr_durable_unwait(&ch->waiter);
+            /* A failed commit closes its connection, freeing channels: walk
+             * again (entries already moved no longer point at d). */
+            if (touched && pending_advance(ch) < 0)
+                goto restart;
         }
     }
-    ch->store_waiting = 0;
 }
 
-void wr_channel_store_opened(wr_vhost_t *vh)
+static void confirm_publish(wr_channel_t *ch, uint64_t seq, const wr_waits_t *w, int nack)
 {
-    vh->failed_gen = 0; /* generations count afresh in a newly opened store */
-}
-
-void wr_channel_store_synced(wr_vhost_t *vh, uint64_t gen, int err)
-{
-    if (err && gen > vh->failed_gen)
-        vh->failed_gen = gen;
-    uint64_t synced = vh->store ? wr_store_synced_gen(vh->store) : gen;
-restart:
-    for (wr_channel_t *ch = vh->store_waiting, *next; ch; ch = next) {
-        next = ch->store_next;
-        /* A failed transaction closes its connection, freeing channels
-         * that may include next (each unlinks itself): start over. */
-        if (pending_advance(ch, synced) < 0)
-            goto restart;
-        if (ch->pc_count == 0)
-            unlink_store_waiting(ch);
-    }
-}
-
-static void confirm_publish(wr_channel_t *ch, uint64_t seq, uint64_t gen, int nack)
-{
-    if (ch->pc_count == 0 && gen == 0) {
+    if (ch->pc_count == 0 && w->n == 0) {
         if (nack)
             confirm_nack(ch, seq);
         else
             confirm_mark(ch, seq);
         return;
     }
-    pending_push(ch, seq, gen, nack, 0);
-    wr_store_t *st = ch->conn->vhost->store;
-    (void)pending_advance(ch, st ? wr_store_synced_gen(st) : 0); /* no commits in confirm mode */
+    pending_push_all(ch, seq, w, nack, 0);
+    (void)pending_advance(ch); /* no commits in confirm mode */
 }
 
 /* Whether a[0..n) equals b[0..n): inline, for the short names of the
@@ -846,10 +878,11 @@ static wr_queue_t *publish_queue(wr_channel_t *ch, wr_bytes_t name)
 }
 
 /* Routes m (consuming the caller's reference), stores it if it is
- * persistent and reached durable queues, and answers the publisher.
- * Returns the store generation that holds it (0 if none). */
-static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory,
-                           uint64_t seq)
+ * persistent and reached durable queues, and answers the publisher.  What
+ * makes it durable is added to *acc when acc is not NULL (a transaction
+ * waits for all its messages at once). */
+static void do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int mandatory, uint64_t seq,
+                       wr_waits_t *acc)
 {
     static wr_route_t r; /* reused: routing allocates nothing per message */
     r.n = 0;
@@ -873,13 +906,19 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
         wr_queue_t *dq = wr_delay_queue(x);
         if (dq) {
             m->ttl = delay;
-            uint64_t dgen = 0;
+            wr_waits_t w;
+            wr_waits_init(&w);
             int drej = 0;
-            int derr = wr_queues_push(vh, &dq, 1, m, &dgen, &drej);
+            int derr = wr_queues_push(vh, &dq, 1, m, &w, &drej);
+            if (derr)
+                w.n = 0;
             if (seq)
-                confirm_publish(ch, seq, derr ? 0 : dgen, derr != 0);
+                confirm_publish(ch, seq, &w, derr != 0);
+            for (size_t i = 0; acc && i < w.n; i++)
+                wr_waits_add(acc, w.v[i].d, w.v[i].ticket);
+            wr_waits_free(&w);
             wr_msg_unref(m);
-            return derr ? 0 : dgen;
+            return;
         }
     }
     /* A reply goes to its channel and still counts as unrouted: RabbitMQ
@@ -916,18 +955,21 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
         }
     }
 
-    uint64_t gen = 0;
+    wr_waits_t w;
+    wr_waits_init(&w);
     int rejected = 0;
-    int err = wr_queues_push(vh, qs, n, m, &gen, &rejected);
+    int err = wr_queues_push(vh, qs, n, m, &w, &rejected);
     if (n > 1)
         free(qs);
     if (err != 0) {
         /* The store takes no writes (disk full or failing): the message
          * is not accepted anywhere. */
+        w.n = 0;
         if (seq)
-            confirm_publish(ch, seq, 0, 1);
+            confirm_publish(ch, seq, &w, 1);
+        wr_waits_free(&w);
         wr_msg_unref(m);
-        return 0;
+        return;
     }
     x->st.n[WR_ST_PUBLISH_OUT] += n;
     wr_stats_events[WR_NS_ROUTED] += n;
@@ -937,9 +979,11 @@ static uint64_t do_publish(wr_channel_t *ch, wr_exchange_t *x, wr_msg_t *m, int 
             send_return(ch, m, WR_AMQP_NO_ROUTE, "NO_ROUTE");
     }
     if (seq)
-        confirm_publish(ch, seq, gen, rejected);
+        confirm_publish(ch, seq, &w, rejected);
+    for (size_t i = 0; acc && i < w.n; i++)
+        wr_waits_add(acc, w.v[i].d, w.v[i].ticket);
+    wr_waits_free(&w);
     wr_msg_unref(m);
-    return gen;
 }
 
 static void txop_add(wr_channel_t *ch, const wr_txop_t *op)
@@ -1000,7 +1044,7 @@ static void publish_complete_inner(wr_channel_t *ch)
         txop_add(ch, &op);
         return;
     }
-    do_publish(ch, x, m, ch->pub_mandatory, ch->confirm ? ++ch->pub_seq : 0);
+    do_publish(ch, x, m, ch->pub_mandatory, ch->confirm ? ++ch->pub_seq : 0, NULL);
 }
 
 void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload)
@@ -1305,6 +1349,11 @@ static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
     wr_queue_t *q = readable_queue(ch, qname_of(ch, a->queue), mid);
     if (q == NULL)
         return;
+    if (q->qq && ch->prefetch_channel) {
+        wr_conn_error(ch->conn, WR_AMQP_NOT_IMPLEMENTED, mid,
+                      "queue '%s' in vhost '%s' does not support global qos", q->name, vhname(ch));
+        return;
+    }
     char gen[64];
     wr_bytes_t tag = a->consumer_tag;
     if (tag.n == 0) {
@@ -1344,6 +1393,7 @@ static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
     cc->base.no_ack = a->no_ack;
     cc->ch = ch;
     cc->prefetch = ch->prefetch_consumer;
+    cc->base.prefetch = cc->prefetch;
     cc->tag_len = (uint8_t)tag.n;
     memcpy(cc->tag, tag.p, tag.n);
     wr_map_put(&ch->consumers, tag, cc);
@@ -1379,14 +1429,15 @@ static void basic_cancel(wr_channel_t *ch, const wr_basic_cancel_t *a)
     }
 }
 
-static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
+void wr_channel_get_answer(wr_channel_t *ch, wr_queue_t *q, wr_qent_t *e, int no_ack)
 {
-    wr_queue_t *q = readable_queue(ch, qname_of(ch, a->queue), WR_M_BASIC_GET);
-    if (q == NULL)
+    if (e && ch->state != WR_CH_OPEN) {
+        /* Answered after the channel began to close: it goes back. */
+        wr_queue_out(q, e);
+        wr_queue_requeue(q, e);
         return;
-    q->last_used = wr_now_ms();
-    wr_qent_t e;
-    if (!wr_queue_pop(q, &e)) {
+    }
+    if (e == NULL) {
         ch->st.n[WR_ST_GET_EMPTY]++;
         q->st.n[WR_ST_GET_EMPTY]++;
         wr_method_t r = {.id = WR_M_BASIC_GET_EMPTY};
@@ -1397,28 +1448,44 @@ static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
     uint8_t args[8 + 1 + 256 + 256 + 4];
     wr_set_u64(args, tag);
     size_t n = 8;
-    args[n++] = e.deliveries > 0;
-    n += put_short(args + n, wr_msg_exchange(e.msg));
-    n += put_short(args + n, wr_msg_routing_key(e.msg));
+    args[n++] = e->deliveries > 0;
+    n += put_short(args + n, wr_msg_exchange(e->msg));
+    n += put_short(args + n, wr_msg_routing_key(e->msg));
     wr_set_u32(args + n, (uint32_t)wr_queue_ready(q));
     n += 4;
-    send_with_content(ch, WR_M_BASIC_GET_OK, args, n, e.msg);
-    wr_stat_t st = a->no_ack ? WR_ST_GET_NO_ACK : WR_ST_GET;
+    send_with_content(ch, WR_M_BASIC_GET_OK, args, n, e->msg);
+    wr_stat_t st = no_ack ? WR_ST_GET_NO_ACK : WR_ST_GET;
     ch->st.n[st]++;
     q->st.n[st]++;
-    if (e.deliveries > 0) {
+    if (e->deliveries > 0) {
         ch->st.n[WR_ST_REDELIVER]++;
         q->st.n[WR_ST_REDELIVER]++;
     }
-    if (a->no_ack) {
+    if (no_ack) {
         ua_skip(ch);
-        wr_queue_taken(q, &e);
+        wr_queue_taken(q, e);
         return;
     }
-    wr_queue_out(q, &e);
-    wr_unacked_t u = {q, NULL, e, wr_now_ms()};
+    wr_queue_out(q, e);
+    wr_unacked_t u = {q, NULL, *e, wr_now_ms()};
     ua_push(ch, &u);
     ch->n_unacked++;
+}
+
+static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
+{
+    wr_queue_t *q = readable_queue(ch, qname_of(ch, a->queue), WR_M_BASIC_GET);
+    if (q == NULL)
+        return;
+    q->last_used = wr_now_ms();
+    if (q->qq) {
+        /* A quorum queue answers once the get is applied from its log. */
+        if (wr_quorum_get(q, ch, a->no_ack) != 0)
+            wr_channel_get_answer(ch, q, NULL, a->no_ack);
+        return;
+    }
+    wr_qent_t e;
+    wr_channel_get_answer(ch, q, wr_queue_pop(q, &e) ? &e : NULL, a->no_ack);
 }
 
 static void basic_settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, uint32_t mid)
@@ -1443,11 +1510,10 @@ static void basic_settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, 
 
 /* ---- tx ---- */
 
-/* Runs the transaction's operations; returns the store generation that
- * holds its persistent messages (0 if none). */
-static uint64_t tx_commit(wr_channel_t *ch)
+/* Runs the transaction's operations; adds to *w what makes its persistent
+ * messages durable. */
+static void tx_commit(wr_channel_t *ch, wr_waits_t *w)
 {
-    uint64_t gen = 0;
     size_t n = ch->n_txops;
     wr_txop_t *ops = ch->txops;
     ch->txops = NULL;
@@ -1461,11 +1527,9 @@ static uint64_t tx_commit(wr_channel_t *ch)
         }
         if (op->kind == 0) {
             wr_exchange_t *x = wr_vhost_exchange(ch->conn->vhost, wr_msg_exchange(op->msg));
-            if (x) {
-                uint64_t g = do_publish(ch, x, op->msg, op->mandatory, 0);
-                if (g > gen)
-                    gen = g;
-            } else
+            if (x)
+                do_publish(ch, x, op->msg, op->mandatory, 0, w);
+            else
                 wr_msg_unref(op->msg);
         } else {
             int how = op->kind == 1 ? SETTLE_ACK : op->requeue ? SETTLE_REQUEUE : SETTLE_DISCARD;
@@ -1474,7 +1538,6 @@ static uint64_t tx_commit(wr_channel_t *ch)
         }
     }
     free(ops);
-    return gen;
 }
 
 /* ---- dispatch ---- */
@@ -1645,15 +1708,22 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
             return;
         }
         if (m->id == WR_M_TX_COMMIT) {
-            uint64_t gen = tx_commit(ch);
-            wr_store_t *st = c->vhost->store;
-            if (ch->state == WR_CH_OPEN &&
-                (ch->pc_count || (gen && st && wr_store_synced_gen(st) < gen))) {
-                /* tx.commit-ok once the persistent messages are on disk,
+            wr_waits_t w;
+            wr_waits_init(&w);
+            tx_commit(ch, &w);
+            int wait = ch->pc_count > 0;
+            for (size_t i = 0; i < w.n; i++)
+                if (wr_durable_state(w.v[i].d, w.v[i].ticket) != 1)
+                    wait = 1;
+            if (ch->state == WR_CH_OPEN && wait) {
+                /* tx.commit-ok once the persistent messages are durable,
                  * in order behind earlier commits still waiting. */
-                pending_push(ch, 0, gen, 0, 1);
+                pending_push_all(ch, 0, &w, 0, 1);
+                wr_waits_free(&w);
+                (void)pending_advance(ch);
                 return;
             }
+            wr_waits_free(&w);
         } else {
             for (size_t i = 0; i < ch->n_txops; i++)
                 if (ch->txops[i].msg)

@@ -34,6 +34,7 @@
 #ifndef WR_CONN_H
 #define WR_CONN_H
 
+#include "core/durable.h"
 #include "broker/queue.h"
 #include "broker/vhost.h"
 #include "core/config.h"
@@ -73,12 +74,16 @@ typedef struct wr_txop {
     uint64_t tag;
 } wr_txop_t;
 
-/* A publisher confirm waiting for the store (or behind one that is). */
+/* A publisher confirm waiting for a durability domain (core/durable.h),
+ * or behind one that is.  A publish that waits on several domains has one
+ * entry per domain, all but the last marked more: only the last answers. */
 typedef struct wr_pending_confirm {
     uint64_t seq;
-    uint64_t gen; /* store generation to wait for; 0 = none */
+    wr_durable_t *d; /* the domain to wait for, or NULL */
+    uint64_t ticket; /* ... and the ticket in it */
     uint8_t nack;
-    uint8_t commit; /* a tx.commit-ok to send once gen is synced, not a confirm */
+    uint8_t commit; /* a tx.commit-ok to send once durable, not a confirm */
+    uint8_t more;   /* another entry for the same publish or commit follows */
 } wr_pending_confirm_t;
 
 enum { WR_CH_OPEN = 1, WR_CH_CLOSING };
@@ -152,8 +157,8 @@ struct wr_channel {
     /* Confirms waiting for the store, in publish order. */
     wr_pending_confirm_t *pc;
     size_t pc_head, pc_count, pc_cap;
-    uint8_t store_waiting;
-    wr_channel_t *store_next;
+    uint8_t part_nack;          /* an earlier part of the front publish failed */
+    wr_durable_waiter_t waiter; /* on the domain the oldest pending confirm waits for */
 
     wr_counters_t st; /* message statistics (broker/stats.h) */
     wr_rates_t rt;
@@ -292,6 +297,13 @@ wr_channel_t *wr_channel_new(wr_conn_t *c, uint16_t id);
  * and transaction state; the channel stays allocated (CLOSING or freed by
  * the caller). */
 void wr_channel_release(wr_channel_t *ch);
+/* Durability domain d goes away (a quorum queue closed): every pending
+ * confirm or commit that waits on it is decided now (its unresolved
+ * tickets were marked lost first). */
+void wr_channel_forget_domain(wr_durable_t *d);
+/* The answer to a basic.get on q: e (the channel takes it over) or NULL
+ * for get-empty.  Quorum queues answer once the get is applied. */
+void wr_channel_get_answer(wr_channel_t *ch, wr_queue_t *q, wr_qent_t *e, int no_ack);
 void wr_channel_free(wr_channel_t *ch);
 void wr_channel_method(wr_channel_t *ch, wr_method_t *m);
 /* basic.publish's arguments: the content frames that follow are its
@@ -300,11 +312,6 @@ void wr_channel_publish(wr_channel_t *ch, wr_bytes_t exchange, wr_bytes_t routin
                         int mandatory, int immediate);
 void wr_channel_header(wr_channel_t *ch, wr_bytes_t payload);
 void wr_channel_body(wr_channel_t *ch, wr_bytes_t payload);
-/* The store reports generations up to gen synced (err == 0) or failed:
- * answer the confirms that waited for them. */
-void wr_channel_store_synced(wr_vhost_t *vh, uint64_t gen, int err);
-/* A vhost's store was opened: forget the failures of any earlier one. */
-void wr_channel_store_opened(wr_vhost_t *vh);
 /* Points every unacknowledged delivery stored in segment seg of vh's store
  * at its new location after compaction (every channel on vh). */
 void wr_conn_relocate(wr_vhost_t *vh, uint32_t seg, const wr_reloc_t *tab, size_t n);

@@ -10,9 +10,11 @@
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "broker/args.h"
 #include "broker/headers.h"
 #include "broker/persist.h"
+#include "broker/quorum.h"
 #include "broker/policy.h"
 #include "core/loop.h"
 #include "proto/spec_gen.h"
@@ -243,9 +245,51 @@ static int queue_equivalent(wr_vhost_t *vh, const wr_queue_t *q, const wr_queue_
                     what, BYTES_FMT(name), vh->name, tf(got), tf(cur));
     char ent[400], err[600];
     snprintf(ent, sizeof ent, "queue '%.*s' in vhost '%s'", BYTES_FMT(name), vh->name);
+    /* A missing x-queue-type means classic: it is compared (in RabbitMQ's
+     * words) only when the types differ. */
+    wr_field_t t;
+    int quorum = s->args.n && wr_table_get(s->args, "x-queue-type", &t) && t.type == 'S' &&
+                 wr_bytes_eq_str(t.v.bytes, "quorum");
+    static const char *const type_key[] = {"x-queue-type", NULL};
+    if (quorum != (q->args.type == WR_QTYPE_QUORUM) &&
+        !wr_args_equivalent((wr_bytes_t){q->args_raw.p, q->args_raw.len}, s->args, type_key, ent,
+                            err, sizeof err))
+        return fail(r, WR_AMQP_PRECONDITION_FAILED, "%s", err);
     if (!wr_args_equivalent((wr_bytes_t){q->args_raw.p, q->args_raw.len}, s->args,
                             wr_queue_equiv_keys, ent, err, sizeof err))
         return fail(r, WR_AMQP_PRECONDITION_FAILED, "%s", err);
+    return 0;
+}
+
+/* RabbitMQ's rules for a new quorum queue: arguments first (those its
+ * queue type does not take), then the properties it cannot have. */
+static int quorum_check(wr_vhost_t *vh, const wr_queue_spec_t *s, wr_bytes_t name,
+                        const wr_queue_args_t *a, wr_reply_t *r)
+{
+    static const char *const refused[] = {"x-max-priority",
+                                          "x-queue-mode",
+                                          "x-queue-master-locator",
+                                          "x-queue-version",
+                                          "x-max-age",
+                                          "x-stream-max-segment-size-bytes",
+                                          "x-initial-cluster-size",
+                                          NULL};
+    (void)a;
+    wr_field_t f;
+    for (size_t i = 0; refused[i]; i++)
+        if (wr_table_get(s->args, refused[i], &f))
+            return fail(r, WR_AMQP_PRECONDITION_FAILED,
+                        "invalid arg '%s' for queue '%.*s' in vhost '%s' of queue type "
+                        "rabbit_quorum_queue",
+                        refused[i], BYTES_FMT(name), vh->name);
+    const char *prop = !s->durable      ? "non-durable"
+                       : s->exclusive   ? "exclusive-owner"
+                       : s->auto_delete ? "auto-delete"
+                                        : NULL;
+    if (prop)
+        return fail(r, WR_AMQP_PRECONDITION_FAILED,
+                    "invalid property '%s' for queue '%.*s' in vhost '%s'", prop, BYTES_FMT(name),
+                    vh->name);
     return 0;
 }
 
@@ -256,6 +300,12 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
     wr_bytes_t name = s->name;
     int generated = 0;
     *out = NULL;
+    wr_field_t qt;
+    int quorum = s->args.n && wr_table_get(s->args, "x-queue-type", &qt) && qt.type == 'S' &&
+                 wr_bytes_eq_str(qt.v.bytes, "quorum");
+    if (name.n == 0 && !s->passive && quorum)
+        return fail(r, WR_AMQP_PRECONDITION_FAILED,
+                    "Cannot declare a server-named queue for type rabbit_quorum_queue");
     if (name.n == 0 && !s->passive) {
         generated = 1;
         wr_gen_name("amq.gen-", gen, sizeof gen);
@@ -300,6 +350,10 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
                         ") is reached",
                         BYTES_FMT(name), vh->name, vh->max_queues);
         }
+        if (args.type == WR_QTYPE_QUORUM && quorum_check(vh, s, name, &args, r) != 0) {
+            wr_queue_args_free(&args);
+            return -1;
+        }
         /* A dead-letter exchange: read on the queue, write on it. */
         if (args.dlx && (wr_op_allowed(who, vh, WR_PERM_READ, 1, name, r) != 0 ||
                          wr_op_allowed(who, vh, WR_PERM_WRITE, 0, wr_bytes_of(args.dlx), r) != 0)) {
@@ -308,6 +362,14 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
         }
         q = wr_queue_new(vh, name, s->durable, s->exclusive, s->auto_delete,
                          s->exclusive ? who->conn : NULL, s->args, &args);
+        if (q->args.type == WR_QTYPE_QUORUM && wr_quorum_open(q, err, sizeof err) != 0) {
+            wr_error("cannot start quorum queue '%.*s' in vhost '%s': %s", BYTES_FMT(name),
+                     vh->name, err);
+            wr_queue_delete(q);
+            return fail(r, WR_AMQP_INTERNAL_ERROR,
+                        "cannot start quorum queue '%.*s' in vhost '%s': %s", BYTES_FMT(name),
+                        vh->name, err);
+        }
         wr_policy_apply_queue(q);
         wr_persist_queue_declared(q);
         wr_stats_count(WR_NS_QUEUES_CREATED);
@@ -329,6 +391,11 @@ int wr_op_queue_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, int if_em
     if (q) {
         if (wr_op_find_queue(vh, name, who, r) == NULL)
             return -1;
+        if (q->args.type == WR_QTYPE_QUORUM && (if_unused || if_empty))
+            return fail(r, WR_AMQP_NOT_IMPLEMENTED,
+                        "cannot delete queue '%.*s' in vhost '%s'. queue.delete operations with "
+                        "%s flag set are not supported by quorum queues",
+                        BYTES_FMT(name), vh->name, if_empty ? "if-empty" : "if-unused");
         if (if_unused && q->n_consumers)
             return fail(r, WR_AMQP_PRECONDITION_FAILED, "queue '%.*s' in vhost '%s' in use",
                         BYTES_FMT(name), vh->name);
@@ -471,7 +538,13 @@ int wr_op_publish(wr_vhost_t *vh, const wr_publish_spec_t *s, const wr_actor_t *
             m = wr_msg_set_header(m, "BCC", NULL);
     }
     int rejected = 0;
-    int err = wr_queues_push(vh, qs, n, m, gen, &rejected);
+    wr_waits_t w;
+    wr_waits_init(&w);
+    int err = wr_queues_push(vh, qs, n, m, &w, &rejected);
+    /* Replay and the HTTP API wait for the vhost's store only: classic
+     * queues are the only durable ones they publish to. */
+    *gen = wr_waits_ticket(&w, &vh->durable);
+    wr_waits_free(&w);
     free(rt.q);
     wr_msg_unref(m);
     if (err != 0)

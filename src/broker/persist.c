@@ -8,6 +8,7 @@
 
 #include "broker/conn.h"
 #include "broker/policy.h"
+#include "broker/quorum.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -91,7 +92,11 @@ static void rec_message(void *ctx, uint32_t queue_id, wr_loc_t loc, uint64_t ord
 
 static void on_synced(void *ctx, uint64_t gen, int err)
 {
-    wr_channel_store_synced(ctx, gen, err);
+    wr_vhost_t *vh = ctx;
+    /* Generations up to the store's synced one are on disk; on a failure,
+     * every one up to gen is lost. */
+    wr_durable_update(&vh->durable, vh->store ? wr_store_synced_gen(vh->store) : gen,
+                      err ? gen : 0);
     wr_replay_store_synced(ctx, gen, err);
     if (err)
         wr_conn_set_alarm(WR_ALARM_DISK, 1);
@@ -113,11 +118,23 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
         return rc;
     }
     vh->store = st;
-    wr_channel_store_opened(vh);
+    free(vh->dir);
+    vh->dir = wr_xstrndup(data_dir, strlen(data_dir));
+    wr_durable_reset(&vh->durable); /* generations count afresh in a new store */
     if (segment_size)
         wr_store_set_segment_size(st, segment_size);
     for (size_t i = 0; i < r.n_exclusive; i++)
         wr_queue_delete(r.exclusive[i]);
+    /* Quorum queues recover from their own logs. */
+    size_t qi0 = 0;
+    wr_map_slot_t *qs;
+    while (wr_map_next(&vh->queues, &qi0, &qs)) {
+        wr_queue_t *q = qs->value;
+        char qerr[512];
+        if (q->args.type == WR_QTYPE_QUORUM && q->qq == NULL &&
+            wr_quorum_open(q, qerr, sizeof qerr) != 0)
+            wr_error("cannot start quorum queue '%s' in vhost '%s': %s", q->name, vh->name, qerr);
+    }
     /* Delay queues find their exchange again. */
     size_t qi = 0;
     wr_map_slot_t *sl;

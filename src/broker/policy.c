@@ -345,8 +345,7 @@ void wr_policy_apply_queue(wr_queue_t *q)
         a.dlx = dup(pp->dlx);
     if (pp->dlrk && a.dlrk == NULL)
         a.dlrk = dup(pp->dlrk);
-    wr_queue_args_free(&q->args);
-    q->args = a;
+    wr_queue_set_args(q, &a);
     q->policy = p;
     q->op_policy = o;
     if ((a.max_length >= 0 && (old_len < 0 || a.max_length < old_len)) ||

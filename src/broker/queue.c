@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "broker/persist.h"
+#include "broker/quorum.h"
 #include "broker/vhost.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -140,9 +141,21 @@ int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, w
         } else if (wr_bytes_eq_str(k, "x-queue-type")) {
             if (f.type != 'S')
                 snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));
+            else if (wr_bytes_eq_str(f.v.bytes, "quorum"))
+                out->type = WR_QTYPE_QUORUM;
             else if (!wr_bytes_eq_str(f.v.bytes, "classic"))
                 snprintf(why, sizeof why, "\"unsupported queue type '%.*s'\"",
                          (int)(f.v.bytes.n > 64 ? 64 : f.v.bytes.n), (const char *)f.v.bytes.p);
+        } else if (wr_bytes_eq_str(k, "x-quorum-initial-group-size")) {
+            if (int_arg(&f, &v, why, sizeof why) == 0)
+                out->initial_group_size = v;
+        } else if (wr_bytes_eq_str(k, "x-dead-letter-strategy")) {
+            if (f.type != 'S')
+                snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));
+            else if (wr_bytes_eq_str(f.v.bytes, "at-least-once"))
+                out->dl_at_least_once = 1;
+            else if (!wr_bytes_eq_str(f.v.bytes, "at-most-once"))
+                snprintf(why, sizeof why, "invalid_dead_letter_strategy");
         }
         if (why[0]) {
             wr_queue_args_free(out);
@@ -166,6 +179,13 @@ void wr_queue_args_free(wr_queue_args_t *a)
 
 /* ---- life cycle ---- */
 
+static wr_qsm_limits_t limits_of(const wr_queue_args_t *a)
+{
+    wr_qsm_limits_t l = {a->message_ttl,    a->max_length, a->max_length_bytes,
+                         a->delivery_limit, a->overflow,   a->max_priority};
+    return l;
+}
+
 wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclusive,
                          int auto_delete, void *owner, wr_bytes_t args_raw,
                          const wr_queue_args_t *args)
@@ -178,17 +198,28 @@ wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclu
     q->durable = (uint8_t)durable;
     q->exclusive = (uint8_t)exclusive;
     q->auto_delete = (uint8_t)auto_delete;
+    q->quorum = args->type == WR_QTYPE_QUORUM;
     q->owner = owner;
     wr_buf_init(&q->args_raw);
     wr_buf_put(&q->args_raw, args_raw.p, args_raw.n);
     q->args = *args;
+    wr_qsm_limits_t lim = limits_of(args);
+    wr_qsm_init(&q->sm, &lim);
     q->last_used = wr_now_ms();
     wr_map_put(&vh->queues, name, q);
     vh->names_gen++;
     return q;
 }
 
-static void ring_free(wr_queue_t *q);
+void wr_queue_set_args(wr_queue_t *q, const wr_queue_args_t *a)
+{
+    wr_queue_args_free(&q->args);
+    q->args = *a;
+    wr_qsm_limits_t lim = limits_of(a);
+    wr_qsm_set_limits(&q->sm, &lim);
+    if (q->qq)
+        wr_quorum_limits_changed(q);
+}
 
 static void timer_closed(uv_handle_t *h)
 {
@@ -199,345 +230,11 @@ void wr_queue_unref(wr_queue_t *q)
 {
     if (--q->refs > 0)
         return;
-    ring_free(q);
-    free(q->heap);
-    free(q->blks);
-    free(q->exp);
-    free(q->hpos_key);
-    free(q->hpos_val);
+    wr_qsm_free(&q->sm);
     wr_buf_free(&q->args_raw);
     wr_queue_args_free(&q->args);
     free(q->name);
     free(q);
-}
-
-/* ---- ready storage: ring + heap ---- */
-
-/* The ring is a chain of fixed blocks rather than one array that doubles:
- * a backlog of millions then costs its 40 bytes per entry and no more (no
- * half-empty doubled array, no copy on growth), and a drained queue gives
- * its blocks back. */
-uint64_t wr_queue_block_bytes;
-static uint64_t mem_peak; /* for wr_queue_trim_memory */
-
-static wr_qblock_t *block_new(wr_queue_t *q)
-{
-    wr_qblock_t *b = q->spare;
-    if (b) {
-        q->spare = NULL;
-    } else {
-        b = wr_xmalloc(sizeof *b);
-        wr_queue_block_bytes += sizeof *b;
-        if (wr_queue_block_bytes + wr_msg_mem_bytes > mem_peak)
-            mem_peak = wr_queue_block_bytes + wr_msg_mem_bytes;
-    }
-    b->next = NULL;
-    return b;
-}
-
-/* The array of block pointers lets an expiring entry in the middle of the
- * ring be found by binary search; it changes once per block, not per
- * message. */
-static void blks_push(wr_queue_t *q, wr_qblock_t *b)
-{
-    if (q->blk_n == q->blk_cap) {
-        size_t cap = q->blk_cap ? q->blk_cap * 2 : 8;
-        wr_qblock_t **a = wr_xmalloc(cap * sizeof *a);
-        for (size_t i = 0; i < q->blk_n; i++)
-            a[i] = q->blks[(q->blk_head + i) % q->blk_cap];
-        free(q->blks);
-        q->blks = a;
-        q->blk_cap = cap;
-        q->blk_head = 0;
-    }
-    q->blks[(q->blk_head + q->blk_n++) % q->blk_cap] = b;
-}
-
-static void blks_pop(wr_queue_t *q)
-{
-    q->blk_head = (q->blk_head + 1) % q->blk_cap;
-    q->blk_n--;
-}
-
-static wr_qblock_t *blk_at(const wr_queue_t *q, size_t i)
-{
-    return q->blks[(q->blk_head + i) % q->blk_cap];
-}
-
-static void ring_push(wr_queue_t *q, const wr_qent_t *e)
-{
-    if (q->tail_blk == NULL) {
-        q->head_blk = q->tail_blk = block_new(q);
-        q->head_i = q->tail_i = 0;
-        blks_push(q, q->tail_blk);
-    } else if (q->tail_i == WR_QBLOCK) {
-        wr_qblock_t *b = block_new(q);
-        q->tail_blk->next = b;
-        q->tail_blk = b;
-        q->tail_i = 0;
-        blks_push(q, b);
-    }
-    q->tail_blk->e[q->tail_i++] = *e;
-    q->ring_count++;
-}
-
-static wr_qent_t *ring_front(wr_queue_t *q)
-{
-    return q->ring_count ? &q->head_blk->e[q->head_i] : NULL;
-}
-
-static void ring_pop(wr_queue_t *q)
-{
-    q->ring_count--;
-    if (q->ring_count == 0) {
-        /* Empty: keep one block for the next message, free the rest. */
-        while (q->head_blk != q->tail_blk) {
-            wr_qblock_t *b = q->head_blk;
-            q->head_blk = b->next;
-            free(b);
-            wr_queue_block_bytes -= sizeof *b;
-            blks_pop(q);
-        }
-        q->head_i = q->tail_i = 0;
-        return;
-    }
-    if (++q->head_i == WR_QBLOCK) {
-        wr_qblock_t *b = q->head_blk;
-        q->head_blk = b->next;
-        q->head_i = 0;
-        blks_pop(q);
-        if (q->spare == NULL) {
-            q->spare = b;
-        } else {
-            free(b);
-            wr_queue_block_bytes -= sizeof *b;
-        }
-    }
-}
-
-static void ring_free(wr_queue_t *q)
-{
-    while (q->head_blk) {
-        wr_qblock_t *b = q->head_blk;
-        q->head_blk = b->next;
-        free(b);
-        wr_queue_block_bytes -= sizeof *b;
-    }
-    if (q->spare)
-        wr_queue_block_bytes -= sizeof *q->spare;
-    free(q->spare);
-    q->tail_blk = q->spare = NULL;
-    q->blk_head = q->blk_n = 0;
-}
-
-/* Finds the ready entry with key seq in the ring, or NULL. */
-static wr_qent_t *ring_find(wr_queue_t *q, uint64_t seq)
-{
-    if (q->ring_count == 0)
-        return NULL;
-    /* The last block whose first entry is <= seq (the head block's consumed
-     * slots still hold their old, smaller keys, so the order holds). */
-    size_t lo = 0, hi = q->blk_n;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (blk_at(q, mid)->e[0].seq <= seq)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    wr_qblock_t *b = blk_at(q, lo);
-    size_t a = b == q->head_blk ? q->head_i : 0;
-    size_t z = b == q->tail_blk ? q->tail_i : WR_QBLOCK;
-    while (a < z) {
-        size_t mid = a + (z - a) / 2;
-        if (b->e[mid].seq < seq)
-            a = mid + 1;
-        else
-            z = mid;
-    }
-    size_t end = b == q->tail_blk ? q->tail_i : WR_QBLOCK;
-    return a < end && b->e[a].seq == seq ? &b->e[a] : NULL;
-}
-
-/* ---- heap positions of entries with a deadline ---- */
-
-/* An open-addressing hash (linear probing, backward-shift deletion) from
- * heap key to heap index, for the entries that have a deadline only, so
- * that heaps of entries without one do no extra work.  UINT64_MAX is never
- * a key. */
-#define HPOS_EMPTY UINT64_MAX
-
-static size_t hpos_slot(const wr_queue_t *q, uint64_t key)
-{
-    return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (q->hpos_cap - 1);
-}
-
-static void hpos_grow(wr_queue_t *q)
-{
-    uint64_t *ok = q->hpos_key;
-    uint32_t *ov = q->hpos_val;
-    size_t ocap = q->hpos_cap;
-    q->hpos_cap = ocap ? ocap * 2 : 64;
-    q->hpos_key = wr_xmalloc(q->hpos_cap * sizeof *q->hpos_key);
-    q->hpos_val = wr_xmalloc(q->hpos_cap * sizeof *q->hpos_val);
-    for (size_t i = 0; i < q->hpos_cap; i++)
-        q->hpos_key[i] = HPOS_EMPTY;
-    for (size_t i = 0; i < ocap; i++) {
-        if (ok[i] == HPOS_EMPTY)
-            continue;
-        size_t s = hpos_slot(q, ok[i]);
-        while (q->hpos_key[s] != HPOS_EMPTY)
-            s = (s + 1) & (q->hpos_cap - 1);
-        q->hpos_key[s] = ok[i];
-        q->hpos_val[s] = ov[i];
-    }
-    free(ok);
-    free(ov);
-}
-
-static void hpos_put(wr_queue_t *q, uint64_t key, size_t idx)
-{
-    if ((q->hpos_count + 1) * 2 > q->hpos_cap)
-        hpos_grow(q);
-    size_t s = hpos_slot(q, key);
-    while (q->hpos_key[s] != HPOS_EMPTY && q->hpos_key[s] != key)
-        s = (s + 1) & (q->hpos_cap - 1);
-    if (q->hpos_key[s] == HPOS_EMPTY)
-        q->hpos_count++;
-    q->hpos_key[s] = key;
-    q->hpos_val[s] = (uint32_t)idx;
-}
-
-/* The slot of key, or SIZE_MAX. */
-static size_t hpos_find(const wr_queue_t *q, uint64_t key)
-{
-    if (q->hpos_count == 0)
-        return SIZE_MAX;
-    size_t s = hpos_slot(q, key);
-    while (q->hpos_key[s] != HPOS_EMPTY) {
-        if (q->hpos_key[s] == key)
-            return s;
-        s = (s + 1) & (q->hpos_cap - 1);
-    }
-    return SIZE_MAX;
-}
-
-static void hpos_del(wr_queue_t *q, uint64_t key)
-{
-    size_t s = hpos_find(q, key);
-    if (s == SIZE_MAX)
-        return;
-    size_t mask = q->hpos_cap - 1;
-    q->hpos_count--;
-    /* Backward shift: move later entries of the probe run into the hole
-     * unless their home slot lies cyclically after the hole. */
-    for (size_t j = (s + 1) & mask;; j = (j + 1) & mask) {
-        if (q->hpos_key[j] == HPOS_EMPTY)
-            break;
-        size_t home = hpos_slot(q, q->hpos_key[j]);
-        if (((j - home) & mask) >= ((j - s) & mask)) {
-            q->hpos_key[s] = q->hpos_key[j];
-            q->hpos_val[s] = q->hpos_val[j];
-            s = j;
-        }
-    }
-    q->hpos_key[s] = HPOS_EMPTY;
-}
-
-/* Puts *e at heap index i, keeping its position known if it can expire. */
-static inline void heap_set(wr_queue_t *q, size_t i, const wr_qent_t *e)
-{
-    q->heap[i] = *e;
-    if (e->expires_at)
-        hpos_put(q, e->seq, i);
-}
-
-static void heap_push(wr_queue_t *q, const wr_qent_t *e)
-{
-    if (q->heap_count == q->heap_cap) {
-        q->heap_cap = q->heap_cap ? q->heap_cap * 2 : 8;
-        q->heap = wr_xrealloc(q->heap, q->heap_cap * sizeof *q->heap);
-    }
-    size_t i = q->heap_count++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (q->heap[parent].seq <= e->seq)
-            break;
-        heap_set(q, i, &q->heap[parent]);
-        i = parent;
-    }
-    heap_set(q, i, e);
-}
-
-/* Removes the heap entry at index i (the top for a pop). */
-static void heap_remove_at(wr_queue_t *q, size_t i)
-{
-    if (q->heap[i].expires_at)
-        hpos_del(q, q->heap[i].seq);
-    wr_qent_t last = q->heap[--q->heap_count];
-    size_t n = q->heap_count;
-    if (i == n)
-        return;
-    /* last goes into the hole: up if it is smaller than the hole's parent,
-     * else down. */
-    while (i > 0 && q->heap[(i - 1) / 2].seq > last.seq) {
-        heap_set(q, i, &q->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && q->heap[c + 1].seq < q->heap[c].seq)
-            c++;
-        if (last.seq <= q->heap[c].seq)
-            break;
-        heap_set(q, i, &q->heap[c]);
-        i = c;
-    }
-    heap_set(q, i, &last);
-}
-
-static void heap_pop(wr_queue_t *q)
-{
-    heap_remove_at(q, 0);
-}
-
-/* Drops tombstones from the ring's head, so that the head is a ready entry
- * (or the ring is empty). */
-static void skip_tombs(wr_queue_t *q)
-{
-    wr_qent_t *r;
-    while (q->tombs && (r = ring_front(q)) && r->expires_at == WR_QENT_TOMB) {
-        ring_pop(q);
-        q->tombs--;
-    }
-}
-
-/* The next ready entry in queue order, without removing it. */
-static wr_qent_t *peek(wr_queue_t *q, int *from_heap)
-{
-    if (q->tombs)
-        skip_tombs(q);
-    wr_qent_t *r = ring_front(q);
-    if (q->heap_count && (r == NULL || q->heap[0].seq < r->seq)) {
-        *from_heap = 1;
-        return &q->heap[0];
-    }
-    *from_heap = 0;
-    return r;
-}
-
-/* Removes the entry peek returned; it leaves the ready state. */
-static void remove_front(wr_queue_t *q, int from_heap)
-{
-    wr_qent_t *e = from_heap ? &q->heap[0] : ring_front(q);
-    if (e->expires_at)
-        q->n_expiring--;
-    if (from_heap)
-        heap_pop(q);
-    else
-        ring_pop(q);
 }
 
 /* ---- dead-lettering ---- */
@@ -794,9 +491,8 @@ static void delay_fire(wr_queue_t *q, wr_msg_t *m)
     }
     wr_route_t r = {NULL, 0, 0};
     wr_route(q->vhost, x, wr_msg_routing_key(m), headers, wr_msg_props(m), &r);
-    uint64_t gen;
     int rejected;
-    wr_queues_push(q->vhost, r.q, r.n, m, &gen, &rejected);
+    wr_queues_push(q->vhost, r.q, r.n, m, NULL, &rejected);
     free(r.q);
     wr_msg_unref(m);
 }
@@ -849,145 +545,20 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
         else
             r.q[k++] = r.q[i];
     }
-    uint64_t gen;
     int rejected;
-    wr_queues_push(q->vhost, r.q, k, d, &gen, &rejected);
+    wr_queues_push(q->vhost, r.q, k, d, NULL, &rejected);
     free(r.q);
     wr_msg_unref(d);
     wr_buf_free(&hdr);
     wr_buf_free(&props);
 }
 
-/* ---- expiry ---- */
-
-static void ttl_timer_cb(uv_timer_t *t)
+void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
 {
-    wr_queue_t *q = t->data;
-    wr_queue_expire(q);
+    dead_letter(q, m, reason);
 }
 
-/* The expiry heap: a min-heap of (at, seq) over the entries with a
- * deadline.  Items are never removed when their entry leaves some other
- * way; exp_valid tells a live item from a stale one. */
-static int exp_less(const wr_qexp_t *a, const wr_qexp_t *b)
-{
-    return a->at < b->at || (a->at == b->at && a->seq < b->seq);
-}
-
-static void exp_push(wr_queue_t *q, int64_t at, uint64_t seq)
-{
-    if (q->exp_count == q->exp_cap) {
-        q->exp_cap = q->exp_cap ? q->exp_cap * 2 : 16;
-        q->exp = wr_xrealloc(q->exp, q->exp_cap * sizeof *q->exp);
-    }
-    wr_qexp_t x = {at, seq};
-    size_t i = q->exp_count++;
-    while (i > 0 && exp_less(&x, &q->exp[(i - 1) / 2])) {
-        q->exp[i] = q->exp[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    q->exp[i] = x;
-}
-
-static void exp_sift_down(wr_queue_t *q, size_t i)
-{
-    wr_qexp_t x = q->exp[i];
-    size_t n = q->exp_count;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && exp_less(&q->exp[c + 1], &q->exp[c]))
-            c++;
-        if (!exp_less(&q->exp[c], &x))
-            break;
-        q->exp[i] = q->exp[c];
-        i = c;
-    }
-    q->exp[i] = x;
-}
-
-static void exp_pop(wr_queue_t *q)
-{
-    q->exp[0] = q->exp[--q->exp_count];
-    if (q->exp_count)
-        exp_sift_down(q, 0);
-}
-
-/* The ready entry item x stands for, or NULL if it is stale (the entry was
- * delivered, dropped or already expired).  *heap_i is its heap index, or
- * SIZE_MAX if it is in the ring. */
-static wr_qent_t *exp_entry(wr_queue_t *q, const wr_qexp_t *x, size_t *heap_i)
-{
-    *heap_i = SIZE_MAX;
-    wr_qent_t *e = q->args.max_priority ? NULL : ring_find(q, x->seq);
-    if (e == NULL) {
-        size_t s = hpos_find(q, x->seq);
-        if (s == SIZE_MAX)
-            return NULL;
-        *heap_i = q->hpos_val[s];
-        e = &q->heap[*heap_i];
-    }
-    return e->expires_at == x->at ? e : NULL;
-}
-
-/* Rebuilds the expiry heap without its stale items, once they outnumber
- * the live ones: each rebuild costs as much as the removals that made the
- * stale items, so the heap stays O(ready) at O(1) amortised per entry. */
-static void exp_compact(wr_queue_t *q)
-{
-    size_t k = 0, hi;
-    for (size_t i = 0; i < q->exp_count; i++)
-        if (exp_entry(q, &q->exp[i], &hi))
-            q->exp[k++] = q->exp[i];
-    q->exp_count = k;
-    for (size_t i = k / 2; i-- > 0;)
-        exp_sift_down(q, i);
-    if (q->exp_cap > 64 && k < q->exp_cap / 4) {
-        q->exp_cap = k > 16 ? k * 2 : 16;
-        q->exp = wr_xrealloc(q->exp, q->exp_cap * sizeof *q->exp);
-    }
-}
-
-/* Arms the timer for the earliest deadline (it may be a stale item's; the
- * wake-up then only drops it). */
-static void arm_ttl(wr_queue_t *q)
-{
-    if (q->exp_count == 0 || q->deleted) {
-        if (q->ttl_timer)
-            uv_timer_stop(q->ttl_timer);
-        return;
-    }
-    if (q->exp_count > 1024 && q->exp_count > 2 * q->n_expiring)
-        exp_compact(q);
-    if (q->exp_count == 0) {
-        uv_timer_stop(q->ttl_timer);
-        return;
-    }
-    int64_t at = q->exp[0].at;
-    if (q->ttl_timer == NULL) {
-        q->ttl_timer = wr_xmalloc(sizeof *q->ttl_timer);
-        uv_timer_init(wr_loop, q->ttl_timer);
-        q->ttl_timer->data = q;
-    } else if (q->ttl_armed_at == at && uv_is_active((uv_handle_t *)q->ttl_timer)) {
-        return;
-    }
-    q->ttl_armed_at = at;
-    int64_t wait = at - wr_now_ms();
-    uv_timer_start(q->ttl_timer, ttl_timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
-}
-
-/* A ready entry got deadline e->expires_at. */
-static void exp_track(wr_queue_t *q, const wr_qent_t *e)
-{
-    q->n_expiring++;
-    exp_push(q, e->expires_at, e->seq);
-    if (q->ttl_timer == NULL || !uv_is_active((uv_handle_t *)q->ttl_timer) ||
-        e->expires_at < q->ttl_armed_at)
-        arm_ttl(q);
-}
-
-/* ---- leaving the queue ---- */
+/* ---- carrying out the state machine's effects ---- */
 
 /* Queues keep this many ready entries of a stored message in memory; past
  * that, entries keep only the message's location, so memory does not grow
@@ -1062,76 +633,87 @@ static void entry_dead(wr_queue_t *q, wr_qent_t *e, const char *reason)
     entry_gone(q, e);
 }
 
+static void ttl_timer_cb(uv_timer_t *t)
+{
+    wr_queue_expire(t->data);
+}
+
+/* The state machine's earliest deadline is now at (0: none). */
+static void set_timer(wr_queue_t *q, int64_t at)
+{
+    if (at == 0 || q->deleted) {
+        if (q->ttl_timer)
+            uv_timer_stop(q->ttl_timer);
+        return;
+    }
+    if (q->ttl_timer == NULL) {
+        q->ttl_timer = wr_xmalloc(sizeof *q->ttl_timer);
+        uv_timer_init(wr_loop, q->ttl_timer);
+        q->ttl_timer->data = q;
+    }
+    int64_t wait = at - wr_now_ms();
+    uv_timer_start(q->ttl_timer, ttl_timer_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+/* Carries out what a command of q's state machine decided, in order, and
+ * empties fx.  Dead-lettering routes messages, which may come back to q
+ * as new commands: q is kept alive meanwhile. */
+static void run_fx(wr_queue_t *q, wr_qfx_t *fx)
+{
+    q->refs++;
+    for (size_t i = 0; i < fx->n; i++) {
+        wr_qfx_item_t *it = &fx->v[i];
+        switch (it->kind) {
+        case WR_QFX_DEAD:
+            entry_dead(q, &it->e, wr_qsm_reason_name(it->reason));
+            break;
+        case WR_QFX_GONE:
+            entry_gone(q, &it->e);
+            break;
+        case WR_QFX_TIMER:
+            set_timer(q, it->at);
+            break;
+        }
+    }
+    wr_qfx_free(fx);
+    wr_queue_unref(q);
+}
+
+static inline void run_fx_if(wr_queue_t *q, wr_qfx_t *fx)
+{
+    if (fx->n)
+        run_fx(q, fx);
+}
+
 void wr_queue_expire(wr_queue_t *q)
 {
-    int64_t now = wr_now_ms();
-    q->refs++; /* dead-lettering may route back here and delete q */
-    while (q->exp_count && q->exp[0].at <= now && !q->deleted) {
-        wr_qexp_t x = q->exp[0];
-        exp_pop(q);
-        size_t heap_i;
-        wr_qent_t *p = exp_entry(q, &x, &heap_i);
-        if (p == NULL)
-            continue;
-        wr_qent_t e = *p;
-        q->ready_bytes -= e.size;
-        q->n_expiring--;
-        if (heap_i != SIZE_MAX) {
-            heap_remove_at(q, heap_i);
-        } else {
-            /* Left in place as a tombstone: removing from the middle of
-             * the ring would cost a shift of everything behind it. */
-            *p = (wr_qent_t){NULL, e.seq, WR_QENT_TOMB, {0, 0}, 0, 0};
-            q->tombs++;
-        }
-        entry_dead(q, &e, "expired");
-    }
-    skip_tombs(q);
-    arm_ttl(q);
-    wr_queue_unref(q);
+    if (q->deleted)
+        return;
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    wr_qsm_expire(&q->sm, wr_now_ms(), &fx);
+    run_fx_if(q, &fx);
 }
 
 /* ---- push / pop ---- */
 
-static void drop_head(wr_queue_t *q)
-{
-    int from_heap;
-    wr_qent_t e = *peek(q, &from_heap);
-    q->ready_bytes -= e.size;
-    remove_front(q, from_heap);
-    entry_dead(q, &e, "maxlen");
-}
-
-static int over_limit(const wr_queue_t *q, size_t extra_n, uint64_t extra_bytes)
-{
-    return (q->args.max_length >= 0 &&
-            (int64_t)(wr_queue_ready(q) + extra_n) > q->args.max_length) ||
-           (q->args.max_length_bytes >= 0 &&
-            (int64_t)(q->ready_bytes + extra_bytes) > q->args.max_length_bytes);
-}
-
 void wr_queue_enforce_limits(wr_queue_t *q)
 {
-    if (q->args.overflow != WR_OVERFLOW_DROP_HEAD)
-        return;
-    q->refs++; /* dead-lettering may route back here and delete q */
-    while (!q->deleted && wr_queue_ready(q) && over_limit(q, 0, 0))
-        drop_head(q);
-    if (!q->deleted)
-        skip_tombs(q);
-    wr_queue_unref(q);
+    if (q->qq)
+        return; /* its LIMITS command enforces them */
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    int more;
+    do {
+        if (q->deleted)
+            return;
+        more = wr_qsm_enforce_limits(&q->sm, 4096, &fx);
+        run_fx_if(q, &fx);
+    } while (more);
 }
 
 static wr_consumer_t *pick(wr_queue_t *q);
 static void deliver_to(wr_queue_t *q, wr_consumer_t *c, wr_qent_t *e);
-
-#define SEQ_BITS 56
-
-static uint64_t priority_key(const wr_queue_t *q, uint8_t priority, uint64_t seq)
-{
-    uint8_t p = priority < q->args.max_priority ? priority : q->args.max_priority;
-    return (uint64_t)(255 - p) << SEQ_BITS | (seq & ((1ull << SEQ_BITS) - 1));
-}
 
 /* The x-delay of a delayed message, in ms (0 if none). */
 static int64_t x_delay_of(const wr_msg_t *m)
@@ -1151,60 +733,53 @@ int64_t wr_msg_x_delay(const wr_msg_t *m)
     return x_delay_of(m);
 }
 
+/* Recovery of a delay queue: only the relative x-delay is stored, so after
+ * a restart the wait starts again (a delayed message is late, never
+ * lost). */
+static int64_t recovered_delay(void *ctx, wr_qent_t *e)
+{
+    wr_queue_t *q = ctx;
+    if (wr_queue_load(q, e) != 0)
+        return -1;
+    int64_t d = x_delay_of(e->msg);
+    wr_msg_unref(e->msg);
+    e->msg = NULL;
+    return d;
+}
+
+/* Recovery of a priority queue: recovery appended in publish order, and
+ * only the message itself knows its priority. */
+static uint8_t recovered_priority(void *ctx, wr_qent_t *e)
+{
+    wr_queue_t *q = ctx;
+    uint8_t prio = 0;
+    if (wr_queue_load(q, e) == 0) {
+        prio = e->msg->priority;
+        wr_msg_unref(e->msg);
+        e->msg = NULL;
+    }
+    return prio;
+}
+
 void wr_queue_recovery_done(wr_queue_t *q)
 {
-    if (q->delay && q->ring_count) {
-        /* Only the relative x-delay is stored: after a restart the wait
-         * starts again (a delayed message is late, never lost). */
-        int64_t now = wr_now_ms();
-        size_t left = q->ring_count;
-        uint32_t i = q->head_i;
-        for (wr_qblock_t *b = q->head_blk; b && left; b = b->next, i = 0) {
-            for (; i < WR_QBLOCK && left; i++, left--) {
-                wr_qent_t *e = &b->e[i];
-                if (wr_queue_load(q, e) != 0)
-                    continue;
-                e->expires_at = now + x_delay_of(e->msg);
-                wr_msg_unref(e->msg);
-                e->msg = NULL;
-                exp_track(q, e);
-            }
-        }
-        return;
-    }
-    if (!q->args.max_priority || q->ring_count == 0)
-        return;
-    /* Recovery appended in publish order; a priority queue needs each
-     * message's priority, which only the message itself knows. */
-    wr_qent_t e;
-    /* Keys change, so the expiry items are made anew. */
-    q->exp_count = 0;
-    while (q->ring_count) {
-        e = *ring_front(q);
-        ring_pop(q);
-        uint8_t prio = 0;
-        if (wr_queue_load(q, &e) == 0) {
-            prio = e.msg->priority;
-            wr_msg_unref(e.msg);
-            e.msg = NULL;
-        }
-        e.seq = priority_key(q, prio, e.seq);
-        heap_push(q, &e);
-        if (e.expires_at)
-            exp_push(q, e.expires_at, e.seq);
-    }
-    arm_ttl(q);
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    if (q->delay)
+        wr_qsm_restamp(&q->sm, wr_now_ms(), recovered_delay, q, &fx);
+    else
+        wr_qsm_reprioritise(&q->sm, recovered_priority, q, &fx);
+    run_fx_if(q, &fx);
 }
 
 int wr_queue_would_reject(const wr_queue_t *q, const wr_msg_t *m)
 {
-    return q->args.overflow != WR_OVERFLOW_DROP_HEAD && over_limit(q, 1, wr_msg_size(m));
+    return wr_qsm_would_reject(&q->sm, wr_msg_size(m));
 }
 
-int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint64_t *gen,
+int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, wr_waits_t *w,
                    int *rejected)
 {
-    *gen = 0;
     *rejected = 0;
     wr_loc_t loc0 = {0, 0};
     wr_loc_t *locs = NULL;
@@ -1214,7 +789,7 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint6
         size_t idx[255];
         uint8_t k = 0;
         for (size_t i = 0; i <= n; i++) {
-            if (i < n && qs[i]->store_id && !wr_queue_would_reject(qs[i], m)) {
+            if (i < n && qs[i]->store_id && !qs[i]->quorum && !wr_queue_would_reject(qs[i], m)) {
                 ids[k] = qs[i]->store_id;
                 idx[k++] = i;
             }
@@ -1236,11 +811,18 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint6
                         locs[idx[j]] = loc;
                 }
                 k = 0;
-                *gen = wr_store_gen(vh->store);
+                if (w)
+                    wr_waits_add(w, &vh->durable, wr_store_gen(vh->store));
             }
         }
     }
     for (size_t i = 0; i < n; i++) {
+        if (qs[i]->quorum) {
+            /* Its log makes it durable, whatever the delivery mode. */
+            if (wr_quorum_push(qs[i], m, w) != 0)
+                *rejected = 1;
+            continue;
+        }
         wr_loc_t loc = n == 1 ? loc0 : locs ? locs[i] : (wr_loc_t){0, 0};
         if (wr_queue_push(qs[i], m, loc) == WR_ERANGE)
             *rejected = 1;
@@ -1256,10 +838,22 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
             wr_store_release(store_of(q), loc);
         return 0;
     }
-    int64_t ttl = q->args.message_ttl;
-    if (m->ttl >= 0 && (ttl < 0 || m->ttl < ttl))
-        ttl = m->ttl;
-    if (wr_queue_would_reject(q, m)) {
+    wr_qent_t e = {m, 0, 0, loc, 0, (uint32_t)wr_msg_size(m)};
+    /* Past PAGE_AFTER ready entries a stored message is kept on disk only. */
+    if (loc.seg && wr_qsm_ready(&q->sm) >= PAGE_AFTER)
+        e.msg = NULL;
+    if (wr_qsm_enqueue_plain(&q->sm, &e, m->ttl)) {
+        if (e.msg)
+            wr_msg_ref(m); /* the entry's */
+        q->st.n[WR_ST_PUBLISH]++;
+        if (q->n_consumers)
+            wr_queue_kick(q);
+        return 0;
+    }
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    int r = wr_qsm_enqueue(&q->sm, &e, m->ttl, m->priority, wr_now_ms(), &fx);
+    if (r == WR_QSM_REFUSED) {
         if (q->args.overflow == WR_OVERFLOW_REJECT_PUBLISH_DLX) {
             wr_stats_dead_lettered("maxlen", q->args.dlx != NULL);
             wr_msg_ref(m);
@@ -1269,39 +863,19 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
             wr_store_ack(store_of(q), q->store_id, loc);
         return WR_ERANGE;
     }
-    wr_qent_t e = {m, q->next_seq++, 0, loc, 0, (uint32_t)wr_msg_size(m)};
-    wr_msg_ref(m);
     q->st.n[WR_ST_PUBLISH]++;
-    if (ttl == 0) {
-        /* TTL 0: delivered only if a consumer can take it right now, else
-         * expired at once (RabbitMQ's stand-in for the immediate flag). */
-        wr_consumer_t *c = wr_queue_ready(q) == 0 ? pick(q) : NULL;
+    if (r == WR_QSM_IMMEDIATE) {
+        e.msg = m;
+        wr_msg_ref(m);
+        wr_consumer_t *c = wr_qsm_ready(&q->sm) == 0 ? pick(q) : NULL;
         if (c)
             deliver_to(q, c, &e);
         else
-            entry_dead(q, &e, "expired");
-        return 0;
+            wr_qsm_discard(&q->sm, &e, WR_QR_EXPIRED, &fx);
+    } else if (e.msg) {
+        wr_msg_ref(m); /* the entry's */
     }
-    if (ttl > 0)
-        e.expires_at = wr_now_ms() + ttl;
-    if (loc.seg && wr_queue_ready(q) >= PAGE_AFTER) {
-        wr_msg_unref(m);
-        e.msg = NULL;
-    }
-    if (q->args.max_priority) {
-        /* A priority queue keeps its entries in the heap, ordered by
-         * priority first and arrival second: higher first, FIFO within a
-         * priority; requeued entries keep their key and so their place. */
-        e.seq = priority_key(q, m->priority, e.seq);
-        heap_push(q, &e);
-    } else {
-        ring_push(q, &e);
-    }
-    q->ready_bytes += e.size;
-    if (e.expires_at)
-        exp_track(q, &e);
-    while (over_limit(q, 0, 0) && wr_queue_ready(q) > 0)
-        drop_head(q);
+    run_fx_if(q, &fx);
     if (q->n_consumers)
         wr_queue_kick(q);
     return 0;
@@ -1310,52 +884,51 @@ int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc)
 void wr_queue_push_recovered(wr_queue_t *q, wr_loc_t loc, uint64_t order, uint32_t size,
                              int redelivered)
 {
-    wr_qent_t e = {NULL, order, 0, loc, redelivered ? 1u : 0u, size};
-    if (q->args.message_ttl >= 0)
-        e.expires_at = wr_now_ms() + q->args.message_ttl;
-    /* The ring must stay sorted by seq; an entry ranked before its tail
-     * goes to the heap (the same merge that puts requeued messages back). */
-    if (q->ring_count && q->tail_blk->e[q->tail_i - 1].seq > order)
-        heap_push(q, &e);
-    else
-        ring_push(q, &e);
-    if (order >= q->next_seq)
-        q->next_seq = order + 1;
-    q->ready_bytes += size;
-    if (e.expires_at)
-        exp_track(q, &e);
+    wr_qent_t e = {NULL, 0, 0, loc, redelivered ? 1u : 0u, size};
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    wr_qsm_recover(&q->sm, &e, order, wr_now_ms(), &fx);
+    run_fx_if(q, &fx);
+}
+
+/* Settles e with the state machine and disposes of the entry. */
+static void settle(wr_queue_t *q, wr_qent_t *e)
+{
+    wr_qsm_settle(&q->sm);
+    entry_gone(q, e);
+}
+
+/* Prepares a checked-out entry for delivery: its message in memory, with
+ * x-delivery-count where the queue has a delivery limit.  An entry whose
+ * message cannot be read is dropped (returns 0). */
+static int ready_to_deliver(wr_queue_t *q, wr_qent_t *e)
+{
+    int r = wr_queue_load(q, e);
+    if (r != 0) {
+        wr_error("queue '%s': message at %u:%u cannot be read (%s), dropped", q->name, e->loc.seg,
+                 e->loc.off, wr_strerror(r));
+        settle(q, e);
+        return 0;
+    }
+    if (q->args.delivery_limit > 0 && e->deliveries > 0)
+        with_delivery_count(e);
+    return 1;
 }
 
 int wr_queue_pop(wr_queue_t *q, wr_qent_t *out)
 {
-    int64_t now = 0;
-    for (;;) {
-        int from_heap;
-        wr_qent_t *e = peek(q, &from_heap);
-        if (e == NULL)
-            return 0;
-        *out = *e;
-        remove_front(q, from_heap);
-        q->ready_bytes -= out->size;
-        if (out->expires_at) {
-            if (now == 0)
-                now = wr_now_ms();
-            if (out->expires_at <= now) {
-                entry_dead(q, out, "expired");
-                continue;
-            }
-        }
-        int r = wr_queue_load(q, out);
-        if (r == 0 && q->args.delivery_limit > 0 && out->deliveries > 0)
-            with_delivery_count(out);
-        if (r != 0) {
-            wr_error("queue '%s': message at %u:%u cannot be read (%s), dropped", q->name,
-                     out->loc.seg, out->loc.off, wr_strerror(r));
-            entry_gone(q, out);
-            continue;
-        }
+    if (q->qq)
+        return 0; /* a quorum queue answers a get through its log */
+    if (wr_qsm_checkout_head(&q->sm, out) && ready_to_deliver(q, out))
         return 1;
-    }
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    int64_t now = wr_now_ms();
+    int got;
+    while ((got = wr_qsm_checkout(&q->sm, now, out, &fx)) && !ready_to_deliver(q, out))
+        ;
+    run_fx_if(q, &fx);
+    return got;
 }
 
 void wr_queue_out(wr_queue_t *q, const wr_qent_t *e)
@@ -1368,36 +941,59 @@ void wr_queue_out(wr_queue_t *q, const wr_qent_t *e)
 
 void wr_queue_taken(wr_queue_t *q, wr_qent_t *e)
 {
-    entry_gone(q, e);
+    if (q->qq || q->quorum) {
+        /* The log settled it already; this is the channel's copy. */
+        if (e->msg)
+            wr_msg_unref(e->msg);
+        e->msg = NULL;
+        return;
+    }
+    settle(q, e);
+}
+
+/* A quorum queue's delivery, held by a channel, is settled (how: see
+ * wr_quorum_settle). */
+static void quorum_settled(wr_queue_t *q, wr_qent_t *e, int how)
+{
+    q->unacked--;
+    wr_quorum_settle(q, e, how);
+    wr_queue_unref(q);
 }
 
 void wr_queue_settle(wr_queue_t *q, wr_qent_t *e)
 {
+    if (q->quorum) {
+        quorum_settled(q, e, 0);
+        return;
+    }
     q->unacked--;
-    entry_gone(q, e);
+    settle(q, e);
     wr_queue_unref(q);
+}
+
+void wr_queue_return(wr_queue_t *q, wr_qent_t *e, int to_back)
+{
+    if (q->quorum)
+        quorum_settled(q, e, to_back ? 1 : 3);
+    else
+        wr_queue_requeue(q, e);
 }
 
 void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
 {
+    if (q->quorum) {
+        quorum_settled(q, e, 3);
+        return;
+    }
     q->unacked--;
     if (q->deleted) {
-        entry_gone(q, e);
-    } else if (q->args.delivery_limit > 0 && e->deliveries + 1 > q->args.delivery_limit) {
-        /* Returned more often than x-delivery-limit allows: dead-letter it
-         * (reason delivery_limit) instead of delivering it again. */
-        e->deliveries++;
-        entry_dead(q, e, "delivery_limit");
+        settle(q, e);
     } else {
-        e->deliveries++;
-        heap_push(q, e);
-        q->ready_bytes += e->size;
-        /* It keeps its deadline; an item for it may still be in the
-         * expiry heap (it then finds the entry again), or was dropped. */
-        if (e->expires_at)
-            exp_track(q, e);
-        if (q->n_consumers)
+        wr_qfx_t fx;
+        wr_qfx_init(&fx);
+        if (wr_qsm_return(&q->sm, e, wr_now_ms(), &fx) && q->n_consumers)
             wr_queue_kick(q);
+        run_fx_if(q, &fx);
     }
     wr_queue_unref(q);
 }
@@ -1405,24 +1001,32 @@ void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
 void wr_queue_putback(wr_queue_t *q, wr_qent_t *e)
 {
     if (q->deleted) {
-        entry_gone(q, e);
+        settle(q, e);
         return;
     }
-    heap_push(q, e);
-    q->ready_bytes += e->size;
-    if (e->expires_at)
-        exp_track(q, e);
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    wr_qsm_putback(&q->sm, e, wr_now_ms(), &fx);
+    run_fx_if(q, &fx);
     if (q->n_consumers)
         wr_queue_kick(q);
 }
 
 void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
 {
+    if (q->quorum) {
+        quorum_settled(q, e, 2);
+        return;
+    }
     q->unacked--;
-    if (q->deleted)
-        entry_gone(q, e);
-    else
-        entry_dead(q, e, "rejected");
+    if (q->deleted) {
+        settle(q, e);
+    } else {
+        wr_qfx_t fx;
+        wr_qfx_init(&fx);
+        wr_qsm_discard(&q->sm, e, WR_QR_REJECTED, &fx);
+        run_fx(q, &fx);
+    }
     wr_queue_unref(q);
 }
 
@@ -1433,15 +1037,15 @@ void wr_queue_trim_memory(void)
     /* Queue blocks and small messages come from malloc's heap, which only
      * shrinks from its top: after a large backlog drains, give the free
      * pages back (once the memory in use fell well below its peak). */
-    uint64_t now = wr_queue_block_bytes + wr_msg_mem_bytes;
-    if (now > mem_peak)
-        mem_peak = now;
-    if (mem_peak - now > (16u << 20) && now < mem_peak / 2) {
+    uint64_t now = wr_qsm_block_bytes + wr_msg_mem_bytes;
+    if (now > wr_qsm_mem_peak)
+        wr_qsm_mem_peak = now;
+    if (wr_qsm_mem_peak - now > (16u << 20) && now < wr_qsm_mem_peak / 2) {
         wr_debug("returning freed memory (in use %" PRIu64 " bytes, peak %" PRIu64 ")", now,
-                 mem_peak);
+                 wr_qsm_mem_peak);
         wr_msg_cache_release();
         malloc_trim(0);
-        mem_peak = now;
+        wr_qsm_mem_peak = now;
     }
 }
 
@@ -1460,24 +1064,26 @@ const wr_reloc_t *wr_reloc_find(const wr_reloc_t *tab, size_t n, uint32_t off)
     return lo < n && tab[lo].old_off == off ? &tab[lo] : NULL;
 }
 
-static void relocate_entry(wr_qent_t *e, uint32_t seg, const wr_reloc_t *tab, size_t n)
+typedef struct reloc_ctx {
+    uint32_t seg;
+    const wr_reloc_t *tab;
+    size_t n;
+} reloc_ctx_t;
+
+static void relocate_entry(void *ctx, wr_qent_t *e)
 {
-    if (e->loc.seg != seg)
+    const reloc_ctx_t *c = ctx;
+    if (e->loc.seg != c->seg)
         return;
-    const wr_reloc_t *r = wr_reloc_find(tab, n, e->loc.off);
+    const wr_reloc_t *r = wr_reloc_find(c->tab, c->n, e->loc.off);
     if (r)
         e->loc = r->new_loc;
 }
 
 void wr_queue_relocate(wr_queue_t *q, uint32_t seg, const wr_reloc_t *tab, size_t n)
 {
-    size_t left = q->ring_count;
-    uint32_t i = q->head_i;
-    for (wr_qblock_t *b = q->head_blk; b && left; b = b->next, i = 0)
-        for (; i < WR_QBLOCK && left; i++, left--)
-            relocate_entry(&b->e[i], seg, tab, n);
-    for (size_t k = 0; k < q->heap_count; k++)
-        relocate_entry(&q->heap[k], seg, tab, n);
+    reloc_ctx_t c = {seg, tab, n};
+    wr_qsm_foreach(&q->sm, relocate_entry, &c);
 }
 
 /* ---- dispatch ---- */
@@ -1514,7 +1120,7 @@ static void dispatch(wr_queue_t *q)
     if (q->dispatching || q->deleted)
         return;
     q->dispatching = 1;
-    while (wr_queue_ready(q) > 0) {
+    while (wr_qsm_ready(&q->sm) > 0) {
         wr_consumer_t *c = pick(q);
         if (c == NULL)
             break;
@@ -1524,13 +1130,18 @@ static void dispatch(wr_queue_t *q)
         deliver_to(q, c, &e);
     }
     q->dispatching = 0;
-    if (q->ttl_timer)
-        arm_ttl(q);
+    if (q->ttl_timer) {
+        /* Deliveries may have left the deadline the timer is set for. */
+        wr_qfx_t fx;
+        wr_qfx_init(&fx);
+        wr_qsm_arm(&q->sm, &fx);
+        run_fx_if(q, &fx);
+    }
 }
 
 void wr_queue_kick(wr_queue_t *q)
 {
-    if (q->pending || q->deleted)
+    if (q->pending || q->deleted || q->qq)
         return;
     q->pending = 1;
     q->refs++;
@@ -1569,7 +1180,10 @@ void wr_queue_add_consumer(wr_queue_t *q, wr_consumer_t *c)
     q->n_consumers++;
     q->had_consumer = 1;
     q->last_used = wr_now_ms();
-    wr_queue_kick(q);
+    if (q->qq)
+        wr_quorum_add_consumer(q, c);
+    else
+        wr_queue_kick(q);
 }
 
 static void unlink_consumer(wr_queue_t *q, wr_consumer_t *c)
@@ -1589,6 +1203,8 @@ static void unlink_consumer(wr_queue_t *q, wr_consumer_t *c)
 
 int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
 {
+    if (q->qq)
+        wr_quorum_remove_consumer(q, c);
     unlink_consumer(q, c);
     q->last_used = wr_now_ms();
     if (q->n_consumers == 0 && q->auto_delete && q->had_consumer && !q->deleted) {
@@ -1603,18 +1219,17 @@ int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
 
 uint32_t wr_queue_purge(wr_queue_t *q)
 {
+    if (q->qq)
+        return wr_quorum_purge(q);
     uint32_t n = 0;
-    int from_heap;
-    wr_qent_t *p;
-    while ((p = peek(q, &from_heap))) {
-        wr_qent_t e = *p;
-        remove_front(q, from_heap);
-        entry_gone(q, &e);
-        n++;
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    size_t k;
+    /* In batches, so a purge of millions never holds millions of effects. */
+    while ((k = wr_qsm_purge(&q->sm, 4096, &fx)) > 0 || fx.n) {
+        n += (uint32_t)k;
+        run_fx_if(q, &fx);
     }
-    q->ready_bytes = 0;
-    q->exp_count = 0; /* nothing is left to expire */
-    arm_ttl(q);
     return n;
 }
 
@@ -1633,13 +1248,19 @@ uint32_t wr_queue_delete(wr_queue_t *q)
     }
     while (q->bindings)
         wr_binding_remove(q->bindings);
-    uint32_t n = wr_queue_purge(q);
+    /* A quorum queue's messages go with its log (or stay in it at
+     * shutdown): nothing to purge, and no PURGE may reach the log. */
+    uint32_t n = q->qq ? (uint32_t)wr_quorum_ready(q) : wr_queue_purge(q);
     wr_map_del(&q->vhost->queues, (wr_bytes_t){(uint8_t *)q->name, q->name_len});
     q->vhost->names_gen++;
     if (q->ttl_timer) {
         uv_close((uv_handle_t *)q->ttl_timer, timer_closed);
         q->ttl_timer = NULL;
     }
+    /* A deleted quorum queue's log goes with it; at shutdown (the store
+     * already closed) it stays for the next start. */
+    if (q->qq)
+        wr_quorum_close(q, q->vhost->store != NULL);
     wr_queue_unref(q);
     return n;
 }

@@ -1,29 +1,14 @@
 /*
- * queue.h - a message queue: ready messages in FIFO order, consumers, and
- * the accounting of deliveries that are out (unacknowledged).
+ * queue.h - a classic queue: its state machine (broker/qsm.h: the ready
+ * messages and the rules for them), the consumers it delivers to, and
+ * what the state machine's effects mean here: the message store, the
+ * dead-letter exchange, a timer on the loop.
  *
- * Ready messages live in a ring of small entries (wr_qent_t: a message
- * pointer, its location on disk and a few counters), so a backlog costs one entry per
- * message plus the shared message.  Every entry gets a sequence number when
- * it is first enqueued.  Entries that come back (a nack or reject with
- * requeue, a channel that closed with deliveries out) go into a min-heap
- * on that sequence number, and the next message to deliver is the smaller
- * of the heap's top and the ring's head.  Since everything out was taken
- * from in front of the ring's head, requeued messages take back exactly
- * their original position, as RabbitMQ does, at O(log n) each.
- *
- * Expiry goes beyond RabbitMQ, which expires a per-message TTL only at the
- * head: a queue with expiring entries keeps a second min-heap of (deadline,
- * key) items, so the earliest deadline anywhere in the queue is known at
- * once and one timer is armed for it.  An entry that expires in the middle
- * of the ring is found by binary search (over an array of the ring's blocks,
- * then within the block) and turned into a tombstone in place; tombstones do
- * not count as ready and are skipped when they reach the head.  An entry in
- * the seq heap is found through a small hash from key to heap index, kept
- * only for entries that have a deadline, and removed from the heap.  Items
- * of entries that left otherwise (delivered, dropped, purged) stay behind
- * and are ignored when they come up (lazy deletion), and the item heap is
- * rebuilt when such stale items outnumber the live ones.
+ * The state machine decides, this module carries out: every command
+ * (push, pop, settle, requeue, discard, expire, purge) is a call into
+ * qsm with the loop's time, followed by running the effects it returned
+ * (run_fx in queue.c).  Dead-lettering routes and pushes into other queues
+ * (or this one) only after the command that caused it has finished.
  *
  * Consumers are served round-robin among those of the highest priority
  * that can take a message now (credit from basic.qos, a connection that
@@ -40,7 +25,9 @@
 
 #include <uv.h>
 
+#include "core/durable.h"
 #include "broker/message.h"
+#include "broker/qsm.h"
 #include "broker/stats.h"
 #include "core/buf.h"
 #include "core/loop.h"
@@ -50,35 +37,6 @@ typedef struct wr_vhost wr_vhost_t;
 typedef struct wr_queue wr_queue_t;
 typedef struct wr_consumer wr_consumer_t;
 typedef struct wr_binding wr_binding_t;
-
-/* A queue entry: 40 bytes per queued message.  msg is NULL while the
- * message is paged out (only on disk, at loc); it is read back when the
- * entry is delivered.  An entry in the ring whose message expired while
- * others were ahead of it is a tombstone: expires_at is WR_QENT_TOMB, msg
- * NULL, loc and size zero. */
-typedef struct wr_qent {
-    wr_msg_t *msg;       /* one reference owned by the entry, or NULL */
-    uint64_t seq;        /* position in the queue */
-    int64_t expires_at;  /* loop time in ms, or 0 for never */
-    wr_loc_t loc;        /* in the store, or seg 0 if not stored */
-    uint32_t deliveries; /* times delivered before: redelivered if > 0 */
-    uint32_t size;       /* body size, for x-max-length-bytes */
-} wr_qent_t;
-
-#define WR_QENT_TOMB (-1)
-
-/* An item of a queue's expiry heap: the entry with key seq is due at. */
-typedef struct wr_qexp {
-    int64_t at;
-    uint64_t seq;
-} wr_qexp_t;
-
-/* A block of the ready ring (see queue.c). */
-#define WR_QBLOCK 1024
-typedef struct wr_qblock {
-    struct wr_qblock *next;
-    wr_qent_t e[WR_QBLOCK];
-} wr_qblock_t;
 
 typedef struct wr_consumer_ops {
     /* May the consumer take one more message now? */
@@ -93,17 +51,13 @@ typedef struct wr_consumer_ops {
 struct wr_consumer {
     const wr_consumer_ops_t *ops;
     wr_queue_t *queue;
+    uint64_t cid;      /* a quorum queue's id for it (broker/quorum.h) */
+    uint32_t prefetch; /* basic.qos of its channel (0: unlimited), for quorum queues */
     int32_t priority;
     uint8_t exclusive;
     uint8_t no_ack;
     wr_consumer_t *qnext; /* in the queue's consumer list, priority order */
     wr_consumer_t *qprev;
-};
-
-enum wr_overflow {
-    WR_OVERFLOW_DROP_HEAD,
-    WR_OVERFLOW_REJECT_PUBLISH,
-    WR_OVERFLOW_REJECT_PUBLISH_DLX
 };
 
 typedef struct wr_queue_args {
@@ -112,12 +66,18 @@ typedef struct wr_queue_args {
     int64_t max_length;       /* x-max-length, -1 if unset */
     int64_t max_length_bytes; /* x-max-length-bytes, -1 if unset */
     int overflow;
-    char *dlx;              /* x-dead-letter-exchange, or NULL */
-    char *dlrk;             /* x-dead-letter-routing-key, or NULL */
-    uint8_t single_active;  /* x-single-active-consumer */
-    uint8_t max_priority;   /* x-max-priority, 0 = not a priority queue */
-    int64_t delivery_limit; /* x-delivery-limit, 0 if unset */
+    char *dlx;                  /* x-dead-letter-exchange, or NULL */
+    char *dlrk;                 /* x-dead-letter-routing-key, or NULL */
+    uint8_t single_active;      /* x-single-active-consumer */
+    uint8_t max_priority;       /* x-max-priority, 0 = not a priority queue */
+    int64_t delivery_limit;     /* x-delivery-limit, 0 if unset */
+    uint8_t type;               /* x-queue-type: WR_QTYPE_CLASSIC or WR_QTYPE_QUORUM */
+    uint8_t dl_at_least_once;   /* x-dead-letter-strategy at-least-once */
+    int64_t initial_group_size; /* x-quorum-initial-group-size, 0 if unset */
 } wr_queue_args_t;
+
+/* Queue types (x-queue-type). */
+enum { WR_QTYPE_CLASSIC, WR_QTYPE_QUORUM };
 
 struct wr_queue {
     char *name;
@@ -131,35 +91,18 @@ struct wr_queue {
     uint8_t exclusive;
     uint8_t auto_delete;
     uint8_t deleted;
+    uint8_t quorum;       /* x-queue-type quorum (q->qq is its state while open) */
     uint8_t had_consumer; /* auto-delete only after a first consumer */
     uint8_t pending;      /* on the broker's list of queues to dispatch */
     uint8_t dispatching;
-    uint32_t store_id; /* durable queues: the store's id, else 0 */
-    uint8_t delay;     /* the hidden queue of an x-delayed-message exchange */
-    void *owner;       /* exclusive: the owning connection */
-    wr_buf_t args_raw; /* arguments table content, as declared */
+    uint32_t store_id;    /* durable queues: the store's id, else 0 */
+    uint8_t delay;        /* the hidden queue of an x-delayed-message exchange */
+    struct wr_quorum *qq; /* a quorum queue's replicated state (broker/quorum.h) */
+    void *owner;          /* exclusive: the owning connection */
+    wr_buf_t args_raw;    /* arguments table content, as declared */
     wr_queue_args_t args;
 
-    /* Ready messages: ring (fresh) + heap (returned), see above. */
-    wr_qblock_t *head_blk, *tail_blk, *spare;
-    uint32_t head_i, tail_i;
-    size_t ring_count;
-    wr_qent_t *heap;
-    size_t heap_count, heap_cap;
-    uint64_t next_seq;
-    uint64_t ready_bytes;
-    size_t tombs; /* tombstones in the ring, not ready */
-
-    /* Expiry (see above); all empty for queues whose entries never expire. */
-    wr_qblock_t **blks; /* the ring's blocks in order, circular */
-    size_t blk_head, blk_n, blk_cap;
-    wr_qexp_t *exp; /* min-heap on at, possibly stale items */
-    size_t exp_count, exp_cap;
-    size_t n_expiring;  /* ready entries with a deadline */
-    uint64_t *hpos_key; /* open addressing: heap key -> index */
-    uint32_t *hpos_val;
-    size_t hpos_count, hpos_cap;
-    int64_t ttl_armed_at; /* deadline the timer is armed for */
+    wr_qsm_t sm; /* ready messages and their rules (broker/qsm.h) */
 
     wr_consumer_t *consumers; /* sorted by priority, highest first */
     wr_consumer_t *rr;        /* where the next round-robin scan starts */
@@ -169,7 +112,7 @@ struct wr_queue {
     wr_binding_t *bindings; /* bindings whose destination is this queue */
     uint64_t route_mark;    /* routing de-duplication stamp */
     int64_t last_used;      /* for x-expires */
-    uv_timer_t *ttl_timer;  /* armed for the head's expiry */
+    uv_timer_t *ttl_timer;  /* armed for the state machine's next deadline */
     wr_queue_t *pending_next;
 
     wr_counters_t st; /* message statistics (broker/stats.h) */
@@ -186,6 +129,11 @@ wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclu
                          int auto_delete, void *owner, wr_bytes_t args_raw,
                          const wr_queue_args_t *args);
 
+/* Replaces the queue's effective arguments (a policy changed); takes
+ * over a's strings.  A lowered limit is applied by
+ * wr_queue_enforce_limits. */
+void wr_queue_set_args(wr_queue_t *q, const wr_queue_args_t *a);
+
 /* Drops one reference; frees the queue when none remain. */
 void wr_queue_unref(wr_queue_t *q);
 
@@ -197,10 +145,17 @@ void wr_queue_enforce_limits(wr_queue_t *q);
  * a delivery (dead-letter inspection and replay look at entries so). */
 void wr_queue_putback(wr_queue_t *q, wr_qent_t *e);
 
+size_t wr_quorum_ready(const wr_queue_t *q);
+uint64_t wr_quorum_ready_bytes(const wr_queue_t *q);
+
 /* Ready message count and bytes. */
 static inline size_t wr_queue_ready(const wr_queue_t *q)
 {
-    return q->ring_count + q->heap_count - q->tombs;
+    return q->qq ? wr_quorum_ready(q) : wr_qsm_ready(&q->sm);
+}
+static inline uint64_t wr_queue_ready_bytes(const wr_queue_t *q)
+{
+    return q->qq ? wr_quorum_ready_bytes(q) : q->sm.ready_bytes;
 }
 
 /* Would the queue refuse one more message of this size (x-overflow
@@ -211,11 +166,12 @@ int wr_queue_would_reject(const wr_queue_t *q, const wr_msg_t *m);
  * because of x-overflow reject-publish(-dlx). */
 int wr_queue_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc);
 /* Pushes m to the n routed queues: if m is persistent, it is first written
- * to the store once for all durable ones, and *gen is the store generation
- * the publisher's confirm must wait for (0 if none).  *rejected is set if
- * a queue refused it (x-overflow).  Returns 0, or the store's error (then
- * nothing was enqueued). */
-int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, uint64_t *gen,
+ * to the store once for all durable ones.  What the publisher's confirm
+ * must wait for is added to *w (a ticket of each durability domain that
+ * took it: core/durable.h); w may be NULL when nobody waits.  *rejected
+ * is set if a queue refused it (x-overflow).  Returns 0, or the store's
+ * error (then nothing was enqueued). */
+int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, wr_waits_t *w,
                    int *rejected);
 /* Adds a recovered message (on disk only).  order is its rank in publish
  * order: messages come mostly in order, and those that do not (compaction
@@ -246,6 +202,9 @@ void wr_queue_taken(wr_queue_t *q, wr_qent_t *e);
 void wr_queue_settle(wr_queue_t *q, wr_qent_t *e);
 /* An outstanding delivery comes back to its original position. */
 void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e);
+/* A client requeued an outstanding delivery (nack or reject): as
+ * wr_queue_requeue, but a quorum queue puts it at its back (to_back). */
+void wr_queue_return(wr_queue_t *q, wr_qent_t *e, int to_back);
 /* An outstanding delivery was rejected without requeue: dead-lettered with
  * reason "rejected" if the queue has a DLX, else dropped. */
 void wr_queue_discard(wr_queue_t *q, wr_qent_t *e);
@@ -258,6 +217,10 @@ void wr_queue_run_pending(void);
 void wr_queue_add_consumer(wr_queue_t *q, wr_consumer_t *c);
 /* Removes c; may delete an auto-delete queue (returns 1 then). */
 int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c);
+
+/* Dead-letters m (consuming the caller's reference) from q for reason
+ * through q's dead-letter exchange, or drops it. */
+void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason);
 
 /* Removes every ready message; returns how many. */
 uint32_t wr_queue_purge(wr_queue_t *q);
@@ -272,8 +235,6 @@ void wr_queue_relocate(wr_queue_t *q, uint32_t seg, const wr_reloc_t *tab, size_
 /* Finds the new location of old offset off in tab, or NULL. */
 const wr_reloc_t *wr_reloc_find(const wr_reloc_t *tab, size_t n, uint32_t off);
 
-/* Bytes held by all queues' ready-entry blocks. */
-extern uint64_t wr_queue_block_bytes;
 /* Returns freed heap memory to the system after a large backlog drained;
  * called once a second. */
 void wr_queue_trim_memory(void);

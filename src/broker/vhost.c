@@ -74,7 +74,9 @@ void wr_vhost_free(wr_vhost_t *vh)
     wr_policy_free_all(vh);
     wr_map_free(&vh->exchanges);
     wr_map_free(&vh->queues);
+    wr_durable_free(&vh->durable);
     free(vh->name);
+    free(vh->dir);
     free(vh->description);
     free(vh->tags);
     free(vh);

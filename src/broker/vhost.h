@@ -23,6 +23,7 @@
 #define WR_VHOST_H
 
 #include "broker/chash.h"
+#include "core/durable.h"
 #include "broker/queue.h"
 #include "broker/topic.h"
 #include "core/map.h"
@@ -92,6 +93,7 @@ struct wr_exchange {
 struct wr_vhost {
     char *name;
     uint32_t id;       /* registry number: its store is data_dir/vhosts/ID */
+    char *dir;         /* that directory, once its store is open, or NULL */
     wr_store_t *store; /* durable state, or NULL (no persistence) */
     char *description; /* never NULL */
     char *tags;        /* comma-separated, never NULL */
@@ -99,10 +101,9 @@ struct wr_vhost {
     int64_t max_connections, max_queues;
     uint32_t n_connections;                   /* open (counted from connection.open-ok) */
     struct wr_policy *policies, *op_policies; /* broker/policy.h, by name */
-    /* Channels with confirms or commits waiting for this store, and every
-     * store generation <= failed_gen failed (broker/channel.c). */
-    struct wr_channel *store_waiting;
-    uint64_t failed_gen;
+    /* The store as a durability domain (core/durable.h): its tickets
+     * are store generations; confirms and commits wait on it. */
+    wr_durable_t durable;
     uint8_t recovering; /* rebuilding from the store: write nothing back */
     wr_map_t exchanges;
     wr_map_t queues;

@@ -450,11 +450,12 @@ static int any_counted(const wr_counters_t *ct)
 static json_t *api_queue(const wr_api_ctx_t *c, const wr_queue_t *q, wr_map_t *ub, int detail)
 {
     if (wr_api_param_true(c, "disable_stats")) {
-        json_t *o = json_pack("{s:o, s:b, s:b, s:b, s:s%, s:s, s:s, s:s, s:s}", "arguments",
-                              wr_json_table((wr_bytes_t){q->args_raw.p, q->args_raw.len}),
-                              "auto_delete", q->auto_delete, "durable", q->durable, "exclusive",
-                              q->exclusive, "name", q->name, q->name_len, "node", wr_info_node(),
-                              "state", "live", "type", "classic", "vhost", q->vhost->name);
+        json_t *o = json_pack(
+            "{s:o, s:b, s:b, s:b, s:s%, s:s, s:s, s:s, s:s}", "arguments",
+            wr_json_table((wr_bytes_t){q->args_raw.p, q->args_raw.len}), "auto_delete",
+            q->auto_delete, "durable", q->durable, "exclusive", q->exclusive, "name", q->name,
+            q->name_len, "node", wr_info_node(), "state", "live", "type",
+            q->args.type == WR_QTYPE_QUORUM ? "quorum" : "classic", "vhost", q->vhost->name);
         if (wr_api_param_true(c, "enable_queue_totals")) {
             size_t ready = wr_queue_ready(q);
             json_object_set_new(o, "messages", json_integer((json_int_t)(ready + q->unacked)));
@@ -946,7 +947,7 @@ static json_t *node_obj(void)
     json_object_set_new(o, "disk_free_details", wr_info_rate(0));
     /* Where the memory goes, measured (not guessed): messages' bodies and
      * headers, queue index blocks, and the rest of the process. */
-    int64_t msgs = (int64_t)wr_msg_mem_bytes, qidx = (int64_t)wr_queue_block_bytes;
+    int64_t msgs = (int64_t)wr_msg_mem_bytes, qidx = (int64_t)wr_qsm_block_bytes;
     int64_t rss = json_integer_value(json_object_get(o, "mem_used"));
     json_object_set_new(o, "memory_breakdown",
                         json_pack("{s:I, s:I, s:I, s:I}", "messages", (json_int_t)msgs,

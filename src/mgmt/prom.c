@@ -263,9 +263,9 @@ static double queue_value(scrape_t *s, const wr_queue_t *q, int what)
          * has consumers and nothing waits for them. */
         return q->n_consumers && ready == 0 ? 1.0 : 0.0;
     case Q_BYTES:
-        return (double)(q->ready_bytes + ub);
+        return (double)(q->sm.ready_bytes + ub);
     case Q_READY_BYTES:
-        return (double)q->ready_bytes;
+        return (double)q->sm.ready_bytes;
     case Q_UNACKED_BYTES:
         return (double)ub;
     case Q_PUBLISHED:

@@ -540,7 +540,7 @@ static void test_conn_tx_commit_store_failure_closes(void)
     }
     CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
     /* As the store reports a failed fdatasync of that generation. */
-    wr_channel_store_synced(vh0, wr_store_gen(store), WR_EIO);
+    wr_durable_update(&vh0->durable, wr_store_synced_gen(store), wr_store_gen(store));
     CHECK(!take_method(s, WR_M_TX_COMMIT_OK, &r));
     CHECK(take_method(s, WR_M_CONNECTION_CLOSE, &r));
     CHECK_EQ(r.u.connection_close.reply_code, 541);

@@ -1,0 +1,1021 @@
+/*
+ * quorum.c - quorum queues on a Raft group (see quorum.h for the commands
+ * and who carries out which effect).
+ *
+ * Proposals and tickets.  Commands are proposed to the queue's group; a
+ * member that is not the ready leader (a group still electing itself at
+ * start, or later a leader change) keeps them in order in `backlog` and
+ * proposes them once it leads.  So that a confirm can wait before the
+ * group's own ticket exists, the queue has its own durability domain
+ * (qq->durable) with its own tickets: each proposal gets one at once, and
+ * the pair (own ticket, group ticket) is remembered until the group's
+ * domain says that group ticket is durable or lost, which moves ours.
+ *
+ *   propose --(no leader)--> backlog --(leader ready)--> group ticket
+ *      '-----(leader)--------------------------------------^   |
+ *                                       group domain synced/failed
+ *                                                  v
+ *                                 qq->durable synced/failed (confirms)
+ *
+ * Payloads: every member keeps each message in memory (entry.msg, one
+ * reference held by the state machine); a channel that is handed a
+ * delivery gets its own reference (or a copy with x-delivery-count).
+ */
+#include "broker/quorum.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin/info.h"
+#include "broker/conn.h"
+#include "broker/qfifo.h"
+#include "broker/stats.h"
+#include "broker/vhost.h"
+#include "cluster/rgroup.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "proto/spec_gen.h"
+#include "proto/table.h"
+
+enum {
+    CMD_ENQUEUE = 1,
+    CMD_ATTACH,
+    CMD_DETACH,
+    CMD_SETTLE,
+    CMD_RETURN,
+    CMD_DISCARD,
+    CMD_GET,
+    CMD_TICK,
+    CMD_PURGE,
+    CMD_LIMITS,
+    CMD_RETURN_ALL
+};
+
+/* The most commands kept while there is no leader. */
+#define BACKLOG_MAX 100000
+
+/* RabbitMQ 4's default x-delivery-limit for quorum queues. */
+#define DEFAULT_DELIVERY_LIMIT 20
+
+typedef struct ticket_pair {
+    uint64_t own, group;
+} ticket_pair_t;
+
+typedef struct pending_get {
+    uint64_t gid;
+    wr_channel_t *ch;
+    wr_queue_t *q;
+    uint8_t no_ack;
+} pending_get_t;
+
+typedef struct wr_quorum {
+    wr_queue_t *q;
+    wr_rgroup_t *g;
+    wr_qfifo_t fifo;
+    char *dir;
+    uint8_t leader; /* the ready leader */
+    uint8_t closing;
+    uint8_t remove_data;
+    uint64_t leader_id;
+
+    /* Own tickets (see above). */
+    wr_durable_t durable;
+    wr_durable_waiter_t on_group; /* waits on the group's domain */
+    uint64_t next_ticket;
+    ticket_pair_t *pairs; /* proposed, unresolved, in order */
+    size_t pairs_head, pairs_n, pairs_cap;
+    wr_buf_t backlog; /* [u64 own ticket][u32 len][command] ... */
+    size_t backlog_n;
+
+    uv_timer_t *timer; /* the leader's TICK timer */
+} wr_quorum_t;
+
+static struct {
+    wr_rnet_t *net;
+    uint64_t id;
+    size_t open, closing;
+    uint64_t next_cid;
+    pending_get_t *gets;
+    size_t n_gets, cap_gets;
+} node;
+
+/* ---- the node ---- */
+
+static int node_start(char *err, size_t errlen)
+{
+    if (node.net)
+        return 0;
+    /* A node alone: its groups have one member, so the listener only needs
+     * to exist (an ephemeral loopback port) and the secret to be private. */
+    uint8_t secret[32];
+    if (RAND_bytes(secret, sizeof secret) != 1) {
+        snprintf(err, errlen, "no random bytes for the cluster secret");
+        return WR_EIO;
+    }
+    int r = wr_rnet_start(&node.net, wr_loop, "127.0.0.1:0", secret, sizeof secret, err, errlen);
+    if (r != 0)
+        return r;
+    node.id = 1;
+    return 0;
+}
+
+static void node_net_stopped(void *ud)
+{
+    (void)ud;
+}
+
+void wr_quorum_shutdown(void)
+{
+    if (node.net && node.open == 0) {
+        wr_rnet_stop(node.net, node_net_stopped, NULL);
+        node.net = NULL;
+    }
+}
+
+size_t wr_quorum_closing(void)
+{
+    return node.closing;
+}
+
+/* ---- commands: encoding ---- */
+
+static void put_u64(wr_buf_t *b, uint64_t v)
+{
+    uint8_t x[8];
+    wr_set_u64(x, v);
+    wr_buf_put(b, x, 8);
+}
+
+static void put_u32(wr_buf_t *b, uint32_t v)
+{
+    uint8_t x[4];
+    wr_set_u32(x, v);
+    wr_buf_put(b, x, 4);
+}
+
+static void cmd_begin(wr_buf_t *b, int op)
+{
+    wr_buf_init(b);
+    wr_buf_put_u8(b, (uint8_t)op);
+    put_u64(b, (uint64_t)wr_now_ms());
+}
+
+/* A reader over a command or snapshot; any short read sets bad. */
+typedef struct rd {
+    const uint8_t *p;
+    size_t n, off;
+    int bad;
+} rd_t;
+
+static const uint8_t *take(rd_t *r, size_t k)
+{
+    if (r->bad || k > r->n - r->off) {
+        r->bad = 1;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->off;
+    r->off += k;
+    return p;
+}
+
+static uint64_t get_u64(rd_t *r)
+{
+    const uint8_t *p = take(r, 8);
+    return p ? wr_get_u64(p) : 0;
+}
+
+static uint32_t get_u32(rd_t *r)
+{
+    const uint8_t *p = take(r, 4);
+    return p ? wr_get_u32(p) : 0;
+}
+
+static uint8_t get_u8(rd_t *r)
+{
+    const uint8_t *p = take(r, 1);
+    return p ? p[0] : 0;
+}
+
+/* A message as ENQUEUE and snapshots carry it. */
+static void put_msg(wr_buf_t *b, const wr_msg_t *m)
+{
+    wr_bytes_t x = wr_msg_exchange(m), rk = wr_msg_routing_key(m), pr = wr_msg_props(m);
+    wr_buf_put_u8(b, m->persistent);
+    wr_buf_put_u8(b, m->priority);
+    put_u64(b, (uint64_t)m->ttl);
+    wr_buf_put_u8(b, (uint8_t)x.n);
+    wr_buf_put(b, x.p, x.n);
+    wr_buf_put_u8(b, (uint8_t)rk.n);
+    wr_buf_put(b, rk.p, rk.n);
+    put_u32(b, (uint32_t)pr.n);
+    wr_buf_put(b, pr.p, pr.n);
+    put_u64(b, m->body_len);
+    wr_buf_put(b, m->body, m->body_len);
+}
+
+static wr_msg_t *get_msg(rd_t *r)
+{
+    uint8_t persistent = get_u8(r), priority = get_u8(r);
+    int64_t ttl = (int64_t)get_u64(r);
+    uint8_t xn = get_u8(r);
+    const uint8_t *x = take(r, xn);
+    uint8_t rkn = get_u8(r);
+    const uint8_t *rk = take(r, rkn);
+    uint32_t pn = get_u32(r);
+    const uint8_t *pr = take(r, pn);
+    uint64_t bn = get_u64(r);
+    const uint8_t *body = take(r, bn);
+    if (r->bad)
+        return NULL;
+    wr_msg_t *m = wr_msg_new((wr_bytes_t){x, xn}, (wr_bytes_t){rk, rkn}, (wr_bytes_t){pr, pn}, bn);
+    wr_msg_append_body(m, body, bn);
+    m->persistent = persistent;
+    m->priority = priority;
+    m->ttl = ttl;
+    return m;
+}
+
+/* ---- tickets ---- */
+
+static void pairs_push(wr_quorum_t *qq, uint64_t own, uint64_t group)
+{
+    if (qq->pairs_n == qq->pairs_cap) {
+        size_t cap = qq->pairs_cap ? qq->pairs_cap * 2 : 64;
+        ticket_pair_t *v = wr_xmalloc(cap * sizeof *v);
+        for (size_t i = 0; i < qq->pairs_n; i++)
+            v[i] = qq->pairs[(qq->pairs_head + i) % qq->pairs_cap];
+        free(qq->pairs);
+        qq->pairs = v;
+        qq->pairs_cap = cap;
+        qq->pairs_head = 0;
+    }
+    qq->pairs[(qq->pairs_head + qq->pairs_n++) % qq->pairs_cap] = (ticket_pair_t){own, group};
+}
+
+/* The group's domain advanced: move ours over every pair it decided. */
+static int group_advanced(wr_durable_waiter_t *w)
+{
+    wr_quorum_t *qq = (wr_quorum_t *)((char *)w - offsetof(wr_quorum_t, on_group));
+    wr_durable_t *gd = wr_rgroup_durable(qq->g);
+    /* Ours resolve in the same order; a run of the same outcome is one
+     * update (updates must come in ticket order). */
+    int run = 0;
+    uint64_t run_end = 0;
+    while (qq->pairs_n) {
+        ticket_pair_t *p = &qq->pairs[qq->pairs_head];
+        int st = wr_durable_state(gd, p->group);
+        if (st == 0)
+            break;
+        if (run && st != run) {
+            if (run > 0)
+                wr_durable_update(&qq->durable, run_end, qq->durable.failed);
+            else
+                wr_durable_update(&qq->durable, qq->durable.synced, run_end);
+        }
+        run = st;
+        run_end = p->own;
+        qq->pairs_head = (qq->pairs_head + 1) % qq->pairs_cap;
+        qq->pairs_n--;
+    }
+    if (qq->pairs_n == 0)
+        wr_durable_unwait(w);
+    if (run > 0)
+        wr_durable_update(&qq->durable, run_end, qq->durable.failed);
+    else if (run < 0)
+        wr_durable_update(&qq->durable, qq->durable.synced, run_end);
+    return 0;
+}
+
+/* Hands one command to the group; 0 if it is not the ready leader. */
+static int propose_now(wr_quorum_t *qq, uint64_t own, const uint8_t *p, size_t n)
+{
+    uint64_t t = wr_rgroup_propose(qq->g, p, n);
+    if (t == 0)
+        return 0;
+    pairs_push(qq, own, t);
+    wr_durable_wait(wr_rgroup_durable(qq->g), &qq->on_group);
+    return 1;
+}
+
+/* Proposes a command (b is consumed); returns its own ticket, or 0 if it
+ * could not even be kept. */
+static uint64_t propose(wr_quorum_t *qq, wr_buf_t *b)
+{
+    uint64_t own = 0;
+    if (qq->closing)
+        goto out;
+    if (qq->leader && qq->backlog_n == 0) {
+        own = ++qq->next_ticket;
+        if (!propose_now(qq, own, b->p, b->len)) {
+            /* Leadership just went: keep it for the next leader. */
+            qq->leader = 0;
+            goto keep;
+        }
+        goto out;
+    }
+    if (qq->backlog_n >= BACKLOG_MAX)
+        goto out;
+    own = ++qq->next_ticket;
+keep:
+    put_u64(&qq->backlog, own);
+    put_u32(&qq->backlog, (uint32_t)b->len);
+    wr_buf_put(&qq->backlog, b->p, b->len);
+    qq->backlog_n++;
+out:
+    wr_buf_free(b);
+    return own;
+}
+
+static void flush_backlog(wr_quorum_t *qq)
+{
+    size_t off = 0;
+    while (qq->backlog_n && qq->leader) {
+        uint64_t own = wr_get_u64(qq->backlog.p + off);
+        uint32_t n = wr_get_u32(qq->backlog.p + off + 8);
+        if (!propose_now(qq, own, qq->backlog.p + off + 12, n)) {
+            qq->leader = 0;
+            break;
+        }
+        off += 12 + n;
+        qq->backlog_n--;
+    }
+    wr_buf_consume(&qq->backlog, off);
+}
+
+/* ---- effects ---- */
+
+static wr_consumer_t *local_consumer(wr_queue_t *q, uint64_t cid)
+{
+    for (wr_consumer_t *c = q->consumers; c; c = c->qnext)
+        if (c->cid == cid)
+            return c;
+    return NULL;
+}
+
+/* A channel's own reference to an entry's message: x-delivery-count once
+ * it was delivered before (RabbitMQ adds it from the first redelivery; a
+ * basic.get always carries it). */
+static wr_qent_t channel_copy(const wr_qent_t *e, int always_count)
+{
+    wr_qent_t d = *e;
+    wr_msg_ref(d.msg);
+    if (d.deliveries > 0 || always_count) {
+        wr_field_t c = wr_field_long(d.deliveries);
+        d.msg = wr_msg_set_header(d.msg, "x-delivery-count", &c);
+    }
+    return d;
+}
+
+static void release(wr_qent_t *e)
+{
+    if (e->msg)
+        wr_msg_unref(e->msg);
+    e->msg = NULL;
+}
+
+static void tick_cb(uv_timer_t *t);
+
+static void set_timer(wr_quorum_t *qq, int64_t at)
+{
+    if (at == 0 || !qq->leader || qq->closing) {
+        if (qq->timer)
+            uv_timer_stop(qq->timer);
+        return;
+    }
+    if (qq->timer == NULL) {
+        qq->timer = wr_xmalloc(sizeof *qq->timer);
+        uv_timer_init(wr_loop, qq->timer);
+        qq->timer->data = qq;
+    }
+    int64_t wait = at - wr_now_ms();
+    uv_timer_start(qq->timer, tick_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+static void answer_get(wr_quorum_t *qq, const wr_qfx_item_t *it)
+{
+    pending_get_t *pg = NULL;
+    size_t i;
+    for (i = 0; i < node.n_gets; i++) {
+        if (node.gets[i].gid == it->to) {
+            pg = &node.gets[i];
+            break;
+        }
+    }
+    wr_qent_t e = it->e;
+    if (pg == NULL) {
+        /* The getter's channel went: what it got goes back. */
+        if (it->reason == 0 && qq->leader) {
+            wr_buf_t b;
+            cmd_begin(&b, CMD_RETURN);
+            put_u64(&b, it->to);
+            put_u64(&b, e.seq);
+            wr_buf_put_u8(&b, 0);
+            propose(qq, &b);
+        }
+        if (it->reason == 2)
+            release(&e);
+        return;
+    }
+    pending_get_t g = *pg;
+    node.gets[i] = node.gets[--node.n_gets];
+    if (it->reason == 1) {
+        wr_channel_get_answer(g.ch, g.q, NULL, g.no_ack);
+    } else {
+        wr_qent_t d = channel_copy(&e, 1);
+        if (it->reason == 2)
+            release(&e);
+        wr_channel_get_answer(g.ch, g.q, &d, g.no_ack);
+    }
+    wr_queue_unref(g.q); /* the pending get's */
+}
+
+/* Carries out what applying a command decided (see quorum.h). */
+static void run_fx(wr_quorum_t *qq, wr_qfx_t *fx)
+{
+    wr_queue_t *q = qq->q;
+    q->refs++;
+    for (size_t i = 0; i < fx->n; i++) {
+        wr_qfx_item_t *it = &fx->v[i];
+        switch (it->kind) {
+        case WR_QFX_DELIVER: {
+            wr_consumer_t *c = q->deleted ? NULL : local_consumer(q, it->to);
+            if (c) {
+                wr_qent_t d = channel_copy(&it->e, 0);
+                if (!c->no_ack)
+                    wr_queue_out(q, &d);
+                c->ops->deliver(c, &d);
+            }
+            if (it->reason == 1) /* no-ack: it left the queue */
+                release(&it->e);
+            break;
+        }
+        case WR_QFX_GET:
+            answer_get(qq, it);
+            break;
+        case WR_QFX_DEAD:
+            if (qq->leader && !q->deleted) {
+                wr_stats_dead_lettered(wr_qsm_reason_name(it->reason), q->args.dlx != NULL);
+                if (q->args.dlx) {
+                    wr_msg_ref(it->e.msg);
+                    wr_queue_dead_letter(q, it->e.msg, wr_qsm_reason_name(it->reason));
+                }
+            }
+            release(&it->e);
+            break;
+        case WR_QFX_GONE:
+            release(&it->e);
+            break;
+        case WR_QFX_TIMER:
+            set_timer(qq, it->at);
+            break;
+        }
+    }
+    wr_qfx_free(fx);
+    wr_queue_unref(q);
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    wr_quorum_t *qq = t->data;
+    wr_buf_t b;
+    cmd_begin(&b, CMD_TICK);
+    propose(qq, &b);
+}
+
+/* ---- the state machine behind the group ---- */
+
+static wr_qsm_limits_t limits_of(const wr_queue_args_t *a)
+{
+    wr_qsm_limits_t l = {a->message_ttl,
+                         a->max_length,
+                         a->max_length_bytes,
+                         a->delivery_limit > 0 ? a->delivery_limit : DEFAULT_DELIVERY_LIMIT,
+                         a->overflow == WR_OVERFLOW_REJECT_PUBLISH ? WR_OVERFLOW_REJECT_PUBLISH
+                                                                   : WR_OVERFLOW_DROP_HEAD,
+                         0};
+    return l;
+}
+
+static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
+{
+    (void)index;
+    wr_quorum_t *qq = ud;
+    wr_qfifo_t *f = &qq->fifo;
+    rd_t r = {p, n, 0, 0};
+    int op = get_u8(&r);
+    int64_t now = (int64_t)get_u64(&r);
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    switch (op) {
+    case CMD_ENQUEUE: {
+        wr_msg_t *m = get_msg(&r);
+        if (m == NULL)
+            break;
+        wr_qent_t e = {m, 0, 0, {0, 0}, 0, (uint32_t)wr_msg_size(m)};
+        int res = wr_qfifo_enqueue(f, &e, m->ttl, m->priority, now, &fx);
+        if (res == WR_QSM_REFUSED)
+            wr_msg_unref(m);
+        else
+            qq->q->st.n[WR_ST_PUBLISH]++;
+        break;
+    }
+    case CMD_ATTACH: {
+        uint64_t cid = get_u64(&r);
+        uint32_t prefetch = get_u32(&r);
+        int32_t prio = (int32_t)get_u32(&r);
+        int no_ack = get_u8(&r);
+        if (!r.bad)
+            wr_qfifo_attach(f, cid, prefetch, prio, no_ack, now, &fx);
+        break;
+    }
+    case CMD_DETACH: {
+        uint64_t cid = get_u64(&r);
+        if (!r.bad)
+            wr_qfifo_detach(f, cid, now, &fx);
+        break;
+    }
+    case CMD_SETTLE:
+    case CMD_RETURN:
+    case CMD_DISCARD: {
+        uint64_t cid = get_u64(&r), seq = get_u64(&r);
+        int back = get_u8(&r);
+        if (r.bad)
+            break;
+        if (op == CMD_SETTLE)
+            wr_qfifo_settle(f, cid, seq, now, &fx);
+        else if (op == CMD_RETURN)
+            wr_qfifo_return(f, cid, seq, back, now, &fx);
+        else
+            wr_qfifo_discard(f, cid, seq, now, &fx);
+        break;
+    }
+    case CMD_RETURN_ALL: {
+        uint64_t cid = get_u64(&r);
+        if (!r.bad)
+            wr_qfifo_return_all(f, cid, now, &fx);
+        break;
+    }
+    case CMD_GET: {
+        uint64_t gid = get_u64(&r);
+        int no_ack = get_u8(&r);
+        if (!r.bad)
+            wr_qfifo_get(f, gid, no_ack, now, &fx);
+        break;
+    }
+    case CMD_TICK:
+        wr_qfifo_tick(f, now, &fx);
+        break;
+    case CMD_PURGE:
+        wr_qfifo_purge(f, now, &fx);
+        break;
+    case CMD_LIMITS: {
+        wr_qsm_limits_t l;
+        l.message_ttl = (int64_t)get_u64(&r);
+        l.max_length = (int64_t)get_u64(&r);
+        l.max_length_bytes = (int64_t)get_u64(&r);
+        l.delivery_limit = (int64_t)get_u64(&r);
+        l.overflow = get_u8(&r);
+        l.max_priority = 0;
+        if (r.bad)
+            break;
+        wr_qsm_set_limits(&f->sm, &l);
+        while (wr_qsm_enforce_limits(&f->sm, SIZE_MAX, &fx))
+            ;
+        break;
+    }
+    default:
+        wr_error("quorum queue '%s': unknown command %d in the log, skipped", qq->q->name, op);
+        break;
+    }
+    if (r.bad)
+        wr_error("quorum queue '%s': truncated command %d in the log, skipped", qq->q->name, op);
+    if (fx.n)
+        run_fx(qq, &fx);
+    else
+        wr_qfx_free(&fx);
+}
+
+/* Snapshot: version, next_seq, out, rr, the consumers, then every entry
+ * (ready ones with holder 0, then held ones with their holder). */
+typedef struct snap_ctx {
+    wr_buf_t *out;
+    size_t n;
+} snap_ctx_t;
+
+static void put_entry(wr_buf_t *b, uint64_t holder, const wr_qent_t *e)
+{
+    put_u64(b, holder);
+    put_u64(b, e->seq);
+    put_u64(b, (uint64_t)e->expires_at);
+    put_u32(b, e->deliveries);
+    put_msg(b, e->msg);
+}
+
+static void snap_ready(void *ctx, wr_qent_t *e)
+{
+    snap_ctx_t *s = ctx;
+    put_entry(s->out, 0, e);
+    s->n++;
+}
+
+static int snapshot_cb(void *ud, wr_buf_t *out)
+{
+    wr_quorum_t *qq = ud;
+    wr_qfifo_t *f = &qq->fifo;
+    wr_buf_put_u8(out, 1);
+    put_u64(out, f->sm.next_seq);
+    put_u64(out, f->rr);
+    put_u32(out, (uint32_t)f->n_cons);
+    for (size_t i = 0; i < f->n_cons; i++) {
+        put_u64(out, f->cons[i].cid);
+        put_u32(out, f->cons[i].prefetch);
+        put_u32(out, (uint32_t)f->cons[i].priority);
+        wr_buf_put_u8(out, f->cons[i].no_ack);
+    }
+    size_t count_at = out->len;
+    put_u64(out, 0);
+    snap_ctx_t s = {out, 0};
+    wr_qsm_foreach(&f->sm, snap_ready, &s);
+    for (size_t i = 0; i < f->out_cap; i++) {
+        if (f->used[i]) {
+            put_entry(out, f->out[i].cid ? f->out[i].cid : UINT64_MAX, &f->out[i].e);
+            s.n++;
+        }
+    }
+    wr_set_u64(out->p + count_at, s.n);
+    return 0;
+}
+
+static int restore_cb(void *ud, const void *p, size_t n)
+{
+    wr_quorum_t *qq = ud;
+    wr_qfifo_t *f = &qq->fifo;
+    rd_t r = {p, n, 0, 0};
+    if (get_u8(&r) != 1)
+        return WR_ECORRUPT;
+    /* Drop the current state, releasing its messages. */
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    wr_qfifo_purge(f, 0, &fx);
+    for (size_t i = 0; i < fx.n; i++)
+        release(&fx.v[i].e);
+    wr_qfx_reset(&fx);
+    for (size_t i = 0; i < f->out_cap; i++)
+        if (f->used[i])
+            release(&f->out[i].e);
+    wr_qsm_limits_t lim = f->sm.lim;
+    int sac = f->single_active;
+    wr_qfifo_free(f);
+    wr_qfifo_init(f, &lim, sac);
+
+    uint64_t next_seq = get_u64(&r);
+    f->rr = (size_t)get_u64(&r);
+    uint32_t nc = get_u32(&r);
+    for (uint32_t i = 0; i < nc && !r.bad; i++) {
+        uint64_t cid = get_u64(&r);
+        uint32_t prefetch = get_u32(&r);
+        int32_t prio = (int32_t)get_u32(&r);
+        int no_ack = get_u8(&r);
+        wr_qfifo_attach(f, cid, prefetch, prio, no_ack, 0, &fx);
+    }
+    uint64_t ne = get_u64(&r);
+    for (uint64_t i = 0; i < ne && !r.bad; i++) {
+        uint64_t holder = get_u64(&r);
+        wr_qent_t e = {NULL, get_u64(&r), (int64_t)get_u64(&r), {0, 0}, get_u32(&r), 0};
+        e.msg = get_msg(&r);
+        if (e.msg == NULL)
+            break;
+        e.size = (uint32_t)wr_msg_size(e.msg);
+        if (holder == 0) {
+            wr_qsm_restore(&f->sm, &e, &fx);
+        } else {
+            wr_qfifo_hold(f, holder == UINT64_MAX ? 0 : holder, &e);
+        }
+    }
+    f->sm.next_seq = next_seq;
+    /* Restoring emits nothing to carry out but timers. */
+    for (size_t i = 0; i < fx.n; i++)
+        if (fx.v[i].kind == WR_QFX_TIMER)
+            set_timer(qq, fx.v[i].at);
+    wr_qfx_free(&fx);
+    return r.bad ? WR_ECORRUPT : 0;
+}
+
+static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
+{
+    wr_quorum_t *qq = ud;
+    qq->leader = (uint8_t)(is_leader != 0);
+    qq->leader_id = leader_id;
+    if (qq->leader) {
+        flush_backlog(qq);
+        /* A new leader owns the timer. */
+        wr_qfx_t fx;
+        wr_qfx_init(&fx);
+        qq->fifo.sm.timer_at = -1;
+        wr_qsm_arm(&qq->fifo.sm, &fx);
+        run_fx(qq, &fx);
+    } else if (qq->timer) {
+        uv_timer_stop(qq->timer);
+    }
+}
+
+/* ---- open / close ---- */
+
+/* A queue's group id: the same on every node for the same vhost and name. */
+static uint64_t group_id_of(const wr_queue_t *q)
+{
+    wr_buf_t b;
+    wr_buf_init(&b);
+    wr_buf_put(&b, q->vhost->name, strlen(q->vhost->name) + 1);
+    wr_buf_put(&b, q->name, q->name_len);
+    uint8_t h[EVP_MAX_MD_SIZE];
+    unsigned hn = 0;
+    EVP_Digest(b.p, b.len, h, &hn, EVP_sha256(), NULL);
+    wr_buf_free(&b);
+    uint64_t id = wr_get_u64(h);
+    return id ? id : 1;
+}
+
+int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
+{
+    if (q->vhost->dir == NULL) {
+        snprintf(err, errlen, "the vhost has no data directory");
+        return WR_EINVAL;
+    }
+    int r = node_start(err, errlen);
+    if (r != 0)
+        return r;
+    uint64_t gid = group_id_of(q);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/quorum", q->vhost->dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return WR_EIO;
+    }
+    snprintf(dir, sizeof dir, "%s/quorum/%016" PRIx64, q->vhost->dir, gid);
+    wr_quorum_t *qq = wr_xcalloc(1, sizeof *qq);
+    qq->q = q;
+    qq->dir = wr_xstrndup(dir, strlen(dir));
+    qq->on_group.wake = group_advanced;
+    wr_buf_init(&qq->backlog);
+    wr_qsm_limits_t lim = limits_of(&q->args);
+    wr_qfifo_init(&qq->fifo, &lim, q->args.single_active);
+    q->qq = qq;
+    wr_rgroup_member_t self = {node.id, wr_rnet_addr(node.net)};
+    wr_rgroup_cbs_t cbs = {apply_cb, snapshot_cb, restore_cb, leader_cb};
+    wr_rgroup_opts_t opts;
+    wr_rgroup_opts_default(&opts);
+    /* One member: elect quickly. */
+    opts.election_timeout_ms = 150;
+    opts.heartbeat_timeout_ms = 50;
+    r = wr_rgroup_open(&qq->g, node.net, gid, dir, node.id, NULL, &self, 1, &cbs, qq, &opts, err,
+                       errlen);
+    if (r != 0) {
+        q->qq = NULL;
+        wr_qfifo_free(&qq->fifo);
+        wr_buf_free(&qq->backlog);
+        free(qq->dir);
+        free(qq);
+        return r;
+    }
+    node.open++;
+    return 0;
+}
+
+static int remove_tree(const char *path);
+
+static void group_closed(void *ud)
+{
+    wr_quorum_t *qq = ud;
+    if (qq->remove_data)
+        remove_tree(qq->dir);
+    /* Whatever the state machine still holds goes with it. */
+    wr_qfx_t fx;
+    wr_qfx_init(&fx);
+    wr_qfifo_purge(&qq->fifo, 0, &fx);
+    for (size_t i = 0; i < fx.n; i++)
+        release(&fx.v[i].e);
+    wr_qfx_free(&fx);
+    for (size_t i = 0; i < qq->fifo.out_cap; i++)
+        if (qq->fifo.used[i])
+            release(&qq->fifo.out[i].e);
+    wr_qfifo_free(&qq->fifo);
+    wr_buf_free(&qq->backlog);
+    wr_durable_free(&qq->durable);
+    free(qq->pairs);
+    free(qq->dir);
+    free(qq);
+    node.closing--;
+    if (node.open == 0 && node.closing == 0)
+        wr_quorum_shutdown();
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+void wr_quorum_close(wr_queue_t *q, int remove_data)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq == NULL || qq->closing)
+        return;
+    qq->closing = 1;
+    qq->remove_data = (uint8_t)(remove_data != 0);
+    qq->leader = 0;
+    if (qq->timer) {
+        uv_close((uv_handle_t *)qq->timer, timer_closed);
+        qq->timer = NULL;
+    }
+    /* Nothing will be confirmed any more: what waits fails, and nothing
+     * may point at the domain once it is freed. */
+    wr_durable_unwait(&qq->on_group);
+    group_advanced(&qq->on_group); /* what the group already decided */
+    wr_durable_update(&qq->durable, qq->durable.synced, qq->next_ticket);
+    wr_channel_forget_domain(&qq->durable);
+    q->qq = NULL;
+    node.open--;
+    node.closing++;
+    wr_rgroup_close(qq->g, group_closed, qq);
+}
+
+/* ---- the queue's operations ---- */
+
+int wr_quorum_push(wr_queue_t *q, wr_msg_t *m, wr_waits_t *w)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq == NULL)
+        return WR_ECLOSED;
+    wr_buf_t b;
+    cmd_begin(&b, CMD_ENQUEUE);
+    put_msg(&b, m);
+    uint64_t t = propose(qq, &b);
+    if (t == 0)
+        return WR_EAGAIN;
+    if (w)
+        wr_waits_add(w, &qq->durable, t);
+    return 0;
+}
+
+void wr_quorum_add_consumer(wr_queue_t *q, wr_consumer_t *c)
+{
+    wr_quorum_t *qq = q->qq;
+    c->cid = ((node.id & 0xffff) << 48) | ++node.next_cid;
+    if (qq == NULL)
+        return;
+    wr_buf_t b;
+    cmd_begin(&b, CMD_ATTACH);
+    put_u64(&b, c->cid);
+    put_u32(&b, c->no_ack ? 0 : c->prefetch);
+    put_u32(&b, (uint32_t)c->priority);
+    wr_buf_put_u8(&b, c->no_ack);
+    propose(qq, &b);
+}
+
+void wr_quorum_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq == NULL)
+        return;
+    wr_buf_t b;
+    cmd_begin(&b, CMD_DETACH);
+    put_u64(&b, c->cid);
+    propose(qq, &b);
+}
+
+void wr_quorum_settle(wr_queue_t *q, wr_qent_t *e, int how)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq) {
+        const wr_qfifo_out_t *o = wr_qfifo_held(&qq->fifo, e->seq);
+        if (o) {
+            static const int ops[] = {CMD_SETTLE, CMD_RETURN, CMD_DISCARD, CMD_RETURN};
+            wr_buf_t b;
+            cmd_begin(&b, ops[how]);
+            put_u64(&b, o->cid);
+            put_u64(&b, e->seq);
+            wr_buf_put_u8(&b, how == 1); /* a reject or nack goes to the back */
+            propose(qq, &b);
+        }
+    }
+    release(e);
+}
+
+int wr_quorum_get(wr_queue_t *q, wr_channel_t *ch, int no_ack)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq == NULL)
+        return WR_ECLOSED;
+    uint64_t gid = (1ull << 63) | ((node.id & 0x7fff) << 48) | ++node.next_cid;
+    wr_buf_t b;
+    cmd_begin(&b, CMD_GET);
+    put_u64(&b, gid);
+    wr_buf_put_u8(&b, (uint8_t)(no_ack != 0));
+    if (propose(qq, &b) == 0)
+        return WR_EAGAIN;
+    if (node.n_gets == node.cap_gets) {
+        node.cap_gets = node.cap_gets ? node.cap_gets * 2 : 8;
+        node.gets = wr_xrealloc(node.gets, node.cap_gets * sizeof *node.gets);
+    }
+    node.gets[node.n_gets++] = (pending_get_t){gid, ch, q, (uint8_t)(no_ack != 0)};
+    q->refs++; /* until answered or forgotten */
+    return 0;
+}
+
+void wr_quorum_channel_gone(wr_channel_t *ch)
+{
+    for (size_t i = 0; i < node.n_gets;) {
+        if (node.gets[i].ch == ch) {
+            wr_queue_unref(node.gets[i].q);
+            node.gets[i] = node.gets[--node.n_gets];
+        } else {
+            i++;
+        }
+    }
+}
+
+uint32_t wr_quorum_purge(wr_queue_t *q)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq == NULL)
+        return 0;
+    uint32_t n = (uint32_t)wr_qfifo_ready(&qq->fifo);
+    wr_buf_t b;
+    cmd_begin(&b, CMD_PURGE);
+    propose(qq, &b);
+    return n;
+}
+
+void wr_quorum_limits_changed(wr_queue_t *q)
+{
+    wr_quorum_t *qq = q->qq;
+    if (qq == NULL)
+        return;
+    wr_qsm_limits_t l = limits_of(&q->args), cur = qq->fifo.sm.lim;
+    if (l.message_ttl == cur.message_ttl && l.max_length == cur.max_length &&
+        l.max_length_bytes == cur.max_length_bytes && l.delivery_limit == cur.delivery_limit &&
+        l.overflow == cur.overflow)
+        return; /* as the state machine has them (a declare applies policies) */
+    wr_buf_t b;
+    cmd_begin(&b, CMD_LIMITS);
+    put_u64(&b, (uint64_t)l.message_ttl);
+    put_u64(&b, (uint64_t)l.max_length);
+    put_u64(&b, (uint64_t)l.max_length_bytes);
+    put_u64(&b, (uint64_t)l.delivery_limit);
+    wr_buf_put_u8(&b, (uint8_t)l.overflow);
+    propose(qq, &b);
+}
+
+size_t wr_quorum_ready(const wr_queue_t *q)
+{
+    return q->qq ? wr_qfifo_ready(&q->qq->fifo) : 0;
+}
+
+size_t wr_quorum_unacked(const wr_queue_t *q)
+{
+    return q->qq ? wr_qfifo_unacked(&q->qq->fifo) : 0;
+}
+
+uint64_t wr_quorum_ready_bytes(const wr_queue_t *q)
+{
+    return q->qq ? q->qq->fifo.sm.ready_bytes : 0;
+}
+
+const char *wr_quorum_leader(const wr_queue_t *q)
+{
+    return q->qq && q->qq->leader_id == node.id ? wr_info_node() : "";
+}
+
+int wr_quorum_is_leader(const wr_queue_t *q)
+{
+    return q->qq && q->qq->leader;
+}
+
+/* ---- files ---- */
+
+#include <dirent.h>
+#include <unistd.h>
+
+static int remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return unlink(path);
+    struct dirent *de;
+    char sub[4096];
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+        remove_tree(sub);
+    }
+    closedir(d);
+    return rmdir(path);
+}
