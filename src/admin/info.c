@@ -9,6 +9,7 @@
 
 #include "admin/json.h"
 #include "broker/access.h"
+#include "broker/cluster.h"
 #include "broker/policy.h"
 #include "broker/quorum.h"
 #include "core/loop.h"
@@ -17,6 +18,8 @@
 const char *wr_info_node(void)
 {
     static char name[300];
+    if (name[0] == '\0' && wr_cluster_self_name())
+        snprintf(name, sizeof name, "%s", wr_cluster_self_name());
     if (name[0] == '\0') {
         char host[256] = "localhost";
         gethostname(host, sizeof host - 1);
@@ -226,7 +229,17 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
          * group has elected itself. */
         json_object_set_new(o, "type", json_string("quorum"));
         json_object_set_new(o, "leader", json_string(wr_quorum_leader(q)));
-        json_object_set_new(o, "members", json_pack("[s]", wr_info_node()));
+        /* Every configured node is a member of every quorum queue's group
+         * (x-quorum-initial-group-size is not applied yet); online: this
+         * node, as peers' liveness is not tracked yet. */
+        json_t *m = json_array();
+        const wr_rgroup_member_t *mv;
+        size_t nm = wr_cluster_enabled() ? wr_cluster_members(&mv) : 0;
+        for (size_t i = 0; i < nm; i++)
+            json_array_append_new(m, json_string(wr_cluster_node_name(mv[i].id)));
+        if (nm == 0)
+            json_array_append_new(m, json_string(wr_info_node()));
+        json_object_set_new(o, "members", m);
         json_object_set_new(o, "online", json_pack("[s]", wr_info_node()));
     } else {
         json_object_set_new(o, "type", json_string("classic"));

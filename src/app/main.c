@@ -18,6 +18,7 @@
 #include "admin/ctl.h"
 #include "admin/defs.h"
 #include "admin/meta.h"
+#include "broker/cluster.h"
 #include "broker/conn.h"
 #include "broker/quorum.h"
 #include "broker/persist.h"
@@ -326,6 +327,12 @@ int main(int argc, char **argv)
 
     wr_loop = uv_default_loop();
     wr_broker.cfg = &cfg;
+    /* Before the data directory: recovered quorum queues join their groups
+     * through the node's inter-node listener. */
+    if (wr_cluster_start(&cfg, err, sizeof err) != 0) {
+        wr_error("cannot start clustering: %s", err);
+        return 1;
+    }
     if (wr_meta_open(&cfg, err, sizeof err) != 0) {
         wr_error("cannot open the data directory: %s", err);
         return 1;

@@ -277,12 +277,15 @@ static int settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, uint32_
     return 0;
 }
 
-static void requeue_all(wr_channel_t *ch)
+/* Every delivery out comes back: how is SETTLE_RETURN when the channel
+ * closes, SETTLE_REQUEUE for basic.recover (a quorum queue puts those at
+ * its back, as RabbitMQ does). */
+static void requeue_all(wr_channel_t *ch, int how)
 {
     for (uint64_t t = ch->ua_base; ch->ua_count && t < ch->ua_base + ch->ua_count; t++) {
         wr_unacked_t *v = ua_at(ch, t);
         if (v && v->queue)
-            settle_one(ch, v, SETTLE_RETURN);
+            settle_one(ch, v, how);
     }
     ua_trim(ch);
 }
@@ -456,7 +459,7 @@ void wr_channel_release(wr_channel_t *ch)
         forget_consumer(ch, cc);
     }
     reply_consumer_drop(ch);
-    requeue_all(ch);
+    requeue_all(ch, SETTLE_RETURN);
     if (ch->assembling) {
         wr_msg_unref(ch->assembling);
         ch->assembling = NULL;
@@ -1230,7 +1233,10 @@ static void send_declare_ok(wr_channel_t *ch, wr_queue_t *q)
     wr_method_t r = {.id = WR_M_QUEUE_DECLARE_OK};
     r.u.queue_declare_ok.queue = (wr_bytes_t){(uint8_t *)q->name, q->name_len};
     r.u.queue_declare_ok.message_count = (uint32_t)wr_queue_ready(q);
-    r.u.queue_declare_ok.consumer_count = q->n_consumers;
+    /* A quorum queue with a single active consumer counts only that one
+     * (RabbitMQ 3.10). */
+    r.u.queue_declare_ok.consumer_count =
+        q->quorum && q->args.single_active && q->n_consumers ? 1 : q->n_consumers;
     wr_conn_send_method(ch->conn, ch->id, &r);
 }
 
@@ -1596,7 +1602,7 @@ void wr_channel_method(wr_channel_t *ch, wr_method_t *m)
             wr_conn_error(c, WR_AMQP_NOT_IMPLEMENTED, m->id, "requeue=false");
             return;
         }
-        requeue_all(ch);
+        requeue_all(ch, SETTLE_REQUEUE);
         if (m->id == WR_M_BASIC_RECOVER) {
             wr_method_t r = {.id = WR_M_BASIC_RECOVER_OK};
             wr_conn_send_method(c, ch->id, &r);

@@ -282,10 +282,11 @@ static int quorum_check(wr_vhost_t *vh, const wr_queue_spec_t *s, wr_bytes_t nam
                         "invalid arg '%s' for queue '%.*s' in vhost '%s' of queue type "
                         "rabbit_quorum_queue",
                         refused[i], BYTES_FMT(name), vh->name);
-    const char *prop = !s->durable      ? "non-durable"
-                       : s->exclusive   ? "exclusive-owner"
-                       : s->auto_delete ? "auto-delete"
-                                        : NULL;
+    /* In RabbitMQ's order of checks (auto-delete is reported first). */
+    const char *prop = s->auto_delete ? "auto-delete"
+                       : s->exclusive ? "exclusive-owner"
+                       : !s->durable  ? "non-durable"
+                                      : NULL;
     if (prop)
         return fail(r, WR_AMQP_PRECONDITION_FAILED,
                     "invalid property '%s' for queue '%.*s' in vhost '%s'", prop, BYTES_FMT(name),

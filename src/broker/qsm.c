@@ -684,7 +684,7 @@ int wr_qsm_return(wr_qsm_t *sm, wr_qent_t *e, int64_t now, wr_qfx_t *fx)
 {
     (void)now;
     e->deliveries++;
-    if (sm->lim.delivery_limit > 0 && e->deliveries > sm->lim.delivery_limit) {
+    if (sm->lim.delivery_limit >= 0 && e->deliveries > sm->lim.delivery_limit) {
         /* Returned more often than x-delivery-limit allows: dead-letter it
          * (reason delivery_limit) instead of delivering it again. */
         sm->out--;
@@ -700,7 +700,7 @@ int wr_qsm_return_back(wr_qsm_t *sm, wr_qent_t *e, int64_t now, wr_qfx_t *fx)
     (void)now;
     e->deliveries++;
     sm->out--;
-    if (sm->lim.delivery_limit > 0 && e->deliveries > sm->lim.delivery_limit) {
+    if (sm->lim.delivery_limit >= 0 && e->deliveries > sm->lim.delivery_limit) {
         fx_dead(fx, e, WR_QR_DELIVERY_LIMIT);
         return 0;
     }

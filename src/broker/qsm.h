@@ -108,7 +108,7 @@ typedef struct wr_qsm_limits {
     int64_t message_ttl;      /* -1 if unset */
     int64_t max_length;       /* -1 if unset */
     int64_t max_length_bytes; /* -1 if unset */
-    int64_t delivery_limit;   /* 0 if unset */
+    int64_t delivery_limit;   /* returns allowed; -1: no limit (0: none allowed) */
     int overflow;             /* enum wr_overflow */
     uint8_t max_priority;     /* 0: not a priority queue */
 } wr_qsm_limits_t;

@@ -101,8 +101,15 @@ int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, w
                     out->max_priority = (uint8_t)v;
             }
         } else if (wr_bytes_eq_str(k, "x-delivery-limit")) {
-            if (int_arg(&f, &v, why, sizeof why) == 0)
+            /* RabbitMQ 4: a negative limit means none (quorum queues
+             * otherwise default to 20). */
+            if (wr_field_int(&f, &v) && v < 0) {
+                out->delivery_limit_set = 1;
+                out->delivery_limit_none = 1;
+            } else if (int_arg(&f, &v, why, sizeof why) == 0) {
                 out->delivery_limit = v;
+                out->delivery_limit_set = 1;
+            }
         } else if (wr_bytes_eq_str(k, "x-dead-letter-exchange") ||
                    wr_bytes_eq_str(k, "x-dead-letter-routing-key")) {
             if (f.type != 'S') {
@@ -181,8 +188,10 @@ void wr_queue_args_free(wr_queue_args_t *a)
 
 static wr_qsm_limits_t limits_of(const wr_queue_args_t *a)
 {
-    wr_qsm_limits_t l = {a->message_ttl,    a->max_length, a->max_length_bytes,
-                         a->delivery_limit, a->overflow,   a->max_priority};
+    /* A classic queue's x-delivery-limit of 0 (or none) means no limit. */
+    wr_qsm_limits_t l = {a->message_ttl,      a->max_length,
+                         a->max_length_bytes, a->delivery_limit > 0 ? a->delivery_limit : -1,
+                         a->overflow,         a->max_priority};
     return l;
 }
 

@@ -66,14 +66,16 @@ typedef struct wr_queue_args {
     int64_t max_length;       /* x-max-length, -1 if unset */
     int64_t max_length_bytes; /* x-max-length-bytes, -1 if unset */
     int overflow;
-    char *dlx;                  /* x-dead-letter-exchange, or NULL */
-    char *dlrk;                 /* x-dead-letter-routing-key, or NULL */
-    uint8_t single_active;      /* x-single-active-consumer */
-    uint8_t max_priority;       /* x-max-priority, 0 = not a priority queue */
-    int64_t delivery_limit;     /* x-delivery-limit, 0 if unset */
-    uint8_t type;               /* x-queue-type: WR_QTYPE_CLASSIC or WR_QTYPE_QUORUM */
-    uint8_t dl_at_least_once;   /* x-dead-letter-strategy at-least-once */
-    int64_t initial_group_size; /* x-quorum-initial-group-size, 0 if unset */
+    char *dlx;                   /* x-dead-letter-exchange, or NULL */
+    char *dlrk;                  /* x-dead-letter-routing-key, or NULL */
+    uint8_t single_active;       /* x-single-active-consumer */
+    uint8_t max_priority;        /* x-max-priority, 0 = not a priority queue */
+    int64_t delivery_limit;      /* x-delivery-limit, 0 if unset */
+    uint8_t delivery_limit_set;  /* x-delivery-limit given (0 included) */
+    uint8_t delivery_limit_none; /* ... negative: no limit */
+    uint8_t type;                /* x-queue-type: WR_QTYPE_CLASSIC or WR_QTYPE_QUORUM */
+    uint8_t dl_at_least_once;    /* x-dead-letter-strategy at-least-once */
+    int64_t initial_group_size;  /* x-quorum-initial-group-size, 0 if unset */
 } wr_queue_args_t;
 
 /* Queue types (x-queue-type). */

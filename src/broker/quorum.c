@@ -25,14 +25,15 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/rand.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "admin/info.h"
+#include "broker/cluster.h"
 #include "broker/conn.h"
 #include "broker/qfifo.h"
 #include "broker/stats.h"
@@ -66,7 +67,14 @@ enum {
 
 typedef struct ticket_pair {
     uint64_t own, group;
+    uint8_t forwarded; /* sent to another member, the leader */
+    int8_t remote;     /* its answer: 0 pending, 1 committed, -1 failed */
 } ticket_pair_t;
+
+/* A command another member forwarded to this one, the leader. */
+typedef struct forwarded {
+    uint64_t from, req, group;
+} forwarded_t;
 
 typedef struct pending_get {
     uint64_t gid;
@@ -83,6 +91,10 @@ typedef struct wr_quorum {
     uint8_t leader; /* the ready leader */
     uint8_t closing;
     uint8_t remove_data;
+    uint8_t reaped; /* stale holders of earlier runs released */
+    /* As leader: enqueues proposed and not applied yet (reject-publish). */
+    size_t infl_n;
+    uint64_t infl_bytes;
     uint64_t leader_id;
 
     /* Own tickets (see above). */
@@ -91,52 +103,29 @@ typedef struct wr_quorum {
     uint64_t next_ticket;
     ticket_pair_t *pairs; /* proposed, unresolved, in order */
     size_t pairs_head, pairs_n, pairs_cap;
-    wr_buf_t backlog; /* [u64 own ticket][u32 len][command] ... */
+    forwarded_t *fw; /* forwarded to us, unresolved, in order */
+    size_t fw_head, fw_n, fw_cap;
+    uint64_t gid;
+    struct wr_quorum *next_open; /* all open quorum queues (by group id) */
+    wr_buf_t backlog;            /* [u64 own ticket][u32 len][command] ... */
     size_t backlog_n;
 
     uv_timer_t *timer; /* the leader's TICK timer */
 } wr_quorum_t;
 
 static struct {
-    wr_rnet_t *net;
-    uint64_t id;
+    wr_quorum_t *open_list; /* every open quorum queue */
     size_t open, closing;
     uint64_t next_cid;
+    uint16_t epoch; /* this run of the process (random) */
     pending_get_t *gets;
     size_t n_gets, cap_gets;
 } node;
 
-/* ---- the node ---- */
-
-static int node_start(char *err, size_t errlen)
-{
-    if (node.net)
-        return 0;
-    /* A node alone: its groups have one member, so the listener only needs
-     * to exist (an ephemeral loopback port) and the secret to be private. */
-    uint8_t secret[32];
-    if (RAND_bytes(secret, sizeof secret) != 1) {
-        snprintf(err, errlen, "no random bytes for the cluster secret");
-        return WR_EIO;
-    }
-    int r = wr_rnet_start(&node.net, wr_loop, "127.0.0.1:0", secret, sizeof secret, err, errlen);
-    if (r != 0)
-        return r;
-    node.id = 1;
-    return 0;
-}
-
-static void node_net_stopped(void *ud)
-{
-    (void)ud;
-}
-
 void wr_quorum_shutdown(void)
 {
-    if (node.net && node.open == 0) {
-        wr_rnet_stop(node.net, node_net_stopped, NULL);
-        node.net = NULL;
-    }
+    if (node.open == 0 && node.closing == 0)
+        wr_cluster_stop();
 }
 
 size_t wr_quorum_closing(void)
@@ -242,9 +231,53 @@ static wr_msg_t *get_msg(rd_t *r)
     return m;
 }
 
+/* The body size an ENQUEUE command carries, or -1 if p is not one. */
+static int64_t enqueue_size(const uint8_t *p, size_t n)
+{
+    rd_t r = {p, n, 0, 0};
+    if (get_u8(&r) != CMD_ENQUEUE)
+        return -1;
+    get_u64(&r); /* time */
+    take(&r, 1 + 1 + 8);
+    take(&r, get_u8(&r));
+    take(&r, get_u8(&r));
+    take(&r, get_u32(&r));
+    uint64_t bn = get_u64(&r);
+    return r.bad ? -1 : (int64_t)bn;
+}
+
+/* x-overflow reject-publish, decided by the leader when it proposes: the
+ * queue as its replica has it plus the enqueues proposed and not yet
+ * applied would be over a limit (RabbitMQ's leader rejects the same way). */
+static int leader_refuses(wr_quorum_t *qq, int64_t size)
+{
+    if (qq->q == NULL)
+        return 0;
+    const wr_queue_args_t *a = &qq->q->args;
+    if (size < 0 || a->overflow != WR_OVERFLOW_REJECT_PUBLISH)
+        return 0;
+    /* Over the limit already (RabbitMQ lets the message that reaches it
+     * in: max-length 2 takes a third publish, refuses the fourth). */
+    size_t n = wr_qfifo_ready(&qq->fifo) + qq->infl_n;
+    uint64_t bytes = qq->fifo.sm.ready_bytes + qq->infl_bytes;
+    return (a->max_length >= 0 && (int64_t)n > a->max_length) ||
+           (a->max_length_bytes >= 0 && (int64_t)bytes > a->max_length_bytes);
+}
+
+static void inflight_add(wr_quorum_t *qq, int64_t size)
+{
+    if (size >= 0) {
+        qq->infl_n++;
+        qq->infl_bytes += (uint64_t)size;
+    }
+}
+
 /* ---- tickets ---- */
 
-static void pairs_push(wr_quorum_t *qq, uint64_t own, uint64_t group)
+/* What an own ticket waits for: a ticket of the group (proposed here, the
+ * leader), or the answer of the leader it was forwarded to (remote: 0
+ * pending, 1 committed, -1 failed). */
+static void pairs_push(wr_quorum_t *qq, uint64_t own, uint64_t group, int forwarded)
 {
     if (qq->pairs_n == qq->pairs_cap) {
         size_t cap = qq->pairs_cap ? qq->pairs_cap * 2 : 64;
@@ -256,21 +289,25 @@ static void pairs_push(wr_quorum_t *qq, uint64_t own, uint64_t group)
         qq->pairs_cap = cap;
         qq->pairs_head = 0;
     }
-    qq->pairs[(qq->pairs_head + qq->pairs_n++) % qq->pairs_cap] = (ticket_pair_t){own, group};
+    qq->pairs[(qq->pairs_head + qq->pairs_n++) % qq->pairs_cap] =
+        (ticket_pair_t){own, group, (uint8_t)(forwarded != 0), 0};
 }
 
-/* The group's domain advanced: move ours over every pair it decided. */
-static int group_advanced(wr_durable_waiter_t *w)
+static int pair_state(wr_quorum_t *qq, const ticket_pair_t *p)
 {
-    wr_quorum_t *qq = (wr_quorum_t *)((char *)w - offsetof(wr_quorum_t, on_group));
-    wr_durable_t *gd = wr_rgroup_durable(qq->g);
-    /* Ours resolve in the same order; a run of the same outcome is one
-     * update (updates must come in ticket order). */
+    return p->forwarded ? p->remote : wr_durable_state(wr_rgroup_durable(qq->g), p->group);
+}
+
+/* Moves our domain over every pair at the front that is decided, in
+ * order; a run of the same outcome is one update (updates must come in
+ * ticket order). */
+static void resolve_pairs(wr_quorum_t *qq)
+{
     int run = 0;
     uint64_t run_end = 0;
     while (qq->pairs_n) {
         ticket_pair_t *p = &qq->pairs[qq->pairs_head];
-        int st = wr_durable_state(gd, p->group);
+        int st = pair_state(qq, p);
         if (st == 0)
             break;
         if (run && st != run) {
@@ -284,24 +321,81 @@ static int group_advanced(wr_durable_waiter_t *w)
         qq->pairs_head = (qq->pairs_head + 1) % qq->pairs_cap;
         qq->pairs_n--;
     }
-    if (qq->pairs_n == 0)
-        wr_durable_unwait(w);
     if (run > 0)
         wr_durable_update(&qq->durable, run_end, qq->durable.failed);
     else if (run < 0)
         wr_durable_update(&qq->durable, qq->durable.synced, run_end);
+}
+
+static void answer_forwarded(wr_quorum_t *qq);
+
+/* The group's domain advanced: resolve what waited for it, here and for
+ * the members that forwarded commands to us. */
+static int group_advanced(wr_durable_waiter_t *w)
+{
+    wr_quorum_t *qq = (wr_quorum_t *)((char *)w - offsetof(wr_quorum_t, on_group));
+    resolve_pairs(qq);
+    answer_forwarded(qq);
+    int waiting = qq->fw_n > 0;
+    for (size_t i = 0; i < qq->pairs_n && !waiting; i++)
+        waiting = !qq->pairs[(qq->pairs_head + i) % qq->pairs_cap].forwarded;
+    if (!waiting)
+        wr_durable_unwait(w);
     return 0;
 }
 
-/* Hands one command to the group; 0 if it is not the ready leader. */
-static int propose_now(wr_quorum_t *qq, uint64_t own, const uint8_t *p, size_t n)
+/* Hands one command to the group; returns the group's ticket, or 0 if
+ * this member is not the ready leader. */
+static uint64_t group_propose(wr_quorum_t *qq, const uint8_t *p, size_t n)
 {
     uint64_t t = wr_rgroup_propose(qq->g, p, n);
-    if (t == 0)
+    if (t)
+        wr_durable_wait(wr_rgroup_durable(qq->g), &qq->on_group);
+    return t;
+}
+
+/* Sends one command to the leader we know of; 0 if it cannot be sent. */
+static int forward(wr_quorum_t *qq, uint64_t own, const uint8_t *p, size_t n)
+{
+    if (qq->leader_id == 0 || qq->leader_id == wr_cluster_self_id())
         return 0;
-    pairs_push(qq, own, t);
-    wr_durable_wait(wr_rgroup_durable(qq->g), &qq->on_group);
-    return 1;
+    wr_buf_t m;
+    wr_buf_init(&m);
+    put_u64(&m, qq->gid);
+    put_u64(&m, own);
+    wr_buf_put(&m, p, n);
+    int r = wr_cluster_send(qq->leader_id, WR_CLUSTER_QQ_PROPOSE, m.p, m.len);
+    wr_buf_free(&m);
+    return r == 0;
+}
+
+/* Gets one command with its own ticket to the leader: proposed here when
+ * this member leads, forwarded when another does.  0 if neither. */
+static int propose_now(wr_quorum_t *qq, uint64_t own, const uint8_t *p, size_t n)
+{
+    if (qq->leader) {
+        int64_t size = enqueue_size(p, n);
+        if (leader_refuses(qq, size)) {
+            /* Refused: its ticket fails (the publisher gets a nack). */
+            pairs_push(qq, own, 0, 1);
+            qq->pairs[(qq->pairs_head + qq->pairs_n - 1) % qq->pairs_cap].remote = -1;
+            resolve_pairs(qq);
+            return 1;
+        }
+        uint64_t t = group_propose(qq, p, n);
+        if (t) {
+            inflight_add(qq, size);
+            pairs_push(qq, own, t, 0);
+            return 1;
+        }
+        qq->leader = 0;
+        return 0;
+    }
+    if (forward(qq, own, p, n)) {
+        pairs_push(qq, own, 0, 1);
+        return 1;
+    }
+    return 0;
 }
 
 /* Proposes a command (b is consumed); returns its own ticket, or 0 if it
@@ -311,14 +405,11 @@ static uint64_t propose(wr_quorum_t *qq, wr_buf_t *b)
     uint64_t own = 0;
     if (qq->closing)
         goto out;
-    if (qq->leader && qq->backlog_n == 0) {
+    if (qq->backlog_n == 0) {
         own = ++qq->next_ticket;
-        if (!propose_now(qq, own, b->p, b->len)) {
-            /* Leadership just went: keep it for the next leader. */
-            qq->leader = 0;
-            goto keep;
-        }
-        goto out;
+        if (propose_now(qq, own, b->p, b->len))
+            goto out;
+        goto keep; /* no leader reachable now: keep it for the next one */
     }
     if (qq->backlog_n >= BACKLOG_MAX)
         goto out;
@@ -336,17 +427,132 @@ out:
 static void flush_backlog(wr_quorum_t *qq)
 {
     size_t off = 0;
-    while (qq->backlog_n && qq->leader) {
+    while (qq->backlog_n) {
         uint64_t own = wr_get_u64(qq->backlog.p + off);
         uint32_t n = wr_get_u32(qq->backlog.p + off + 8);
-        if (!propose_now(qq, own, qq->backlog.p + off + 12, n)) {
-            qq->leader = 0;
+        if (!propose_now(qq, own, qq->backlog.p + off + 12, n))
             break;
-        }
         off += 12 + n;
         qq->backlog_n--;
     }
     wr_buf_consume(&qq->backlog, off);
+}
+
+/* Commands forwarded to us, as leader: answered once the group decides
+ * their ticket. */
+static void fw_push(wr_quorum_t *qq, uint64_t from, uint64_t req, uint64_t group)
+{
+    if (qq->fw_n == qq->fw_cap) {
+        size_t cap = qq->fw_cap ? qq->fw_cap * 2 : 64;
+        forwarded_t *v = wr_xmalloc(cap * sizeof *v);
+        for (size_t i = 0; i < qq->fw_n; i++)
+            v[i] = qq->fw[(qq->fw_head + i) % qq->fw_cap];
+        free(qq->fw);
+        qq->fw = v;
+        qq->fw_cap = cap;
+        qq->fw_head = 0;
+    }
+    qq->fw[(qq->fw_head + qq->fw_n++) % qq->fw_cap] = (forwarded_t){from, req, group};
+}
+
+static void send_result(wr_quorum_t *qq, uint64_t to, uint64_t req, int ok)
+{
+    uint8_t m[17];
+    wr_set_u64(m, qq->gid);
+    wr_set_u64(m + 8, req);
+    m[16] = (uint8_t)(ok > 0);
+    (void)wr_cluster_send(to, WR_CLUSTER_QQ_RESULT, m, sizeof m);
+}
+
+static void answer_forwarded(wr_quorum_t *qq)
+{
+    wr_durable_t *gd = wr_rgroup_durable(qq->g);
+    while (qq->fw_n) {
+        forwarded_t *f = &qq->fw[qq->fw_head];
+        int st = wr_durable_state(gd, f->group);
+        if (st == 0)
+            break;
+        send_result(qq, f->from, f->req, st);
+        qq->fw_head = (qq->fw_head + 1) % qq->fw_cap;
+        qq->fw_n--;
+    }
+}
+
+/* Forwarded commands whose answer will not come (the leader changed, or
+ * the link to it dropped) are failed: a publisher's confirm is a nack. */
+static void fail_forwarded(wr_quorum_t *qq)
+{
+    for (size_t i = 0; i < qq->pairs_n; i++) {
+        ticket_pair_t *p = &qq->pairs[(qq->pairs_head + i) % qq->pairs_cap];
+        if (p->forwarded && p->remote == 0)
+            p->remote = -1;
+    }
+    resolve_pairs(qq);
+}
+
+/* ---- consumers' and getters' ids ---- */
+
+/* A consumer's (or getter's) id in the replicated state: the node, this
+ * run of it, and a counter, so that ids of a run that ended (a crash, a
+ * restart) are never reused and can be recognised as stale:
+ *
+ *   consumer  0 | node:15 | epoch:16 | counter:32
+ *   getter    1 | node:15 | epoch:16 | counter:32
+ */
+static uint64_t holder_id(int getter)
+{
+    if (node.epoch == 0) {
+        uint8_t r[2] = {0, 0};
+        RAND_bytes(r, sizeof r);
+        node.epoch = (uint16_t)(((r[0] << 8) | r[1]) | 1);
+    }
+    return ((uint64_t)(getter != 0) << 63) | ((wr_cluster_self_id() & 0x7fff) << 48) |
+           ((uint64_t)node.epoch << 32) | (++node.next_cid & 0xffffffff);
+}
+
+/* Is holder an id of this node from an earlier run? */
+static int stale_here(uint64_t holder)
+{
+    return ((holder >> 48) & 0x7fff) == (wr_cluster_self_id() & 0x7fff) &&
+           ((holder >> 32) & 0xffff) != node.epoch;
+}
+
+/* After a restart (a crash included) the replicated state still has this
+ * node's consumers and gets of the previous run, holding messages nobody
+ * will settle: detach them and return what they hold, as RabbitMQ does
+ * when a consumer's channel goes down. */
+static void reap_stale(wr_quorum_t *qq)
+{
+    wr_qfifo_t *f = &qq->fifo;
+    for (size_t i = 0; i < f->n_cons; i++) {
+        if (!stale_here(f->cons[i].cid))
+            continue;
+        wr_buf_t b;
+        cmd_begin(&b, CMD_DETACH);
+        put_u64(&b, f->cons[i].cid);
+        propose(qq, &b);
+    }
+    /* Holders of checked-out entries, each once (the table is small
+     * compared to the queue: at most the sum of prefetches). */
+    uint64_t *seen = NULL;
+    size_t n_seen = 0;
+    for (size_t i = 0; i < f->out_cap; i++) {
+        if (!f->used[i] || !stale_here(f->out[i].cid))
+            continue;
+        uint64_t h = f->out[i].cid;
+        int dup = 0;
+        for (size_t k = 0; k < n_seen && !dup; k++)
+            dup = seen[k] == h;
+        if (dup)
+            continue;
+        seen = wr_xrealloc(seen, (n_seen + 1) * sizeof *seen);
+        seen[n_seen++] = h;
+        wr_buf_t b;
+        cmd_begin(&b, CMD_RETURN_ALL);
+        put_u64(&b, h);
+        propose(qq, &b);
+    }
+    free(seen);
 }
 
 /* ---- effects ---- */
@@ -491,15 +697,23 @@ static void tick_cb(uv_timer_t *t)
 
 /* ---- the state machine behind the group ---- */
 
+/* The state machine's limits for a quorum queue.  With x-overflow
+ * reject-publish the state machine itself takes every enqueue that
+ * reaches the log (it has no limit); the leader refuses publishes while
+ * the queue is over the limit (leader_refuses), so that a message one
+ * leader accepted is never dropped on apply, as in rabbit_fifo. */
 static wr_qsm_limits_t limits_of(const wr_queue_args_t *a)
 {
-    wr_qsm_limits_t l = {a->message_ttl,
-                         a->max_length,
-                         a->max_length_bytes,
-                         a->delivery_limit > 0 ? a->delivery_limit : DEFAULT_DELIVERY_LIMIT,
-                         a->overflow == WR_OVERFLOW_REJECT_PUBLISH ? WR_OVERFLOW_REJECT_PUBLISH
-                                                                   : WR_OVERFLOW_DROP_HEAD,
-                         0};
+    int reject = a->overflow == WR_OVERFLOW_REJECT_PUBLISH;
+    wr_qsm_limits_t l = {a->message_ttl, reject ? -1 : a->max_length,
+                         reject ? -1 : a->max_length_bytes,
+                         /* negative: none; a policy's or the argument's
+                          * value; an explicit 0; else RabbitMQ 4's 20 */
+                         a->delivery_limit_none  ? -1
+                         : a->delivery_limit > 0 ? a->delivery_limit
+                         : a->delivery_limit_set ? 0
+                                                 : DEFAULT_DELIVERY_LIMIT,
+                         WR_OVERFLOW_DROP_HEAD, 0};
     return l;
 }
 
@@ -507,6 +721,10 @@ static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
 {
     (void)index;
     wr_quorum_t *qq = ud;
+    /* Closing: the queue is gone (deleted, or the broker is stopping) and
+     * may not be touched; the log keeps the entry for the next start. */
+    if (qq->closing)
+        return;
     wr_qfifo_t *f = &qq->fifo;
     rd_t r = {p, n, 0, 0};
     int op = get_u8(&r);
@@ -519,6 +737,10 @@ static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
         if (m == NULL)
             break;
         wr_qent_t e = {m, 0, 0, {0, 0}, 0, (uint32_t)wr_msg_size(m)};
+        if (qq->infl_n) {
+            qq->infl_n--;
+            qq->infl_bytes -= qq->infl_bytes < e.size ? qq->infl_bytes : e.size;
+        }
         int res = wr_qfifo_enqueue(f, &e, m->ttl, m->priority, now, &fx);
         if (res == WR_QSM_REFUSED)
             wr_msg_unref(m);
@@ -711,8 +933,22 @@ static int restore_cb(void *ud, const void *p, size_t n)
 static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
 {
     wr_quorum_t *qq = ud;
+    if (qq->closing)
+        return;
+    uint64_t before = qq->leader_id;
     qq->leader = (uint8_t)(is_leader != 0);
     qq->leader_id = leader_id;
+    /* Commands forwarded to a leader that is no longer one get no answer. */
+    if (before != leader_id)
+        fail_forwarded(qq);
+    if (leader_id && !qq->reaped) {
+        /* The replica has caught up with a leader's log: what an earlier
+         * run of this node left behind can be seen, and released. */
+        qq->reaped = 1;
+        reap_stale(qq);
+    }
+    if (leader_id && !qq->leader)
+        flush_backlog(qq); /* to the leader we now know */
     if (qq->leader) {
         flush_backlog(qq);
         /* A new leader owns the timer. */
@@ -749,7 +985,8 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
         snprintf(err, errlen, "the vhost has no data directory");
         return WR_EINVAL;
     }
-    int r = node_start(err, errlen);
+    wr_rnet_t *net;
+    int r = wr_cluster_net(&net, err, errlen);
     if (r != 0)
         return r;
     uint64_t gid = group_id_of(q);
@@ -762,21 +999,25 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
     snprintf(dir, sizeof dir, "%s/quorum/%016" PRIx64, q->vhost->dir, gid);
     wr_quorum_t *qq = wr_xcalloc(1, sizeof *qq);
     qq->q = q;
+    qq->gid = gid;
     qq->dir = wr_xstrndup(dir, strlen(dir));
     qq->on_group.wake = group_advanced;
     wr_buf_init(&qq->backlog);
     wr_qsm_limits_t lim = limits_of(&q->args);
     wr_qfifo_init(&qq->fifo, &lim, q->args.single_active);
     q->qq = qq;
-    wr_rgroup_member_t self = {node.id, wr_rnet_addr(node.net)};
+    const wr_rgroup_member_t *members;
+    size_t n_members = wr_cluster_members(&members);
     wr_rgroup_cbs_t cbs = {apply_cb, snapshot_cb, restore_cb, leader_cb};
     wr_rgroup_opts_t opts;
     wr_rgroup_opts_default(&opts);
-    /* One member: elect quickly. */
-    opts.election_timeout_ms = 150;
-    opts.heartbeat_timeout_ms = 50;
-    r = wr_rgroup_open(&qq->g, node.net, gid, dir, node.id, NULL, &self, 1, &cbs, qq, &opts, err,
-                       errlen);
+    if (n_members == 1) {
+        /* One member: elect quickly. */
+        opts.election_timeout_ms = 150;
+        opts.heartbeat_timeout_ms = 50;
+    }
+    r = wr_rgroup_open(&qq->g, net, gid, dir, wr_cluster_self_id(), NULL, members, n_members, &cbs,
+                       qq, &opts, err, errlen);
     if (r != 0) {
         q->qq = NULL;
         wr_qfifo_free(&qq->fifo);
@@ -786,6 +1027,8 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
         return r;
     }
     node.open++;
+    qq->next_open = node.open_list;
+    node.open_list = qq;
     return 0;
 }
 
@@ -810,6 +1053,7 @@ static void group_closed(void *ud)
     wr_buf_free(&qq->backlog);
     wr_durable_free(&qq->durable);
     free(qq->pairs);
+    free(qq->fw);
     free(qq->dir);
     free(qq);
     node.closing--;
@@ -828,6 +1072,7 @@ void wr_quorum_close(wr_queue_t *q, int remove_data)
     if (qq == NULL || qq->closing)
         return;
     qq->closing = 1;
+    qq->q = NULL; /* the queue may go now: nothing here touches it again */
     qq->remove_data = (uint8_t)(remove_data != 0);
     qq->leader = 0;
     if (qq->timer) {
@@ -841,9 +1086,67 @@ void wr_quorum_close(wr_queue_t *q, int remove_data)
     wr_durable_update(&qq->durable, qq->durable.synced, qq->next_ticket);
     wr_channel_forget_domain(&qq->durable);
     q->qq = NULL;
+    for (wr_quorum_t **pp = &node.open_list; *pp; pp = &(*pp)->next_open) {
+        if (*pp == qq) {
+            *pp = qq->next_open;
+            break;
+        }
+    }
     node.open--;
     node.closing++;
     wr_rgroup_close(qq->g, group_closed, qq);
+}
+
+/* ---- messages from other members ---- */
+
+static wr_quorum_t *by_gid(uint64_t gid)
+{
+    for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open)
+        if (qq->gid == gid)
+            return qq;
+    return NULL;
+}
+
+void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
+{
+    if (n < 16)
+        return;
+    wr_quorum_t *qq = by_gid(wr_get_u64(p));
+    uint64_t req = wr_get_u64(p + 8);
+    if (kind == WR_CLUSTER_QQ_PROPOSE) {
+        int64_t size = enqueue_size(p + 16, n - 16);
+        uint64_t t = qq && qq->leader && !qq->closing && !leader_refuses(qq, size)
+                         ? group_propose(qq, p + 16, n - 16)
+                         : 0;
+        if (t)
+            inflight_add(qq, size);
+        if (t == 0) {
+            /* Not (or no longer) the leader here: the sender fails it. */
+            uint8_t m[17];
+            memcpy(m, p, 16);
+            m[16] = 0;
+            (void)wr_cluster_send(from, WR_CLUSTER_QQ_RESULT, m, sizeof m);
+            return;
+        }
+        fw_push(qq, from, req, t);
+    } else if (kind == WR_CLUSTER_QQ_RESULT && n >= 17 && qq) {
+        /* Answers come in the order the commands were sent. */
+        for (size_t i = 0; i < qq->pairs_n; i++) {
+            ticket_pair_t *pr = &qq->pairs[(qq->pairs_head + i) % qq->pairs_cap];
+            if (pr->forwarded && pr->own == req) {
+                pr->remote = p[16] ? 1 : -1;
+                break;
+            }
+        }
+        resolve_pairs(qq);
+    }
+}
+
+void wr_quorum_peer_down(uint64_t node_id)
+{
+    for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open)
+        if (qq->leader_id == node_id)
+            fail_forwarded(qq);
 }
 
 /* ---- the queue's operations ---- */
@@ -867,7 +1170,7 @@ int wr_quorum_push(wr_queue_t *q, wr_msg_t *m, wr_waits_t *w)
 void wr_quorum_add_consumer(wr_queue_t *q, wr_consumer_t *c)
 {
     wr_quorum_t *qq = q->qq;
-    c->cid = ((node.id & 0xffff) << 48) | ++node.next_cid;
+    c->cid = holder_id(0);
     if (qq == NULL)
         return;
     wr_buf_t b;
@@ -913,7 +1216,7 @@ int wr_quorum_get(wr_queue_t *q, wr_channel_t *ch, int no_ack)
     wr_quorum_t *qq = q->qq;
     if (qq == NULL)
         return WR_ECLOSED;
-    uint64_t gid = (1ull << 63) | ((node.id & 0x7fff) << 48) | ++node.next_cid;
+    uint64_t gid = holder_id(1);
     wr_buf_t b;
     cmd_begin(&b, CMD_GET);
     put_u64(&b, gid);
@@ -990,7 +1293,12 @@ uint64_t wr_quorum_ready_bytes(const wr_queue_t *q)
 
 const char *wr_quorum_leader(const wr_queue_t *q)
 {
-    return q->qq && q->qq->leader_id == node.id ? wr_info_node() : "";
+    if (q->qq == NULL || q->qq->leader_id == 0)
+        return "";
+    if (q->qq->leader_id == wr_cluster_self_id())
+        return wr_info_node();
+    const char *n = wr_cluster_node_name(q->qq->leader_id);
+    return n ? n : "";
 }
 
 int wr_quorum_is_leader(const wr_queue_t *q)

@@ -76,6 +76,13 @@ uint32_t wr_quorum_purge(wr_queue_t *q);
 /* The queue's limits changed (a policy). */
 void wr_quorum_limits_changed(wr_queue_t *q);
 
+/* A message from another node (broker/cluster.h's kinds QQ_PROPOSE and
+ * QQ_RESULT): a command forwarded to this node as a queue's leader, or
+ * the answer to one this node forwarded. */
+void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n);
+/* The link to node_id went down: what was forwarded to it fails. */
+void wr_quorum_peer_down(uint64_t node_id);
+
 size_t wr_quorum_ready(const wr_queue_t *q);
 size_t wr_quorum_unacked(const wr_queue_t *q);
 uint64_t wr_quorum_ready_bytes(const wr_queue_t *q);

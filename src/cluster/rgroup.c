@@ -77,6 +77,8 @@ struct wr_rgroup {
     uint64_t gid;
     uint64_t self_id;
     int state;
+    size_t n_raft_held;      /* batches whose raft_apply callback is due */
+    uint64_t close_deadline; /* closing waits for them until then */
     struct raft raft;
     struct raft_io io;
     struct raft_uv_transport t;
@@ -401,6 +403,7 @@ static void on_applied(struct raft_apply *req, int status, void *result)
     batch_t *b = req->data;
     (void)result;
     b->cb_pending = 0;
+    b->g->n_raft_held--;
     if (b->detached) {
         free(b);
         return;
@@ -435,6 +438,7 @@ static void flush(wr_rgroup_t *g)
         } else {
             /* raft_apply set req.index to the first entry's index. */
             b->cb_pending = 1;
+            g->n_raft_held++;
             b->term = g->raft.current_term;
             b->last_idx = b->req.index + k - 1;
             g->n_batches++;
@@ -625,6 +629,11 @@ static void on_prepare(uv_prepare_t *h)
      * batch); a few rounds keep it from waiting behind a blocking poll. */
     for (int round = 0; round < 4 && has_work(g); round++) {
         if (g->state == G_CLOSE_REQUESTED) {
+            /* libraft 0.15 crashes (a NULL read inside raft_close) when it
+             * is closed with apply requests in flight: let them finish
+             * first, for a while at most. */
+            if (g->n_raft_held > 0 && uv_now(h->loop) < g->close_deadline)
+                return;
             uv_prepare_stop(h);
             do_close(g);
             return;
@@ -698,6 +707,7 @@ void wr_rgroup_close(wr_rgroup_t *g, void (*done)(void *), void *ud)
     g->close_done = done;
     g->close_ud = ud;
     g->state = G_CLOSE_REQUESTED;
+    g->close_deadline = uv_now(g->loop) + 2000;
     kick(g);
 }
 

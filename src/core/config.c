@@ -237,6 +237,9 @@ void wr_config_free(wr_config_t *c)
     free(c->default_pass);
     free(c->default_vhost);
     free(c->load_definitions);
+    free(c->cluster_listener);
+    free(c->cluster_secret_file);
+    strv_free(&c->cluster_nodes, &c->n_cluster_nodes);
     for (int i = 0; i < 3; i++)
         free(c->default_perms[i]);
     free(c->default_user_tags);
@@ -585,6 +588,30 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         if (strcmp(value, "common_name") != 0 && strcmp(value, "distinguished_name") != 0)
             return bad_value(err, errlen, key, value, "distinguished_name or common_name");
         c->ssl_cert_login_cn = strcmp(value, "common_name") == 0;
+        return 0;
+    }
+    if (strcmp(key, "cluster.listener") == 0) {
+        char *host;
+        uint16_t port;
+        if (parse_listener(value, &host, &port) < 0 || port == 0 || strchr(value, ':') == NULL)
+            return bad_value(err, errlen, key, value, "IP:port (e.g. 127.0.0.1:25672)");
+        free(host);
+        return set_string(&c->cluster_listener, key, value, err, errlen);
+    }
+    if (strcmp(key, "cluster.secret_file") == 0)
+        return set_string(&c->cluster_secret_file, key, value, err, errlen);
+    if (strcmp(key, "cluster_formation.peer_discovery_backend") == 0) {
+        if (strcmp(value, "classic_config") != 0 &&
+            strcmp(value, "rabbit_peer_discovery_classic_config") != 0)
+            return bad_value(err, errlen, key, value,
+                             "classic_config (the only peer discovery backend warren has)");
+        return 0;
+    }
+    if (key_suffix_word(key, "cluster_formation.classic_config.nodes.", word, sizeof word)) {
+        if (strncmp(value, "warren@", 7) != 0 || strchr(value + 7, ':') == NULL)
+            return bad_value(err, errlen, key, value,
+                             "a node name warren@HOST:PORT (its cluster.listener)");
+        strv_add(&c->cluster_nodes, &c->n_cluster_nodes, value);
         return 0;
     }
     if (key_suffix_word(key, "auth_mechanisms.", word, sizeof word)) {

@@ -86,6 +86,14 @@ typedef struct wr_config {
     size_t n_loopback_users;
     int log_level; /* WR_LOG_* */
     char *data_dir;
+    /* Clustering (docs/clustering.md): cluster.listener (this node's
+     * inter-node listener, host:port; NULL: a node alone), the shared
+     * secret's file, and the nodes of cluster_formation.classic_config
+     * ("warren@host:port"), in the order configured. */
+    char *cluster_listener;
+    char *cluster_secret_file;
+    char **cluster_nodes;
+    size_t n_cluster_nodes;
     char *load_definitions; /* a definitions file imported at every start, or NULL */
     /* Memory alarm: publishers are blocked while messages held in memory
      * exceed the absolute limit if set, else this fraction of RAM. */

@@ -291,6 +291,35 @@ static void test_config_file_every_key(void)
     unlink(conf_path);
 }
 
+static void test_config_cluster(void)
+{
+    wr_config_t c;
+    char err[256];
+    wr_config_init(&c);
+    CHECK(c.cluster_listener == NULL);
+    CHECK_EQ(wr_config_set(&c, "cluster.listener", "127.0.0.1:25672", err, sizeof err), 0);
+    CHECK_STR(c.cluster_listener, "127.0.0.1:25672");
+    CHECK_EQ(wr_config_set(&c, "cluster.listener", "25672", err, sizeof err), WR_EINVAL);
+    CHECK_EQ(wr_config_set(&c, "cluster.secret_file", "/etc/warren/secret", err, sizeof err), 0);
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.peer_discovery_backend", "classic_config", err,
+                           sizeof err),
+             0);
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.peer_discovery_backend", "dns", err, sizeof err),
+             WR_EINVAL);
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.1",
+                           "warren@127.0.0.1:25672", err, sizeof err),
+             0);
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.2",
+                           "warren@127.0.0.1:25673", err, sizeof err),
+             0);
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.3", "rabbit@host", err,
+                           sizeof err),
+             WR_EINVAL);
+    CHECK_EQ(c.n_cluster_nodes, 2);
+    CHECK_STR(c.cluster_nodes[1], "warren@127.0.0.1:25673");
+    wr_config_free(&c);
+}
+
 static void test_config_listeners(void)
 {
     static const struct {
@@ -536,6 +565,7 @@ WR_SUITE(log_config)
     RUN(test_config_default_data_dir);
     RUN(test_config_file_every_key);
     RUN(test_config_listeners);
+    RUN(test_config_cluster);
     RUN(test_config_bad_values);
     RUN(test_config_file_errors);
     RUN(test_config_loopback_users);

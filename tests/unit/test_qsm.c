@@ -41,7 +41,7 @@ static uint32_t id_of(const wr_qent_t *e)
 
 static wr_qsm_limits_t no_limits(void)
 {
-    wr_qsm_limits_t l = {-1, -1, -1, 0, WR_OVERFLOW_DROP_HEAD, 0};
+    wr_qsm_limits_t l = {-1, -1, -1, -1, WR_OVERFLOW_DROP_HEAD, 0};
     return l;
 }
 
@@ -270,8 +270,8 @@ static void test_qsm_delivery_limit(void)
     CHECK_EQ(wr_qsm_ready(&sm), 1);
     CHECK_EQ(sm.ready_bytes, 5);
 
-    /* Without a limit (0), never. */
-    lim.delivery_limit = 0;
+    /* Without a limit (-1), never. */
+    lim.delivery_limit = -1;
     wr_qsm_set_limits(&sm, &lim);
     for (int i = 0; i < 100; i++) {
         CHECK_EQ(co(&sm, T0, &e, &fx), 2);
@@ -1387,7 +1387,7 @@ static int m_return(model_t *m, ment_t *e)
 {
     m->out--;
     e->deliveries++;
-    if (m->lim.delivery_limit > 0 && e->deliveries > m->lim.delivery_limit) {
+    if (m->lim.delivery_limit >= 0 && e->deliveries > m->lim.delivery_limit) {
         m_emit(m, WR_QFX_DEAD, WR_QR_DELIVERY_LIMIT, e);
         return 0;
     }
@@ -1987,7 +1987,7 @@ static void vary_bytes(uint64_t *rng, wr_qsm_limits_t *l)
 
 static void vary_dl(uint64_t *rng, wr_qsm_limits_t *l)
 {
-    static const int64_t v[] = {0, 1, 2, 2, 5};
+    static const int64_t v[] = {-1, 0, 1, 2, 5};
     l->delivery_limit = v[rnd(rng, 5)];
 }
 
