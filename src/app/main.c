@@ -338,6 +338,10 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (wr_cluster_meta_open(cfg.data_dir, err, sizeof err) != 0) {
+        wr_error("cannot open the cluster's metadata: %s", err);
+        return 1;
+    }
     if (cfg.load_definitions && wr_defs_load_file(cfg.load_definitions, err, sizeof err) != 0) {
         wr_error("cannot load definitions (load_definitions): %s", err);
         return 1;
@@ -370,10 +374,12 @@ int main(int argc, char **argv)
     wr_ctl_stop();
     wr_conn_close_all_now();
     wr_queue_run_pending();
+    wr_cluster_meta_close();
     wr_meta_close();
-    /* Quorum queues' Raft groups close asynchronously (their logs stay for
-     * the next start): let them finish before the remaining handles go. */
-    while (wr_quorum_closing() > 0)
+    /* Raft groups (quorum queues, the cluster's metadata) close
+     * asynchronously (their logs stay for the next start): let them
+     * finish before the remaining handles go. */
+    while (wr_quorum_closing() > 0 || wr_cluster_closing() > 0)
         uv_run(wr_loop, UV_RUN_ONCE);
     wr_quorum_shutdown();
     uv_walk(wr_loop, close_walk, NULL);

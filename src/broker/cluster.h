@@ -28,6 +28,8 @@
 #include "cluster/rnet.h"
 #include "core/config.h"
 
+struct wr_queue;
+
 /* Reads the cluster keys of cfg and, when clustered, starts the node's
  * listener.  Returns 0 or WR_E* with a message in err (a missing or
  * unreadable secret, a node list without this node, ...). */
@@ -50,11 +52,28 @@ const char *wr_cluster_node_name(uint64_t id);
 /* Messages between nodes (their kinds; payloads are the sender's module's
  * business). */
 enum {
-    WR_CLUSTER_QQ_PROPOSE = 1, /* a quorum queue command for its leader */
-    WR_CLUSTER_QQ_RESULT,      /* ... and whether the leader committed it */
+    WR_CLUSTER_QQ_PROPOSE = 16, /* a quorum queue command for its leader */
+    WR_CLUSTER_QQ_RESULT,       /* ... and whether the leader committed it */
+    WR_CLUSTER_META_PROPOSE,    /* a metadata command for the metadata leader */
 };
 /* Sends a message to node (copied; in order per node while the link
  * stays up).  Returns 0, or WR_EAGAIN if the node is not reachable now. */
 int wr_cluster_send(uint64_t node, uint8_t kind, const void *p, size_t n);
+/* Whether node is up (this node always is; others: their link is). */
+int wr_cluster_node_up(uint64_t node);
+
+/* Replicated metadata (the cluster's metadata Raft group, a member on every
+ * node).  Today it carries quorum queue declarations and deletions, so a
+ * quorum queue declared on one node exists on every node: each applies the
+ * command by declaring (or deleting) the queue locally. */
+void wr_cluster_meta_queue_declared(const struct wr_queue *q);
+void wr_cluster_meta_queue_deleted(const char *vhost, const char *name, size_t name_len);
+/* Opens the metadata group once the vhosts are open (clustered only). */
+int wr_cluster_meta_open(const char *data_dir, char *err, size_t errlen);
+/* Closes it (at shutdown); *pending counts what still closes. */
+void wr_cluster_meta_close(void);
+size_t wr_cluster_closing(void);
+/* A leader's view for warrenctl cluster_status: running nodes. */
+size_t wr_cluster_running(uint64_t *ids, size_t max);
 
 #endif

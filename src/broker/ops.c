@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "broker/args.h"
+#include "broker/cluster.h"
 #include "broker/headers.h"
 #include "broker/persist.h"
 #include "broker/quorum.h"
@@ -373,6 +374,8 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
         }
         wr_policy_apply_queue(q);
         wr_persist_queue_declared(q);
+        if (q->quorum)
+            wr_cluster_meta_queue_declared(q); /* every node gets it */
         wr_stats_count(WR_NS_QUEUES_CREATED);
     }
     wr_stats_count(WR_NS_QUEUES_DECLARED);
@@ -407,8 +410,11 @@ int wr_op_queue_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, int if_em
     }
     if (ok)
         ok(ctx, n);
-    if (q)
+    if (q) {
+        if (q->quorum)
+            wr_cluster_meta_queue_deleted(vh->name, q->name, q->name_len);
         wr_queue_delete(q);
+    }
     return done(r);
 }
 

@@ -976,7 +976,7 @@ static uint64_t group_id_of(const wr_queue_t *q)
     EVP_Digest(b.p, b.len, h, &hn, EVP_sha256(), NULL);
     wr_buf_free(&b);
     uint64_t id = wr_get_u64(h);
-    return id ? id : 1;
+    return id > 1 ? id : 2; /* 1 is the cluster's metadata group */
 }
 
 int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
@@ -1057,8 +1057,6 @@ static void group_closed(void *ud)
     free(qq->dir);
     free(qq);
     node.closing--;
-    if (node.open == 0 && node.closing == 0)
-        wr_quorum_shutdown();
 }
 
 static void timer_closed(uv_handle_t *h)

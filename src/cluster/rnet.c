@@ -3,18 +3,21 @@
  * rnet.h for the handshake and the rules).
  *
  * Connection states.  An outbound attempt (conn_out) belongs to a group's
- * endpoint until it is handed to raft_uv or fails:
+ * endpoint (a raft dial) or to the node (a peer dial, ep NULL) until it is
+ * handed over or fails:
  *
- *   CONNECTING --tcp up--> READ_CHALLENGE --20 bytes--> WRITE_HEADER --sent--> raft_uv
+ *   CONNECTING --tcp up--> READ_CHALLENGE --20 bytes--> WRITE_HEADER --sent--> raft_uv / dialer
  *        \________________________|__________________________|
- *                 error, timeout or transport close: uv_close, then the
- *                 connect callback with RAFT_NOCONNECTION or RAFT_CANCELED
+ *                 error, timeout, transport close or cancel: uv_close, then
+ *                 the callback with RAFT_NOCONNECTION / RAFT_CANCELED (raft)
+ *                 or WR_EIO / WR_ECLOSED (peer)
  *
  * An inbound connection (conn_in) belongs to the node until its header has
  * been verified and the challenge write has completed:
  *
  *   accepted --challenge written + header read + MAC ok--> group's accept_cb
- *       \--bad header/MAC, unknown group, EOF, timeout, stop--> uv_close
+ *       |                                               \-> peer handler (type 2)
+ *       \--bad header/MAC, unknown group, no handler, EOF, timeout, stop--> uv_close
  *
  * Invariants: a connection is in exactly one list (n->ins or n->outs) until
  * its handle's close callback runs or it is handed over; `closing` is set
@@ -82,7 +85,11 @@ struct ep {
 
 struct conn_out {
     conn_out_t *prev, *next;
-    ep_t *ep;
+    wr_rnet_t *n;
+    ep_t *ep; /* NULL for a peer dial */
+    wr_rnet_dial_cb pcb;
+    void *pud;
+    int canceled; /* a peer dial was canceled */
     struct raft_uv_connect *req;
     raft_uv_connect_cb cb; /* raft_uv passes it here, not in req->cb */
     uv_tcp_t *tcp;         /* raft_malloc'd; raft_uv's once handed over */
@@ -126,6 +133,10 @@ struct wr_rnet {
     ep_t *closed_eps;
     size_t n_eps;
     wr_rnet_stats_t stats;
+    size_t n_dials; /* peer dials not yet finished */
+    wr_rnet_peer_cb peer_cb;
+    void *peer_ud;
+    uint64_t peer_self_id;
     int stopping;
     int finishing;
     int handles; /* open handles of our own: listener, sweep, defer */
@@ -253,9 +264,28 @@ static void out_unlink(wr_rnet_t *n, conn_out_t *o)
     o->prev = o->next = NULL;
 }
 
+static void peer_out_closed(conn_out_t *o)
+{
+    wr_rnet_t *n = o->n;
+    int status = o->canceled || n->stopping ? WR_ECLOSED : WR_EIO;
+    wr_rnet_dial_cb cb = o->pcb;
+    void *ud = o->pud;
+    out_unlink(n, o);
+    raft_free(o->tcp);
+    n->n_dials--;
+    n->stats.connect_failed++;
+    free(o);
+    cb(ud, NULL, status);
+    maybe_finish(n);
+}
+
 static void out_closed(uv_handle_t *h)
 {
     conn_out_t *o = h->data;
+    if (o->ep == NULL) {
+        peer_out_closed(o);
+        return;
+    }
     ep_t *ep = o->ep;
     wr_rnet_t *n = ep->n;
     int status = ep->closing ? RAFT_CANCELED : o->status;
@@ -288,6 +318,20 @@ static void out_written(uv_write_t *w, int status)
         out_fail(o, RAFT_NOCONNECTION);
         return;
     }
+    if (o->ep == NULL) {
+        wr_rnet_t *n = o->n;
+        wr_rnet_dial_cb cb = o->pcb;
+        void *ud = o->pud;
+        uv_stream_t *s = (uv_stream_t *)o->tcp;
+        out_unlink(n, o);
+        n->n_dials--;
+        n->stats.peer_connected++;
+        free(o);
+        /* The stream is the dialer's from here (wr_rnet_stream_free). */
+        cb(ud, s, 0);
+        maybe_finish(n);
+        return;
+    }
     ep_t *ep = o->ep;
     out_unlink(ep->n, o);
     ep->n_out--;
@@ -313,6 +357,7 @@ static void out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     conn_out_t *o = s->data;
     ep_t *ep = o->ep;
+    wr_rnet_t *n = o->n;
     (void)b;
     if (nread == 0 || o->closing)
         return;
@@ -325,25 +370,30 @@ static void out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         return;
     uv_read_stop(s);
     if (wr_get_u32(o->chal) != MAGIC) {
-        wr_warn("rnet: group %016llx: peer is not a warren cluster listener",
-                (unsigned long long)ep->gid);
+        if (ep != NULL)
+            wr_warn("rnet: group %016llx: peer is not a warren cluster listener",
+                    (unsigned long long)ep->gid);
+        else
+            wr_warn("rnet: peer dial: not a warren cluster listener");
         out_fail(o, RAFT_NOCONNECTION);
         return;
     }
-    size_t alen = strlen(ep->self_addr);
+    /* A peer dial names no group and sends the node's own address. */
+    const char *self_addr = ep != NULL ? ep->self_addr : n->addr;
+    size_t alen = strlen(self_addr);
     uint8_t *h = o->hdr;
     wr_set_u32(h, MAGIC);
     h[4] = VERSION;
-    h[5] = WR_RNET_RAFT;
+    h[5] = ep != NULL ? WR_RNET_RAFT : WR_RNET_PEER;
     wr_set_u16(h + 6, (uint16_t)alen);
-    wr_set_u64(h + 8, ep->gid);
-    wr_set_u64(h + 16, ep->self_id);
+    wr_set_u64(h + 8, ep != NULL ? ep->gid : 0);
+    wr_set_u64(h + 16, ep != NULL ? ep->self_id : n->peer_self_id);
     if (RAND_bytes(h + 24, NONCE_LEN) != 1) {
         out_fail(o, RAFT_NOCONNECTION);
         return;
     }
-    memcpy(h + FIXED_LEN, ep->self_addr, alen);
-    if (compute_mac(ep->n, o->chal + 4, h, FIXED_LEN + alen, h + FIXED_LEN + alen) != 0) {
+    memcpy(h + FIXED_LEN, self_addr, alen);
+    if (compute_mac(n, o->chal + 4, h, FIXED_LEN + alen, h + FIXED_LEN + alen) != 0) {
         out_fail(o, RAFT_NOCONNECTION);
         return;
     }
@@ -405,6 +455,7 @@ static int t_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, r
         return RAFT_NOCONNECTION;
     }
     conn_out_t *o = wr_xcalloc(1, sizeof *o);
+    o->n = n;
     o->ep = ep;
     o->req = req;
     o->cb = cb;
@@ -488,16 +539,13 @@ void wr_rnet_transport_abandon(struct raft_uv_transport *t)
 
 /* --------------------------------------------------------------- inbound */
 
+static void in_unlink(conn_in_t *in);
+
 static void in_closed(uv_handle_t *h)
 {
     conn_in_t *in = h->data;
     wr_rnet_t *n = in->n;
-    if (in->prev != NULL)
-        in->prev->next = in->next;
-    else
-        n->ins = in->next;
-    if (in->next != NULL)
-        in->next->prev = in->prev;
+    in_unlink(in);
     raft_free(in->tcp);
     free(in);
     maybe_finish(n);
@@ -518,6 +566,36 @@ static void in_reject_auth(conn_in_t *in, const char *why)
     in_drop(in);
 }
 
+static void in_unlink(conn_in_t *in)
+{
+    wr_rnet_t *n = in->n;
+    if (in->prev != NULL)
+        in->prev->next = in->next;
+    else
+        n->ins = in->next;
+    if (in->next != NULL)
+        in->next->prev = in->prev;
+}
+
+static void in_handoff_peer(conn_in_t *in, uint64_t from, const char *addr)
+{
+    wr_rnet_t *n = in->n;
+    if (n->peer_cb == NULL || n->stopping) {
+        /* The peer module is not running (yet): the dialer retries. */
+        n->stats.peer_rejected++;
+        wr_debug("rnet: node %llu (%s) opened a peer link, no peer handler here",
+                 (unsigned long long)from, addr);
+        in_drop(in);
+        return;
+    }
+    in_unlink(in);
+    uv_stream_t *s = (uv_stream_t *)in->tcp;
+    free(in);
+    n->stats.peer_accepted++;
+    /* The stream is the handler's from here (wr_rnet_stream_free). */
+    n->peer_cb(n->peer_ud, from, addr, s);
+}
+
 static void in_handoff(conn_in_t *in)
 {
     wr_rnet_t *n = in->n;
@@ -529,6 +607,10 @@ static void in_handoff(conn_in_t *in)
     char key[17];
     memcpy(addr, h + FIXED_LEN, alen);
     addr[alen] = '\0';
+    if (h[5] == WR_RNET_PEER) {
+        in_handoff_peer(in, from, addr);
+        return;
+    }
     group_key(gid, key);
     ep_t *ep = wr_map_get(&n->groups, wr_bytes_of(key));
     if (ep == NULL || ep->closing || ep->accept_cb == NULL || n->stopping) {
@@ -540,12 +622,7 @@ static void in_handoff(conn_in_t *in)
         in_drop(in);
         return;
     }
-    if (in->prev != NULL)
-        in->prev->next = in->next;
-    else
-        n->ins = in->next;
-    if (in->next != NULL)
-        in->next->prev = in->prev;
+    in_unlink(in);
     uv_stream_t *s = (uv_stream_t *)in->tcp;
     free(in);
     n->stats.accepted++;
@@ -595,8 +672,12 @@ static void in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             in_reject_auth(in, "not a warren cluster handshake");
             return;
         }
-        if (h[5] != WR_RNET_RAFT) {
+        if (h[5] != WR_RNET_RAFT && h[5] != WR_RNET_PEER) {
             in_reject_auth(in, "unsupported message type");
+            return;
+        }
+        if (h[5] == WR_RNET_PEER && wr_get_u64(h + 8) != 0) {
+            in_reject_auth(in, "peer link names a group");
             return;
         }
         if (alen == 0 || alen > ADDR_WIRE_MAX) {
@@ -748,7 +829,8 @@ static void handle_closed(uv_handle_t *h)
 
 static void maybe_finish(wr_rnet_t *n)
 {
-    if (!n->stopping || n->finishing || n->ins != NULL || n->n_eps > 0 || n->closed_eps != NULL)
+    if (!n->stopping || n->finishing || n->ins != NULL || n->n_eps > 0 || n->closed_eps != NULL ||
+        n->n_dials > 0)
         return;
     n->finishing = 1;
     if (n->timers) {
@@ -763,9 +845,15 @@ void wr_rnet_stop(wr_rnet_t *n, void (*done)(void *), void *ud)
     n->stopping = 1;
     n->stop_done = done;
     n->stop_ud = ud;
+    assert(n->peer_cb == NULL);
+    n->peer_cb = NULL;
     uv_close((uv_handle_t *)&n->listener, handle_closed);
     for (conn_in_t *in = n->ins; in != NULL; in = in->next)
         in_drop(in);
+    /* Raft dials are their groups' to cancel; peer dials are the node's. */
+    for (conn_out_t *o = n->outs; o != NULL; o = o->next)
+        if (o->ep == NULL)
+            wr_rnet_dial_cancel(o);
     maybe_finish(n);
 }
 
@@ -782,4 +870,80 @@ uv_loop_t *wr_rnet_loop(const wr_rnet_t *n)
 void wr_rnet_stats(const wr_rnet_t *n, wr_rnet_stats_t *out)
 {
     *out = n->stats;
+}
+
+/* ------------------------------------------------------------ peer links */
+
+int wr_rnet_set_peer_handler(wr_rnet_t *n, uint64_t self_id, wr_rnet_peer_cb on_stream, void *ud)
+{
+    if (on_stream == NULL) {
+        n->peer_cb = NULL;
+        n->peer_ud = NULL;
+        return 0;
+    }
+    if (n->stopping)
+        return WR_ECLOSED;
+    if (self_id == 0)
+        return WR_EINVAL;
+    if (n->peer_cb != NULL)
+        return WR_EEXISTS;
+    n->peer_cb = on_stream;
+    n->peer_ud = ud;
+    n->peer_self_id = self_id;
+    return 0;
+}
+
+int wr_rnet_dial_peer(wr_rnet_t *n, const char *addr, wr_rnet_dial_cb cb, void *ud,
+                      wr_rnet_dial_t **out)
+{
+    struct sockaddr_storage ss;
+    if (out != NULL)
+        *out = NULL;
+    if (n->stopping)
+        return WR_ECLOSED;
+    if (n->peer_cb == NULL || parse_addr(addr, &ss) != 0)
+        return WR_EINVAL;
+    conn_out_t *o = wr_xcalloc(1, sizeof *o);
+    o->n = n;
+    o->pcb = cb;
+    o->pud = ud;
+    o->started = uv_now(n->loop);
+    /* raft_malloc'd like every stream here, so that one free function
+     * serves whichever path handed it over. */
+    o->tcp = raft_malloc(sizeof *o->tcp);
+    if (o->tcp == NULL) {
+        free(o);
+        return WR_ENOMEM;
+    }
+    uv_tcp_init(n->loop, o->tcp);
+    o->tcp->data = o;
+    o->creq.data = o;
+    int rv = uv_tcp_connect(&o->creq, o->tcp, (const struct sockaddr *)&ss, out_connected);
+    if (rv != 0) {
+        uv_close((uv_handle_t *)o->tcp, free_raft_handle);
+        free(o);
+        wr_debug("rnet: peer dial %s: %s", addr, uv_strerror(rv));
+        return WR_EIO;
+    }
+    uv_tcp_nodelay(o->tcp, 1);
+    o->next = n->outs;
+    if (n->outs != NULL)
+        n->outs->prev = o;
+    n->outs = o;
+    n->n_dials++;
+    if (out != NULL)
+        *out = o;
+    return 0;
+}
+
+void wr_rnet_dial_cancel(wr_rnet_dial_t *d)
+{
+    assert(d->ep == NULL);
+    d->canceled = 1;
+    out_fail(d, RAFT_CANCELED);
+}
+
+void wr_rnet_stream_free(uv_handle_t *h)
+{
+    raft_free(h);
 }

@@ -25,9 +25,16 @@
  * side reads exactly its handshake bytes (the read buffer offered is never
  * larger than what is missing), so raft_uv's first byte is never consumed.
  *
- * The type byte is WR_RNET_RAFT today; other values are reserved for later
- * node-to-node traffic (forwarding AMQP operations to a queue's leader) and
- * are rejected for now.
+ * The type byte says what the stream is for:
+ *
+ *   WR_RNET_RAFT (1)   one group's raft_uv stream (group id != 0 names it);
+ *   WR_RNET_PEER (2)   a node-to-node message link (cluster/peer.h); the
+ *                      group id is 0 and the authenticated stream goes to
+ *                      the peer handler registered with
+ *                      wr_rnet_set_peer_handler (none: closed quietly, as
+ *                      for a group that is not open).
+ *
+ * Other values are rejected.
  *
  * Only the dialer proves it knows the secret; the listener does not prove
  * itself and the stream after the handshake is neither encrypted nor
@@ -54,6 +61,7 @@ typedef struct wr_rnet wr_rnet_t;
 /* Handshake message types (the header's type byte). */
 enum {
     WR_RNET_RAFT = 1, /* a raft_uv stream of one group */
+    WR_RNET_PEER = 2, /* a node-to-node message link (group id 0) */
 };
 
 /* Longest "host:port" handled, including the NUL (the wire allows 255). */
@@ -67,6 +75,9 @@ typedef struct wr_rnet_stats {
     uint64_t connected;      /* outbound streams handed to a group */
     uint64_t connect_failed; /* outbound attempts that failed or were canceled */
     uint64_t timed_out;      /* handshakes closed for taking too long */
+    uint64_t peer_accepted;  /* inbound peer streams handed to the handler */
+    uint64_t peer_rejected;  /* inbound peer streams with no handler here */
+    uint64_t peer_connected; /* outbound peer streams handed to the dialer */
 } wr_rnet_stats_t;
 
 /* Binds and listens on listen_addr ("host:port", IPv4 or "[v6]:port"; port 0
@@ -76,9 +87,11 @@ typedef struct wr_rnet_stats {
 int wr_rnet_start(wr_rnet_t **out, uv_loop_t *loop, const char *listen_addr, const uint8_t *secret,
                   size_t secret_len, char *err, size_t errlen);
 
-/* Stops listening, closes handshakes in progress, and calls done(ud) once
- * every group transport has been closed too; n is freed before done runs.
- * Call once. */
+/* Stops listening, closes handshakes in progress, cancels peer dials (their
+ * callbacks run with WR_ECLOSED), and calls done(ud) once every group
+ * transport has been closed and every peer dial has finished; n is freed
+ * before done runs.  A peer handler must have been unregistered (the peer
+ * module stopped) before.  Call once. */
 void wr_rnet_stop(wr_rnet_t *n, void (*done)(void *ud), void *ud);
 
 /* The bound address as "host:port" (with the real port when 0 was asked
@@ -99,5 +112,45 @@ int wr_rnet_transport_init(wr_rnet_t *n, struct raft_uv_transport *t, uint64_t g
 /* Unregisters a transport that raft never started (raft_uv_init or
  * raft_init failed), which therefore will never be closed by raft_uv. */
 void wr_rnet_transport_abandon(struct raft_uv_transport *t);
+
+/* ---- Peer links (for cluster/peer.c) ---------------------------------- */
+
+/* An inbound peer stream, authenticated as coming from node from_node
+ * (which claims from_addr, borrowed for the call).  s is a connected TCP
+ * stream that is not reading; it is the handler's from here: it must
+ * uv_close it and call wr_rnet_stream_free on it from the close callback. */
+typedef void (*wr_rnet_peer_cb)(void *ud, uint64_t from_node, const char *from_addr,
+                                uv_stream_t *s);
+
+/* Registers the node's one peer handler and the node id it dials as
+ * (self_id != 0; the sender address sent is wr_rnet_addr).  on_stream NULL
+ * unregisters.  Returns WR_EEXISTS if another handler is registered,
+ * WR_EINVAL for id 0, WR_ECLOSED while stopping (for a registration). */
+int wr_rnet_set_peer_handler(wr_rnet_t *n, uint64_t self_id, wr_rnet_peer_cb on_stream, void *ud);
+
+typedef struct conn_out wr_rnet_dial_t;
+
+/* The end of a peer dial: status 0 and s the stream (owned by the caller
+ * from here, with the same rules as wr_rnet_peer_cb's), or status WR_EIO
+ * (could not connect, not a warren listener, timed out) or WR_ECLOSED
+ * (canceled, or the rnet is stopping) and s NULL. */
+typedef void (*wr_rnet_dial_cb)(void *ud, uv_stream_t *s, int status);
+
+/* Connects to the rnet listening at addr ("host:port") and does the
+ * dialer's side of a WR_RNET_PEER handshake as the registered self id.
+ * On 0, cb runs exactly once, on a later loop pass, and *out (if not NULL)
+ * names the attempt until then.  Returns WR_EINVAL (bad address, or no
+ * peer handler registered), WR_ECLOSED while stopping, or WR_EIO; cb then
+ * never runs.  The listener does not prove who it is: the peer module
+ * checks the node id in its first frame. */
+int wr_rnet_dial_peer(wr_rnet_t *n, const char *addr, wr_rnet_dial_cb cb, void *ud,
+                      wr_rnet_dial_t **out);
+
+/* Cancels a dial whose callback has not run yet; the callback then runs
+ * later with WR_ECLOSED. */
+void wr_rnet_dial_cancel(wr_rnet_dial_t *d);
+
+/* Frees a stream handed over by the peer paths, from its close callback. */
+void wr_rnet_stream_free(uv_handle_t *h);
 
 #endif

@@ -306,11 +306,11 @@ static void test_config_cluster(void)
              0);
     CHECK_EQ(wr_config_set(&c, "cluster_formation.peer_discovery_backend", "dns", err, sizeof err),
              WR_EINVAL);
-    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.1",
-                           "warren@127.0.0.1:25672", err, sizeof err),
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.1", "warren@127.0.0.1:25672",
+                           err, sizeof err),
              0);
-    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.2",
-                           "warren@127.0.0.1:25673", err, sizeof err),
+    CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.2", "warren@127.0.0.1:25673",
+                           err, sizeof err),
              0);
     CHECK_EQ(wr_config_set(&c, "cluster_formation.classic_config.nodes.3", "rabbit@host", err,
                            sizeof err),
