@@ -17,7 +17,9 @@
 #include "admin/json.h"
 #include "admin/meta.h"
 #include "broker/access.h"
+#include "broker/cluster.h"
 #include "broker/conn.h"
+#include "broker/quorum.h"
 #include "broker/ops.h"
 #include "broker/policy.h"
 #include "broker/replay.h"
@@ -1331,6 +1333,114 @@ static json_t *cmd_status(const req_t *r)
     return ok;
 }
 
+/* rabbitmqctl cluster_status: the configured nodes (all disc nodes) and
+ * those whose link is up (running), in RabbitMQ's text and JSON shapes. */
+static json_t *cmd_cluster_status(const req_t *r)
+{
+    (void)r;
+    const char *self = wr_info_node();
+    json_t *disk = json_array(), *running = json_array();
+    const wr_rgroup_member_t *m;
+    size_t n = wr_cluster_enabled() ? wr_cluster_members(&m) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = wr_cluster_node_name(m[i].id);
+        json_array_append_new(disk, json_string(name));
+        if (wr_cluster_node_up(m[i].id))
+            json_array_append_new(running, json_string(name));
+    }
+    if (n == 0) {
+        json_array_append_new(disk, json_string(self));
+        json_array_append_new(running, json_string(self));
+    }
+    wr_buf_t b;
+    wr_buf_init(&b);
+    const char *cname =
+        wr_broker.cfg && wr_broker.cfg->cluster_name ? wr_broker.cfg->cluster_name : self;
+    char line[600];
+    int k = snprintf(line, sizeof line, "Basics\n\nCluster name: %s\n\nDisk Nodes\n\n", cname);
+    wr_buf_put(&b, line, (size_t)k);
+    size_t i;
+    json_t *v;
+    json_array_foreach(disk, i, v)
+    {
+        wr_buf_put(&b, json_string_value(v), strlen(json_string_value(v)));
+        wr_buf_put(&b, "\n", 1);
+    }
+    static const char running_hdr[] = "\nRunning Nodes\n\n";
+    wr_buf_put(&b, running_hdr, sizeof running_hdr - 1);
+    json_array_foreach(running, i, v)
+    {
+        wr_buf_put(&b, json_string_value(v), strlen(json_string_value(v)));
+        wr_buf_put(&b, "\n", 1);
+    }
+    k = snprintf(line, sizeof line,
+                 "\nVersions\n\n%s: warren %s\n\nAlarms\n\n%s\n\nNetwork Partitions\n\n(none)\n",
+                 self, WARREN_VERSION, wr_broker.alarms ? "(see warrenctl status)" : "(none)");
+    wr_buf_put(&b, line, (size_t)k);
+    json_t *ok = action("Cluster status of node %s ...", self);
+    json_object_set_new(ok, "message", str_n(b.p, b.len));
+    json_object_set_new(ok, "json",
+                        json_pack("{s:[], s:s, s:o, s:{}, s:[], s:o}", "alarms", "cluster_name",
+                                  cname, "disk_nodes", disk, "partitions", "ram_nodes",
+                                  "running_nodes", running));
+    wr_buf_free(&b);
+    return ok;
+}
+
+/* rabbitmq-queues quorum_status QUEUE: each member's Raft state.  This
+ * node reports its own figures; other members are shown as this node
+ * sees them (leader or follower by who leads, noproc when unreachable),
+ * without their indexes. */
+static json_t *cmd_quorum_status(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    info("Status of quorum queue %s on node %s ...", arg(r, 0), wr_info_node());
+    wr_queue_t *q = wr_vhost_queue(vh, wr_bytes_of(arg(r, 0)));
+    if (q == NULL)
+        return refuse(EX_UNAVAILABLE_, "Error:\n{:not_found, {:resource, \"%s\", :queue, \"%s\"}}",
+                      vh->name, arg(r, 0));
+    wr_quorum_status_t st;
+    if (!q->quorum || wr_quorum_status(q, &st) != 0)
+        return refuse(EX_SOFTWARE_, "Error:\n{:error, :not_quorum_queue}");
+    static const char *const cols[] = {
+        "Node Name",      "Raft State", "Log Index",       "Commit Index",
+        "Snapshot Index", "Term",       "Machine Version", NULL};
+    json_t *columns = json_array(), *rows = json_array();
+    for (size_t c = 0; cols[c]; c++)
+        json_array_append_new(columns, json_string(cols[c]));
+    const wr_rgroup_member_t *m;
+    size_t n = wr_cluster_enabled() ? wr_cluster_members(&m) : 0;
+    for (size_t i = 0; i < (n ? n : 1); i++) {
+        uint64_t id = n ? m[i].id : wr_cluster_self_id();
+        const char *name = n ? wr_cluster_node_name(id) : wr_info_node();
+        int self = id == wr_cluster_self_id();
+        const char *state = self                      ? (st.is_leader ? "leader" : "follower")
+                            : !wr_cluster_node_up(id) ? "noproc"
+                            : st.leader_id == id      ? "leader"
+                                                      : "follower";
+        json_t *row = json_array();
+        json_array_append_new(row, json_string(name));
+        json_array_append_new(row, json_string(state));
+        if (self) {
+            json_array_append_new(row, json_integer((json_int_t)st.last_index));
+            json_array_append_new(row, json_integer((json_int_t)st.commit_index));
+        } else {
+            json_array_append_new(row, json_string(""));
+            json_array_append_new(row, json_string(""));
+        }
+        json_array_append_new(row, json_string("undefined"));
+        json_array_append_new(row, self ? json_integer((json_int_t)st.term) : json_string(""));
+        json_array_append_new(row, json_integer(1));
+        json_array_append_new(rows, row);
+    }
+    return json_pack("{s:b, s:s, s:o, s:o}", "ok", 1, "info", cur_info, "columns", columns, "rows",
+                     rows);
+}
+
 static json_t *cmd_set_vm_memory_high_watermark(const req_t *r)
 {
     if (nargs(r) == 2 && arg(r, 0) && strcmp(arg(r, 0), "absolute") == 0 && arg(r, 1)) {
@@ -1406,6 +1516,8 @@ static const command_t commands[] = {
     {"set_vhost_limits", cmd_set_vhost_limits},
     {"set_vm_memory_high_watermark", cmd_set_vm_memory_high_watermark},
     {"status", cmd_status},
+    {"cluster_status", cmd_cluster_status},
+    {"quorum_status", cmd_quorum_status},
 };
 
 static int args_ok(const json_t *a)

@@ -230,17 +230,22 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
         json_object_set_new(o, "type", json_string("quorum"));
         json_object_set_new(o, "leader", json_string(wr_quorum_leader(q)));
         /* Every configured node is a member of every quorum queue's group
-         * (x-quorum-initial-group-size is not applied yet); online: this
-         * node, as peers' liveness is not tracked yet. */
-        json_t *m = json_array();
+         * (x-quorum-initial-group-size is not applied yet); online: those
+         * whose node-to-node link is up, and this one. */
+        json_t *m = json_array(), *on = json_array();
         const wr_rgroup_member_t *mv;
         size_t nm = wr_cluster_enabled() ? wr_cluster_members(&mv) : 0;
-        for (size_t i = 0; i < nm; i++)
+        for (size_t i = 0; i < nm; i++) {
             json_array_append_new(m, json_string(wr_cluster_node_name(mv[i].id)));
-        if (nm == 0)
+            if (wr_cluster_node_up(mv[i].id))
+                json_array_append_new(on, json_string(wr_cluster_node_name(mv[i].id)));
+        }
+        if (nm == 0) {
             json_array_append_new(m, json_string(wr_info_node()));
+            json_array_append_new(on, json_string(wr_info_node()));
+        }
         json_object_set_new(o, "members", m);
-        json_object_set_new(o, "online", json_pack("[s]", wr_info_node()));
+        json_object_set_new(o, "online", on);
     } else {
         json_object_set_new(o, "type", json_string("classic"));
         json_object_set_new(o, "leader", json_string(""));

@@ -1274,6 +1274,22 @@ void wr_quorum_limits_changed(wr_queue_t *q)
     propose(qq, &b);
 }
 
+int wr_quorum_status(const wr_queue_t *q, wr_quorum_status_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (q->qq == NULL)
+        return WR_ECLOSED;
+    wr_rgroup_info_t i;
+    wr_rgroup_info(q->qq->g, &i);
+    out->is_leader = i.is_leader;
+    out->leader_id = i.leader_id;
+    out->term = i.term;
+    out->commit_index = i.commit_index;
+    out->last_applied = i.last_applied;
+    out->last_index = i.last_index;
+    return 0;
+}
+
 size_t wr_quorum_ready(const wr_queue_t *q)
 {
     return q->qq ? wr_qfifo_ready(&q->qq->fifo) : 0;

@@ -83,6 +83,14 @@ void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n);
 /* The link to node_id went down: what was forwarded to it fails. */
 void wr_quorum_peer_down(uint64_t node_id);
 
+/* This member's view of q's group (warrenctl quorum_status). */
+typedef struct wr_quorum_status {
+    int is_leader;
+    uint64_t leader_id;
+    uint64_t term, commit_index, last_applied, last_index;
+} wr_quorum_status_t;
+int wr_quorum_status(const wr_queue_t *q, wr_quorum_status_t *out);
+
 size_t wr_quorum_ready(const wr_queue_t *q);
 size_t wr_quorum_unacked(const wr_queue_t *q);
 uint64_t wr_quorum_ready_bytes(const wr_queue_t *q);

@@ -148,6 +148,13 @@ static const wr_ctl_command_t commands[] = {
      "Checks that the broker is up and answers on its control socket", NULL, 0, 0, "", 0},
     {"status", G_MONITOR, "[--unit <unit>] [--timeout <timeout>]", "Displays status of a node",
      "--unit <unit>\n\tunit for memory and disk figures: bytes, kb, mb, gb", 0, 0, "unit=", 0},
+    {"cluster_status", G_NODES, "[--timeout <timeout>]",
+     "Displays all the nodes in the cluster grouped by node type, together with the currently "
+     "running nodes",
+     NULL, 0, 0, "", 0},
+    {"quorum_status", G_QUEUES, VHOST_OPT "<queue>",
+     "Displays quorum status of a quorum queue (each member's Raft state)",
+     "<queue>\n\tquorum queue name", 1, 1, "", 0},
 
     {"clear_operator_policy", G_POLICIES, VHOST_OPT "<name>", "Clears an operator policy",
      "<name>\n\tthe operator policy to remove", 1, 1, "", 0},
