@@ -506,6 +506,9 @@ static void delay_fire(wr_queue_t *q, wr_msg_t *m)
     wr_msg_unref(m);
 }
 
+/* Which targets a dead-lettering reaches (wr_queue_dead_letter). */
+static int dl_scope = WR_DL_ALL;
+
 /* Dead-letters m from q (consuming the caller's reference) or drops it. */
 static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
 {
@@ -551,6 +554,10 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     for (size_t i = 0; i < r.n; i++) {
         if (is_cycle(r.q[i], xd.v.bytes, reason))
             wr_debug("dead-letter cycle: dropping message for queue '%s'", r.q[i]->name);
+        else if (dl_scope == WR_DL_QUORUM_ONLY && !r.q[i]->quorum)
+            continue;
+        else if (dl_scope == WR_DL_CLASSIC_ONLY && r.q[i]->quorum)
+            continue;
         else
             r.q[k++] = r.q[i];
     }
@@ -562,9 +569,11 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     wr_buf_free(&props);
 }
 
-void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
+void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason, int scope)
 {
+    dl_scope = scope;
     dead_letter(q, m, reason);
+    dl_scope = WR_DL_ALL;
 }
 
 /* ---- carrying out the state machine's effects ---- */

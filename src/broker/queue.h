@@ -221,8 +221,10 @@ void wr_queue_add_consumer(wr_queue_t *q, wr_consumer_t *c);
 int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c);
 
 /* Dead-letters m (consuming the caller's reference) from q for reason
- * through q's dead-letter exchange, or drops it. */
-void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason);
+ * through q's dead-letter exchange, or drops it; scope limits the target
+ * queues to quorum ones, or to classic ones (this node's), or none. */
+enum { WR_DL_ALL, WR_DL_QUORUM_ONLY, WR_DL_CLASSIC_ONLY };
+void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason, int scope);
 
 /* Removes every ready message; returns how many. */
 uint32_t wr_queue_purge(wr_queue_t *q);

@@ -24,6 +24,7 @@
 #include "broker/quorum.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -31,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "admin/info.h"
 #include "broker/cluster.h"
@@ -76,6 +79,19 @@ typedef struct forwarded {
     uint64_t from, req, group;
 } forwarded_t;
 
+/* A command forwarded to this node before it could take it: its queue not
+ * declared here yet (the metadata group is still applying), or this
+ * member elected but not ready.  Kept in arrival order for a while. */
+typedef struct early {
+    struct early *next;
+    uint64_t gid, from, req;
+    int64_t deadline;
+    size_t n;
+    uint8_t p[];
+} early_t;
+
+#define EARLY_MS 5000
+
 typedef struct pending_get {
     uint64_t gid;
     wr_channel_t *ch;
@@ -92,6 +108,11 @@ typedef struct wr_quorum {
     uint8_t closing;
     uint8_t remove_data;
     uint8_t reaped; /* stale holders of earlier runs released */
+    /* Dead-lettering done here up to this log index (kept in a file in
+     * the group's directory, written without fsync: after a crash an
+     * entry's dead-lettering may happen twice, never zero times). */
+    uint64_t fx_done, applying;
+    int fx_fd;
     /* As leader: enqueues proposed and not applied yet (reject-publish). */
     size_t infl_n;
     uint64_t infl_bytes;
@@ -114,6 +135,8 @@ typedef struct wr_quorum {
 } wr_quorum_t;
 
 static struct {
+    early_t *early, *early_tail; /* see early_t, all queues, in order */
+    uv_timer_t *early_timer;
     wr_quorum_t *open_list; /* every open quorum queue */
     size_t open, closing;
     uint64_t next_cid;
@@ -555,6 +578,31 @@ static void reap_stale(wr_quorum_t *qq)
     free(seen);
 }
 
+/* ---- dead-lettering done ---- */
+
+static void fx_done_set(wr_quorum_t *qq, uint64_t index)
+{
+    qq->fx_done = index;
+    if (qq->fx_fd >= 0) {
+        uint8_t b[8];
+        wr_set_u64(b, index);
+        if (pwrite(qq->fx_fd, b, 8, 0) != 8)
+            wr_warn("quorum queue: cannot record dead-lettering progress: %s", strerror(errno));
+    }
+}
+
+static void fx_done_open(wr_quorum_t *qq)
+{
+    char path[4200];
+    /* Inside the group's directory, whose files raft_uv names its own way
+     * (it ignores others). */
+    snprintf(path, sizeof path, "%s/warren-effects", qq->dir);
+    qq->fx_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    uint8_t b[8];
+    if (qq->fx_fd >= 0 && pread(qq->fx_fd, b, 8, 0) == 8)
+        qq->fx_done = wr_get_u64(b);
+}
+
 /* ---- effects ---- */
 
 static wr_consumer_t *local_consumer(wr_queue_t *q, uint64_t cid)
@@ -666,12 +714,21 @@ static void run_fx(wr_quorum_t *qq, wr_qfx_t *fx)
             answer_get(qq, it);
             break;
         case WR_QFX_DEAD:
-            if (qq->leader && !q->deleted) {
-                wr_stats_dead_lettered(wr_qsm_reason_name(it->reason), q->args.dlx != NULL);
+            /* Once per log entry on this node, even across restarts (the
+             * entries a restarted node applies again are not dead-lettered
+             * again): the leader routes to every target; another member
+             * only to its own classic queues, which live on it alone (a
+             * classic dead-letter queue declared on a follower's node gets
+             * its copies from that node). */
+            if (!q->deleted && qq->applying > qq->fx_done) {
+                if (qq->leader)
+                    wr_stats_dead_lettered(wr_qsm_reason_name(it->reason), q->args.dlx != NULL);
                 if (q->args.dlx) {
                     wr_msg_ref(it->e.msg);
-                    wr_queue_dead_letter(q, it->e.msg, wr_qsm_reason_name(it->reason));
+                    wr_queue_dead_letter(q, it->e.msg, wr_qsm_reason_name(it->reason),
+                                         qq->leader ? WR_DL_ALL : WR_DL_CLASSIC_ONLY);
                 }
+                fx_done_set(qq, qq->applying);
             }
             release(&it->e);
             break;
@@ -719,8 +776,8 @@ static wr_qsm_limits_t limits_of(const wr_queue_args_t *a)
 
 static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
 {
-    (void)index;
     wr_quorum_t *qq = ud;
+    qq->applying = index;
     /* Closing: the queue is gone (deleted, or the broker is stopping) and
      * may not be touched; the log keeps the entry for the next start. */
     if (qq->closing)
@@ -822,6 +879,7 @@ static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
         run_fx(qq, &fx);
     else
         wr_qfx_free(&fx);
+    qq->applying = 0;
 }
 
 /* Snapshot: version, next_seq, out, rr, the consumers, then every entry
@@ -930,6 +988,8 @@ static int restore_cb(void *ud, const void *p, size_t n)
     return r.bad ? WR_ECORRUPT : 0;
 }
 
+static void early_run(int all);
+
 static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
 {
     wr_quorum_t *qq = ud;
@@ -949,6 +1009,12 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
     }
     if (leader_id && !qq->leader)
         flush_backlog(qq); /* to the leader we now know */
+    if (qq->leader || leader_id) {
+        /* Forwarded commands that waited for this queue: taken now if this
+         * member leads, refused if another does. */
+        if (node.early)
+            early_run(0);
+    }
     if (qq->leader) {
         flush_backlog(qq);
         /* A new leader owns the timer. */
@@ -1002,6 +1068,7 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
     qq->gid = gid;
     qq->dir = wr_xstrndup(dir, strlen(dir));
     qq->on_group.wake = group_advanced;
+    qq->fx_fd = -1;
     wr_buf_init(&qq->backlog);
     wr_qsm_limits_t lim = limits_of(&q->args);
     wr_qfifo_init(&qq->fifo, &lim, q->args.single_active);
@@ -1026,10 +1093,20 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
         free(qq);
         return r;
     }
+    fx_done_open(qq);
     node.open++;
     qq->next_open = node.open_list;
     node.open_list = qq;
     return 0;
+}
+
+void wr_quorum_early_free(void)
+{
+    early_run(1);
+    if (node.early_timer) {
+        uv_close((uv_handle_t *)node.early_timer, (uv_close_cb)free);
+        node.early_timer = NULL;
+    }
 }
 
 static int remove_tree(const char *path);
@@ -1037,6 +1114,8 @@ static int remove_tree(const char *path);
 static void group_closed(void *ud)
 {
     wr_quorum_t *qq = ud;
+    if (qq->fx_fd >= 0)
+        close(qq->fx_fd);
     if (qq->remove_data)
         remove_tree(qq->dir);
     /* Whatever the state machine still holds goes with it. */
@@ -1105,6 +1184,92 @@ static wr_quorum_t *by_gid(uint64_t gid)
     return NULL;
 }
 
+static void reply_result(uint64_t to, uint64_t gid, uint64_t req, int ok)
+{
+    uint8_t m[17];
+    wr_set_u64(m, gid);
+    wr_set_u64(m + 8, req);
+    m[16] = (uint8_t)(ok > 0);
+    (void)wr_cluster_send(to, WR_CLUSTER_QQ_RESULT, m, sizeof m);
+}
+
+static int take_forwarded(wr_quorum_t *qq, uint64_t from, uint64_t req, const uint8_t *p, size_t n);
+
+/* Gives each early command whose queue can now take it to it, in order;
+ * fails those that waited too long (or all, with all). */
+static void early_run(int all)
+{
+    int64_t now = wr_now_ms();
+    early_t **pp = &node.early;
+    node.early_tail = NULL;
+    while (*pp) {
+        early_t *e = *pp;
+        wr_quorum_t *qq = by_gid(e->gid);
+        int done = 0;
+        if (qq && qq->leader && !qq->closing) {
+            done = take_forwarded(qq, e->from, e->req, e->p, e->n);
+        } else if (all || e->deadline <= now ||
+                   (qq && qq->leader_id && !qq->leader && qq->leader_id != wr_cluster_self_id())) {
+            /* Too late, or another member leads: the sender fails it. */
+            reply_result(e->from, e->gid, e->req, 0);
+            done = 1;
+        }
+        if (done) {
+            *pp = e->next;
+            free(e);
+        } else {
+            node.early_tail = e;
+            pp = &e->next;
+        }
+    }
+    if (node.early == NULL && node.early_timer)
+        uv_timer_stop(node.early_timer);
+}
+
+static void early_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    early_run(0);
+}
+
+static void early_keep(uint64_t gid, uint64_t from, uint64_t req, const uint8_t *p, size_t n)
+{
+    early_t *e = wr_xmalloc(sizeof *e + n);
+    e->next = NULL;
+    e->gid = gid;
+    e->from = from;
+    e->req = req;
+    e->deadline = wr_now_ms() + EARLY_MS;
+    e->n = n;
+    memcpy(e->p, p, n);
+    if (node.early_tail)
+        node.early_tail->next = e;
+    else
+        node.early = e;
+    node.early_tail = e;
+    if (node.early_timer == NULL) {
+        node.early_timer = wr_xmalloc(sizeof *node.early_timer);
+        uv_timer_init(wr_loop, node.early_timer);
+    }
+    if (!uv_is_active((uv_handle_t *)node.early_timer))
+        uv_timer_start(node.early_timer, early_timer_cb, 200, 200);
+}
+
+/* Proposes a command forwarded to this node, the ready leader; 1 if it was
+ * handled (proposed or refused), 0 if it must wait. */
+static int take_forwarded(wr_quorum_t *qq, uint64_t from, uint64_t req, const uint8_t *p, size_t n)
+{
+    int64_t size = enqueue_size(p, n);
+    uint64_t t = !leader_refuses(qq, size) ? group_propose(qq, p, n) : 0;
+    if (t == 0) {
+        reply_result(from, qq->gid, req, 0);
+        return 1;
+    }
+    inflight_add(qq, size);
+    fw_push(qq, from, req, t);
+    return 1;
+}
+
 void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
 {
     if (n < 16)
@@ -1112,22 +1277,24 @@ void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
     wr_quorum_t *qq = by_gid(wr_get_u64(p));
     uint64_t req = wr_get_u64(p + 8);
     if (kind == WR_CLUSTER_QQ_PROPOSE) {
-        int64_t size = enqueue_size(p + 16, n - 16);
-        uint64_t t = qq && qq->leader && !qq->closing && !leader_refuses(qq, size)
-                         ? group_propose(qq, p + 16, n - 16)
-                         : 0;
-        if (t)
-            inflight_add(qq, size);
-        if (t == 0) {
-            /* Not (or no longer) the leader here: the sender fails it. */
-            uint8_t m[17];
-            memcpy(m, p, 16);
-            m[16] = 0;
-            (void)wr_cluster_send(from, WR_CLUSTER_QQ_RESULT, m, sizeof m);
+        /* Behind earlier early ones, or not takeable yet: keep it in order.
+         * (A queue declared elsewhere reaches this node through the
+         * metadata group; an elected member is ready after its barrier.) */
+        if (node.early || qq == NULL || !qq->leader) {
+            int other_leads =
+                qq && qq->leader_id && qq->leader_id != wr_cluster_self_id() && !node.early;
+            if (other_leads) {
+                reply_result(from, wr_get_u64(p), req, 0);
+                return;
+            }
+            early_keep(wr_get_u64(p), from, req, p + 16, n - 16);
+            early_run(0);
             return;
         }
-        fw_push(qq, from, req, t);
-    } else if (kind == WR_CLUSTER_QQ_RESULT && n >= 17 && qq) {
+        take_forwarded(qq, from, req, p + 16, n - 16);
+        return;
+    }
+    if (kind == WR_CLUSTER_QQ_RESULT && n >= 17 && qq) {
         /* Answers come in the order the commands were sent. */
         for (size_t i = 0; i < qq->pairs_n; i++) {
             ticket_pair_t *pr = &qq->pairs[(qq->pairs_head + i) % qq->pairs_cap];
@@ -1321,9 +1488,6 @@ int wr_quorum_is_leader(const wr_queue_t *q)
 }
 
 /* ---- files ---- */
-
-#include <dirent.h>
-#include <unistd.h>
 
 static int remove_tree(const char *path)
 {

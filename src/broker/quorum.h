@@ -80,6 +80,9 @@ void wr_quorum_limits_changed(wr_queue_t *q);
  * QQ_RESULT): a command forwarded to this node as a queue's leader, or
  * the answer to one this node forwarded. */
 void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n);
+/* Fails the forwarded commands still waiting for their queue here (at
+ * shutdown). */
+void wr_quorum_early_free(void);
 /* The link to node_id went down: what was forwarded to it fails. */
 void wr_quorum_peer_down(uint64_t node_id);
 
