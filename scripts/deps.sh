@@ -7,7 +7,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev libraft-dev)
-test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs
+test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs iproute2
            golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev
            rabbitmq-server prometheus chromium chromium-driver python3-selenium)
 # rabbitmq-server is there for rabbitmqadmin (in its management plugin),
@@ -15,6 +15,8 @@ test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-py
 # service is not started by this install (see policy-rc.d below).
 # prometheus: promtool and a real server scraping warren (test_prometheus.py).
 # chromium, chromium-driver, python3-selenium: the web UI's browser tests.
+# iproute2: `ip netns` for the cluster tests' network partitions
+# (tests/integration/cluster.py; iptables/nft are not needed).
 
 bench_pkgs=(rabbitmq-server python3 python3-pika python3-matplotlib valgrind)
 

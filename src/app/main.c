@@ -383,6 +383,8 @@ int main(int argc, char **argv)
     while (wr_quorum_closing() > 0 || wr_cluster_closing() > 0)
         uv_run(wr_loop, UV_RUN_ONCE);
     wr_quorum_shutdown();
+    while (wr_cluster_stopping())
+        uv_run(wr_loop, UV_RUN_ONCE);
     uv_walk(wr_loop, close_walk, NULL);
     uv_run(wr_loop, UV_RUN_DEFAULT);
     uv_loop_close(wr_loop);

@@ -38,6 +38,7 @@ static struct {
     int applying;          /* applying a metadata command: do not propose again */
     wr_buf_t meta_backlog; /* [u32 len][command] ... */
     size_t closing;
+    int stopping; /* links and listener closing (wr_cluster_stop) */
     uint64_t self_id;
     char *self_name;
     node_t *nodes;
@@ -154,6 +155,7 @@ int wr_cluster_start(const wr_config_t *cfg, char *err, size_t errlen)
 static void net_stopped(void *ud)
 {
     (void)ud;
+    cl.stopping = 0;
 }
 
 static void peers_stopped(void *ud)
@@ -162,11 +164,14 @@ static void peers_stopped(void *ud)
     /* The listener goes once the links are gone (rnet insists). */
     if (cl.net)
         wr_rnet_stop(cl.net, net_stopped, NULL);
+    else
+        cl.stopping = 0;
     cl.net = NULL;
 }
 
 void wr_cluster_stop(void)
 {
+    cl.stopping = 1;
     if (cl.peers) {
         wr_peers_t *ps = cl.peers;
         cl.peers = NULL;
@@ -478,6 +483,11 @@ void wr_cluster_meta_close(void)
 size_t wr_cluster_closing(void)
 {
     return cl.closing;
+}
+
+int wr_cluster_stopping(void)
+{
+    return cl.stopping;
 }
 
 /* ---- node-to-node messages ---- */

@@ -73,6 +73,8 @@ int wr_cluster_meta_open(const char *data_dir, char *err, size_t errlen);
 /* Closes it (at shutdown); *pending counts what still closes. */
 void wr_cluster_meta_close(void);
 size_t wr_cluster_closing(void);
+/* wr_cluster_stop is still closing the links and the listener. */
+int wr_cluster_stopping(void);
 /* A leader's view for warrenctl cluster_status: running nodes. */
 size_t wr_cluster_running(uint64_t *ids, size_t max);
 

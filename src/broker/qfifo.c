@@ -224,18 +224,38 @@ static wr_qent_t take_held(wr_qfifo_t *f, size_t s)
     return e;
 }
 
+static int seq_cmp(const void *a, const void *b)
+{
+    const wr_qent_t *x = a, *y = b;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
 void wr_qfifo_return_all(wr_qfifo_t *f, uint64_t cid, int64_t now, wr_qfx_t *fx)
 {
-    /* Backward-shift deletion moves later slots into the one just emptied,
+    /* Taken out first, then returned in sequence order: the table's layout
+     * differs between a member that applied the whole history and one
+     * restored from a snapshot, so a walk in slot order would make their
+     * effects (delivery-limit dead-letterings) come in different orders.
+     * Backward-shift deletion moves later slots into the one just emptied,
      * so the walk stays on a slot until it holds someone else's entry. */
+    wr_qent_t *v = NULL;
+    size_t n = 0, cap = 0;
     for (size_t s = 0; s < f->out_cap;) {
         if (f->used[s] && f->out[s].cid == cid) {
-            wr_qent_t e = take_held(f, s);
-            wr_qsm_return(&f->sm, &e, now, fx);
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                v = wr_xrealloc(v, cap * sizeof *v);
+            }
+            v[n++] = take_held(f, s);
             continue;
         }
         s++;
     }
+    if (n > 1)
+        qsort(v, n, sizeof *v, seq_cmp);
+    for (size_t i = 0; i < n; i++)
+        wr_qsm_return(&f->sm, &v[i], now, fx);
+    free(v);
     dispatch(f, now, fx);
 }
 

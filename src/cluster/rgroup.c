@@ -91,6 +91,10 @@ struct wr_rgroup {
     void *ud;
     wr_rgroup_opts_t opts;
     uv_prepare_t prep;
+    /* Proposals made by I/O callbacks come after this pass's prepare: the
+     * check hook (right after I/O) hands them over in the same pass, or
+     * they would wait until the loop next wakes. */
+    uv_check_t chk;
     /* Proposals of this pass, raft_malloc'd, not yet given to raft. */
     struct raft_buffer *pend;
     size_t n_pend, cap_pend;
@@ -653,10 +657,20 @@ static void on_prepare(uv_prepare_t *h)
         uv_prepare_stop(h);
 }
 
+static void on_check(uv_check_t *h)
+{
+    wr_rgroup_t *g = h->data;
+    uv_check_stop(h);
+    if (uv_is_active((uv_handle_t *)&g->prep))
+        on_prepare(&g->prep);
+}
+
 static void kick(wr_rgroup_t *g)
 {
-    if (g->state != G_CLOSING)
+    if (g->state != G_CLOSING) {
         uv_prepare_start(&g->prep, on_prepare);
+        uv_check_start(&g->chk, on_check);
+    }
 }
 
 /* ----------------------------------------------------------- open, close */
@@ -698,6 +712,7 @@ static void on_raft_closed(struct raft *r)
     raft_uv_close(&g->io);
     run_deferred(g); /* changes that raft failed while closing */
     fail_unresolved(g);
+    uv_close((uv_handle_t *)&g->chk, NULL);
     uv_close((uv_handle_t *)&g->prep, on_prep_closed);
 }
 
@@ -764,6 +779,8 @@ int wr_rgroup_open(wr_rgroup_t **out, wr_rnet_t *net, uint64_t group_id, const c
     }
     uv_prepare_init(g->loop, &g->prep);
     g->prep.data = g;
+    uv_check_init(g->loop, &g->chk);
+    g->chk.data = g;
     g->fsm.version = 1;
     g->fsm.data = g;
     g->fsm.apply = fsm_apply;
@@ -818,6 +835,7 @@ int wr_rgroup_open(wr_rgroup_t **out, wr_rnet_t *net, uint64_t group_id, const c
 err_after_transport:
     wr_rnet_transport_abandon(&g->t);
     g->state = G_CLOSING;
+    uv_close((uv_handle_t *)&g->chk, NULL);
     uv_close((uv_handle_t *)&g->prep, on_prep_closed);
     return rv == RAFT_NOMEM ? WR_ENOMEM : WR_EIO;
 }

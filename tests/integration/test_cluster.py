@@ -1,0 +1,384 @@
+"""A 3-node warren cluster (tests/integration/cluster.py) with quorum queues.
+
+- formation: a quorum queue declared on one node is listed on every node
+  with the same leader and the three members
+- publish with confirms through a follower, consume in order through the
+  other follower; deletion on one node removes the queue everywhere
+- failover: SIGKILL of the leader elects a new one within seconds, no
+  confirmed message is lost, publishing continues through a survivor, and
+  the killed node catches up after its restart; SIGSTOP/SIGCONT of the
+  leader; a network partition isolating the leader (network namespaces,
+  root only)
+- ../shared/seedcheck's default scenarios and `quorum` against one node of
+  the cluster
+
+Nodes are stopped with SIGTERM at the end and must exit 0.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import pytest
+
+from cluster import Cluster, wait_until
+from helpers import uid
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("AMQP_URL")),
+                                reason="starts its own warren cluster")
+
+QQ = {"x-queue-type": "quorum"}
+FAILOVER_LIMIT = 5.0  # seconds for a new leader to be agreed on
+REPO = Path(__file__).resolve().parents[2]
+SEEDCHECK_SRC = REPO.parent / "shared" / "seedcheck"
+
+
+@pytest.fixture(scope="module")
+def cl():
+    c = Cluster(3)
+    try:
+        yield c
+        c.stop()  # exit statuses: test_sigterm_exits_cleanly
+        for n in c.nodes:
+            err = n.stderr()
+            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+                assert marker not in err, "%s: sanitizer report:\n%s" % (n.name, err)
+    finally:
+        c.close()
+
+
+@pytest.fixture(autouse=True)
+def all_up(cl):
+    """Every test starts and ends with the three nodes running."""
+    for n in cl.nodes:
+        n.resume()
+        if not n.running:
+            n.start()
+    yield
+    cl.heal() if cl.can_partition else None
+    for n in cl.nodes:
+        n.resume()
+        if not n.running:
+            n.start()
+
+
+def declare(node, q=None):
+    q = q or uid("cq")
+    with node.connect() as conn:
+        conn.channel().queue_declare(q, durable=True, arguments=QQ)
+    return q
+
+
+def roles(cl, q):
+    """(leader node, [followers])"""
+    name = cl.leader(q)
+    leader = cl.node(name)
+    return leader, [n for n in cl.nodes if n is not leader]
+
+
+def publish(node, q, bodies):
+    """Publishes with confirms (each basic_publish waits for its ack)."""
+    with node.connect() as conn:
+        ch = conn.channel()
+        ch.confirm_delivery()
+        for b in bodies:
+            ch.basic_publish("", q, b, pika.BasicProperties(delivery_mode=2),
+                             mandatory=True)
+
+
+def consume(node, q, n, timeout=10.0):
+    """Consumes (manual ack) up to n bodies in delivery order."""
+    got = []
+    with node.connect() as conn:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=50)
+        deadline = time.monotonic() + timeout
+        for m, _p, body in ch.consume(q, inactivity_timeout=0.5):
+            if m is not None:
+                got.append(body)
+                ch.basic_ack(m.delivery_tag)
+            if len(got) >= n or time.monotonic() > deadline:
+                break
+        ch.cancel()
+    return got
+
+
+def counts(cl, q, nodes=None):
+    return {name: v.get(q, {}).get("messages") for name, v in cl.queue_views(nodes=nodes).items()}
+
+
+def wait_counts(cl, q, want, timeout=15.0, nodes=None):
+    return wait_until(lambda: set(counts(cl, q, nodes).values()) == {want} and counts(cl, q, nodes),
+                      timeout, 0.2, "every node counting %d in %s" % (want, q))
+
+
+def delete(node, q):
+    with node.connect() as conn:
+        conn.channel().queue_delete(q)
+
+
+def test_formation(cl):
+    a, b, c = cl.nodes
+    q = declare(a)
+    leader = cl.leader(q)  # waits for every node to list it with one leader
+    views = cl.queue_views()
+    names = sorted(n.name for n in cl.nodes)
+    for node_name, v in views.items():
+        assert q in v, "%s does not list %s: %s" % (node_name, q, v)
+        assert v[q]["type"] == "quorum"
+        assert v[q]["leader"] == leader
+        assert sorted(v[q]["members"]) == names, v[q]
+    delete(b, q)
+
+
+def test_publish_follower_consume_other_follower(cl):
+    q = declare(cl.nodes[0])
+    leader, (f1, f2) = roles(cl, q)
+    bodies = [b"m%04d" % i for i in range(300)]
+    publish(f1, q, bodies)
+    wait_counts(cl, q, 300)
+    assert consume(f2, q, 300) == bodies
+    wait_counts(cl, q, 0)
+    delete(leader, q)
+
+
+def test_passive_declare_on_every_node(cl):
+    """A passive declare counts the queue on every node.  A follower's
+    count may lag the confirm by its next commit notice (milliseconds:
+    seen 4 of 5 on a follower right after the 5th confirm), so this waits
+    for it (docs/quorum-queues.md: read-your-writes on counts)."""
+    q = declare(cl.nodes[1])
+    cl.leader(q)
+    publish(cl.nodes[2], q, [b"x"] * 5)
+    for n in cl.nodes:
+        def count():
+            with n.connect() as conn:
+                return conn.channel().queue_declare(q, passive=True).method.message_count == 5
+        wait_until(count, 3, 0.1, "passive declare counting 5 on %s" % n.name)
+    delete(cl.nodes[0], q)
+
+
+def test_delete_everywhere(cl):
+    a, b, c = cl.nodes
+    q = declare(a)
+    cl.leader(q)
+    publish(b, q, [b"1", b"2"])
+    delete(c, q)
+    wait_until(lambda: all(q not in v for v in cl.queue_views().values()), 10, 0.2,
+               "%s gone from every node" % q)
+    for n in cl.nodes:
+        with n.connect() as conn:
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+                conn.channel().queue_declare(q, passive=True)
+            assert e.value.reply_code == 404
+    # The name can be declared again, empty.
+    declare(b, q)
+    cl.leader(q)
+    wait_counts(cl, q, 0)
+    delete(a, q)
+
+
+def _new_leader(cl, q, old, survivors, limit=FAILOVER_LIMIT):
+    t0 = time.monotonic()
+    name = cl.leader(q, timeout=limit + 10, nodes=survivors, exclude=(old.name,))
+    took = time.monotonic() - t0
+    assert name != old.name
+    assert took <= limit, "new leader %s agreed on after %.1fs" % (name, took)
+    return cl.node(name), took
+
+
+def test_kill_leader_failover_and_catch_up(cl):
+    q = declare(cl.nodes[0])
+    leader, (f1, f2) = roles(cl, q)
+    first = [b"a%03d" % i for i in range(100)]
+    publish(f1, q, first)
+    leader.kill()
+    new, _took = _new_leader(cl, q, leader, [f1, f2])
+    # Publishing continues through a surviving node (the follower, not the
+    # new leader, when possible).
+    via = f1 if new is f2 else f2
+    second = [b"b%03d" % i for i in range(100)]
+    publish(via, q, second)
+    wait_counts(cl, q, 200, nodes=[f1, f2])
+    # The killed node restarts on its data dir and catches up.
+    leader.start()
+    wait_counts(cl, q, 200)
+    now = cl.node(cl.leader(q))
+    assert consume(now, q, 200) == first + second
+    wait_counts(cl, q, 0)
+    delete(f1, q)
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "known bug (about 1 run in 3): after the leader is SIGKILLed and restarted, a consumer "
+    "through the restarted node sometimes receives nothing although every node counts the "
+    "messages; the restarted member's replica or its forwarded ATTACH is suspected"))
+def test_consume_through_restarted_node(cl):
+    q = declare(cl.nodes[0])
+    leader, (f1, f2) = roles(cl, q)
+    publish(f1, q, [b"a%03d" % i for i in range(100)])
+    leader.kill()
+    _new_leader(cl, q, leader, [f1, f2])
+    leader.start()
+    wait_counts(cl, q, 100)
+    try:
+        assert len(consume(leader, q, 100, timeout=10)) == 100
+    finally:
+        consume(cl.node(cl.leader(q)), q, 100, timeout=5)
+        delete(f1, q)
+
+
+def test_kill_leader_unacked_redelivered(cl):
+    """Messages delivered but not acked when the leader dies come back."""
+    q = declare(cl.nodes[0])
+    leader, (f1, f2) = roles(cl, q)
+    bodies = [b"u%02d" % i for i in range(20)]
+    publish(f1, q, bodies)
+    conn = f2.connect()
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=5)
+    m, _p, body = ch.basic_get(q)
+    assert body == b"u00"
+    leader.kill()
+    _new_leader(cl, q, leader, [f1, f2])
+    try:
+        conn.close()
+    except Exception:
+        pass
+    wait_counts(cl, q, 20, nodes=[f1, f2])
+    assert consume(f1, q, 20) == bodies
+    leader.start()
+    wait_counts(cl, q, 0)
+    delete(f1, q)
+
+
+def test_sigstop_leader(cl):
+    q = declare(cl.nodes[1])
+    leader, (f1, f2) = roles(cl, q)
+    publish(f1, q, [b"p%02d" % i for i in range(10)])
+    leader.pause()
+    try:
+        new, _ = _new_leader(cl, q, leader, [f1, f2])
+        publish(f2, q, [b"p%02d" % i for i in range(10, 20)])
+        wait_counts(cl, q, 20, nodes=[f1, f2])
+    finally:
+        leader.resume()
+    # The old leader rejoins as a follower and agrees.
+    assert cl.leader(q) == new.name
+    wait_counts(cl, q, 20)
+    assert consume(leader, q, 20) == [b"p%02d" % i for i in range(20)]
+    delete(leader, q)
+
+
+def test_partition_isolated_leader(cl):
+    if not cl.can_partition:
+        pytest.skip("partitions need root and network namespaces (see cluster.py)")
+    q = declare(cl.nodes[2])
+    leader, (f1, f2) = roles(cl, q)
+    publish(f1, q, [b"n%02d" % i for i in range(10)])
+    cl.isolate(leader)
+    try:
+        new, _ = _new_leader(cl, q, leader, [f1, f2], limit=FAILOVER_LIMIT + 2)
+        publish(f2, q, [b"n%02d" % i for i in range(10, 20)])
+        wait_counts(cl, q, 20, nodes=[f1, f2])
+    finally:
+        cl.heal()
+    assert cl.leader(q, timeout=15) in (f1.name, f2.name)
+    wait_counts(cl, q, 20)
+    assert consume(leader, q, 20) == [b"n%02d" % i for i in range(20)]
+    delete(f1, q)
+
+
+def test_sigterm_exits_cleanly():
+    with Cluster(3, netns=False) as c:
+        statuses = c.stop()
+        assert set(statuses.values()) == {0}, (statuses, c.nodes[0].stderr()[-500:])
+
+
+def test_every_node_lists_same_queues(cl):
+    qs = [declare(n) for n in cl.nodes]
+    for q in qs:
+        cl.leader(q)
+    views = cl.queue_views()
+    sets = {name: sorted(v) for name, v in views.items()}
+    assert len({tuple(s) for s in sets.values()}) == 1, sets
+    for q in qs:
+        delete(cl.nodes[0], q)
+
+
+# ---- ../shared/seedcheck against one node of the cluster ----
+
+SEED_DEFAULT = ["hello", "persistent-ack", "exchanges", "dlx-native", "dlx-topic",
+                "retry-dlq", "redeliver", "work-queue", "confirms-returns", "rpc",
+                "reject-requeue", "errors"]
+SEED_XFAIL = {
+    # scenario: exact failure seen against the cluster (see the report)
+}
+
+
+@pytest.fixture(scope="module")
+def seedcheck():
+    if not SEEDCHECK_SRC.is_dir() or shutil.which("go") is None:
+        pytest.skip("needs ../shared/seedcheck and go (scripts/deps.sh test)")
+    work = tempfile.mkdtemp(prefix="seedcheck-")
+    out = os.path.join(work, "seedcheck")
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode",
+               GOCACHE=os.path.join(work, "gocache"))
+    r = subprocess.run(["go", "build", "-o", out, "."], cwd=SEEDCHECK_SRC, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    yield out
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.parametrize("scenario", [
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=SEED_XFAIL[s]))
+    if s in SEED_XFAIL else s
+    for s in SEED_DEFAULT + ["quorum"]])
+def test_seedcheck(cl, seedcheck, scenario):
+    node = cl.nodes[1]
+    r = subprocess.run([seedcheck, scenario], env=dict(os.environ, AMQP_URL=node.url),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout, r.stdout + r.stderr
+
+
+def test_kill_consumers_node_returns_its_messages(cl):
+    import threading
+    q = declare(cl.nodes[0])
+    leader, (f1, f2) = roles(cl, q)
+    n = 2000
+    publish(f2, q, [b"%d" % i for i in range(n)])
+    got = []
+    done = threading.Event()
+
+    def consumer():
+        try:
+            conn = f1.connect(heartbeat=2)
+            ch = conn.channel()
+            ch.basic_qos(prefetch_count=20)
+            for m, _p, b in ch.consume(q, inactivity_timeout=0.5):
+                if done.is_set():
+                    break
+                if m is not None:
+                    got.append(int(b))
+                    ch.basic_ack(m.delivery_tag)
+                    time.sleep(0.002)
+        except Exception:
+            pass
+
+    t = threading.Thread(target=consumer, daemon=True)
+    t.start()
+    time.sleep(1.0)
+    f1.kill()
+    done.set()
+    t.join(10)
+    f1.start()
+    cl.leader(q)
+    got += [int(b) for b in consume(cl.node(cl.leader(q)), q, n, timeout=8)]
+    lost = sorted(set(range(n)) - set(got))
+    delete(f2, q)
+    assert not lost, "lost %d: %s" % (len(lost), lost[:20])
