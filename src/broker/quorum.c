@@ -840,8 +840,22 @@ static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
     }
     case CMD_DETACH: {
         uint64_t cid = get_u64(&r);
-        if (!r.bad)
-            wr_qfifo_detach(f, cid, now, &fx);
+        if (r.bad)
+            break;
+        wr_qfifo_detach(f, cid, now, &fx);
+        /* Detached by the leader (its node was unreachable) while its
+         * channel here still consumes: a consumer this node cancelled is
+         * no longer listed, so this one attaches again. */
+        wr_consumer_t *c = qq->q->deleted ? NULL : local_consumer(qq->q, cid);
+        if (c && !qq->closing) {
+            wr_buf_t b;
+            cmd_begin(&b, CMD_ATTACH);
+            put_u64(&b, c->cid);
+            put_u32(&b, c->no_ack ? 0 : c->prefetch);
+            put_u32(&b, (uint32_t)c->priority);
+            wr_buf_put_u8(&b, c->no_ack);
+            propose(qq, &b);
+        }
         break;
     }
     case CMD_SETTLE:
@@ -1013,6 +1027,7 @@ static int restore_cb(void *ud, const void *p, size_t n)
 }
 
 static void early_run(int all);
+static void release_node(wr_quorum_t *qq, uint64_t node_id);
 
 static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
 {
@@ -1038,6 +1053,15 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
          * member leads, refused if another does. */
         if (node.early)
             early_run(0);
+    }
+    if (qq->leader && wr_cluster_enabled()) {
+        /* A new leader releases what consumers of nodes that are down
+         * hold: the old leader may have died before doing it. */
+        const wr_rgroup_member_t *m;
+        size_t nm = wr_cluster_members(&m);
+        for (size_t i = 0; i < nm; i++)
+            if (m[i].id != wr_cluster_self_id() && !wr_cluster_node_up(m[i].id))
+                release_node(qq, m[i].id);
     }
     if (qq->leader) {
         flush_backlog(qq);
