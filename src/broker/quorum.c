@@ -562,27 +562,30 @@ static int stale_here(uint64_t holder)
            ((holder >> 32) & 0xffff) != node.epoch;
 }
 
-/* After a restart (a crash included) the replicated state still has this
- * node's consumers and gets of the previous run, holding messages nobody
- * will settle: detach them and return what they hold, as RabbitMQ does
- * when a consumer's channel goes down. */
-static void reap_stale(wr_quorum_t *qq)
+/* Proposes a command with one u64 argument (DETACH, RETURN_ALL). */
+static void propose_u64(wr_quorum_t *qq, int op, uint64_t v)
+{
+    wr_buf_t b;
+    cmd_begin(&b, op);
+    put_u64(&b, v);
+    propose(qq, &b);
+}
+
+/* Detaches the consumers and returns what the holders (consumers and
+ * getters) hold whose id match() accepts. */
+static void release_holders(wr_quorum_t *qq, int (*match)(uint64_t holder, uint64_t arg),
+                            uint64_t arg)
 {
     wr_qfifo_t *f = &qq->fifo;
-    for (size_t i = 0; i < f->n_cons; i++) {
-        if (!stale_here(f->cons[i].cid))
-            continue;
-        wr_buf_t b;
-        cmd_begin(&b, CMD_DETACH);
-        put_u64(&b, f->cons[i].cid);
-        propose(qq, &b);
-    }
+    for (size_t i = 0; i < f->n_cons; i++)
+        if (match(f->cons[i].cid, arg))
+            propose_u64(qq, CMD_DETACH, f->cons[i].cid);
     /* Holders of checked-out entries, each once (the table is small
      * compared to the queue: at most the sum of prefetches). */
     uint64_t *seen = NULL;
     size_t n_seen = 0;
     for (size_t i = 0; i < f->out_cap; i++) {
-        if (!f->used[i] || !stale_here(f->out[i].cid))
+        if (!f->used[i] || !match(f->out[i].cid, arg))
             continue;
         uint64_t h = f->out[i].cid;
         int dup = 0;
@@ -592,12 +595,49 @@ static void reap_stale(wr_quorum_t *qq)
             continue;
         seen = wr_xrealloc(seen, (n_seen + 1) * sizeof *seen);
         seen[n_seen++] = h;
-        wr_buf_t b;
-        cmd_begin(&b, CMD_RETURN_ALL);
-        put_u64(&b, h);
-        propose(qq, &b);
+        propose_u64(qq, CMD_RETURN_ALL, h);
     }
     free(seen);
+}
+
+static int stale_match(uint64_t holder, uint64_t arg)
+{
+    (void)arg;
+    return stale_here(holder);
+}
+
+/* After a restart (a crash included) the replicated state still has this
+ * node's consumers and gets of the previous run, holding messages nobody
+ * will settle: detach them and return what they hold, as RabbitMQ does
+ * when a consumer's channel goes down. */
+static void reap_stale(wr_quorum_t *qq)
+{
+    release_holders(qq, stale_match, 0);
+}
+
+static int node_match(uint64_t holder, uint64_t prefix)
+{
+    return ((holder >> 48) & 0x7fff) == prefix;
+}
+
+/* The leader releases what the consumers and gets of a node that went
+ * down hold, as RabbitMQ returns a consumer's messages when its node goes:
+ * otherwise they stay checked out until that node comes back (or forever). */
+static void release_node(wr_quorum_t *qq, uint64_t node_id)
+{
+    release_holders(qq, node_match, node_id & 0x7fff);
+}
+
+/* Proposes ATTACH for local consumer c (its prefetch is its credit). */
+static void propose_attach(wr_quorum_t *qq, const wr_consumer_t *c)
+{
+    wr_buf_t b;
+    cmd_begin(&b, CMD_ATTACH);
+    put_u64(&b, c->cid);
+    put_u32(&b, c->no_ack ? 0 : c->prefetch);
+    put_u32(&b, (uint32_t)c->priority);
+    wr_buf_put_u8(&b, c->no_ack);
+    propose(qq, &b);
 }
 
 /* ---- dead-lettering done ---- */
@@ -847,15 +887,8 @@ static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
          * channel here still consumes: a consumer this node cancelled is
          * no longer listed, so this one attaches again. */
         wr_consumer_t *c = qq->q->deleted ? NULL : local_consumer(qq->q, cid);
-        if (c && !qq->closing) {
-            wr_buf_t b;
-            cmd_begin(&b, CMD_ATTACH);
-            put_u64(&b, c->cid);
-            put_u32(&b, c->no_ack ? 0 : c->prefetch);
-            put_u32(&b, (uint32_t)c->priority);
-            wr_buf_put_u8(&b, c->no_ack);
-            propose(qq, &b);
-        }
+        if (c && !qq->closing)
+            propose_attach(qq, c);
         break;
     }
     case CMD_SETTLE:
@@ -1027,8 +1060,6 @@ static int restore_cb(void *ud, const void *p, size_t n)
 }
 
 static void early_run(int all);
-static void release_node(wr_quorum_t *qq, uint64_t node_id);
-
 static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
 {
     wr_quorum_t *qq = ud;
@@ -1365,42 +1396,6 @@ void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
     }
 }
 
-/* The leader releases what the consumers and gets of a node that went
- * down hold, as RabbitMQ returns a consumer's messages when its node goes:
- * otherwise they stay checked out until that node comes back (or forever). */
-static void release_node(wr_quorum_t *qq, uint64_t node_id)
-{
-    uint64_t prefix = node_id & 0x7fff;
-    wr_qfifo_t *f = &qq->fifo;
-    for (size_t i = 0; i < f->n_cons; i++) {
-        if (((f->cons[i].cid >> 48) & 0x7fff) != prefix)
-            continue;
-        wr_buf_t b;
-        cmd_begin(&b, CMD_DETACH);
-        put_u64(&b, f->cons[i].cid);
-        propose(qq, &b);
-    }
-    uint64_t *seen = NULL;
-    size_t n_seen = 0;
-    for (size_t i = 0; i < f->out_cap; i++) {
-        if (!f->used[i] || ((f->out[i].cid >> 48) & 0x7fff) != prefix)
-            continue;
-        uint64_t h = f->out[i].cid;
-        int dup = 0;
-        for (size_t k = 0; k < n_seen && !dup; k++)
-            dup = seen[k] == h;
-        if (dup)
-            continue;
-        seen = wr_xrealloc(seen, (n_seen + 1) * sizeof *seen);
-        seen[n_seen++] = h;
-        wr_buf_t b;
-        cmd_begin(&b, CMD_RETURN_ALL);
-        put_u64(&b, h);
-        propose(qq, &b);
-    }
-    free(seen);
-}
-
 void wr_quorum_peer_down(uint64_t node_id)
 {
     for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open) {
@@ -1433,15 +1428,8 @@ void wr_quorum_add_consumer(wr_queue_t *q, wr_consumer_t *c)
 {
     wr_quorum_t *qq = q->qq;
     c->cid = holder_id(0);
-    if (qq == NULL)
-        return;
-    wr_buf_t b;
-    cmd_begin(&b, CMD_ATTACH);
-    put_u64(&b, c->cid);
-    put_u32(&b, c->no_ack ? 0 : c->prefetch);
-    put_u32(&b, (uint32_t)c->priority);
-    wr_buf_put_u8(&b, c->no_ack);
-    propose(qq, &b);
+    if (qq)
+        propose_attach(qq, c);
 }
 
 void wr_quorum_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
@@ -1449,10 +1437,7 @@ void wr_quorum_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
     wr_quorum_t *qq = q->qq;
     if (qq == NULL)
         return;
-    wr_buf_t b;
-    cmd_begin(&b, CMD_DETACH);
-    put_u64(&b, c->cid);
-    propose(qq, &b);
+    propose_u64(qq, CMD_DETACH, c->cid);
 }
 
 void wr_quorum_settle(wr_queue_t *q, wr_qent_t *e, int how)
