@@ -182,11 +182,40 @@ static int start_list(const char *kind, const wr_listen_addr_t *list, size_t n, 
     return 0;
 }
 
+/* The management and Prometheus listeners, then AMQP's: a client that can
+ * connect to an AMQP port finds every other listener of the node up. */
 static int start_listeners(const wr_config_t *cfg)
 {
     listeners =
         wr_xcalloc(2 * (cfg->n_listeners + cfg->n_ssl_listeners) + cfg->n_unix_listeners + 4,
                    sizeof *listeners);
+    if (cfg->management_port && listen_http("management.tcp.port", cfg->management_ip,
+                                            cfg->management_port, NULL, &api_app) != 0)
+        return -1;
+    if (cfg->management_ssl_port) {
+        /* The AMQPS listeners' transport, with management.ssl.*'s files. */
+        wr_tls_config_t tc = {cfg->management_ssl_certfile,
+                              cfg->management_ssl_keyfile,
+                              cfg->management_ssl_cacertfile,
+                              cfg->management_ssl_verify_peer,
+                              cfg->management_ssl_fail_if_no_peer_cert,
+                              NULL,
+                              0,
+                              NULL,
+                              0};
+        char err[512];
+        mgmt_tls_ctx = wr_tls_ctx_new(&tc, err, sizeof err);
+        if (mgmt_tls_ctx == NULL) {
+            wr_error("cannot set up TLS for management.ssl: %s", err);
+            return -1;
+        }
+        if (listen_http("management.ssl.port", cfg->management_ssl_ip, cfg->management_ssl_port,
+                        mgmt_tls_ctx, &api_app) != 0)
+            return -1;
+    }
+    if (cfg->prometheus_port && listen_http("prometheus.tcp.port", cfg->prometheus_ip,
+                                            cfg->prometheus_port, NULL, &prom_app) != 0)
+        return -1;
     if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
         return -1;
     for (size_t i = 0; i < cfg->n_unix_listeners; i++) {
@@ -219,33 +248,6 @@ static int start_listeners(const wr_config_t *cfg)
         if (start_list("ssl", cfg->ssl_listeners, cfg->n_ssl_listeners, tls_ctx) != 0)
             return -1;
     }
-    if (cfg->management_port && listen_http("management.tcp.port", cfg->management_ip,
-                                            cfg->management_port, NULL, &api_app) != 0)
-        return -1;
-    if (cfg->management_ssl_port) {
-        /* The AMQPS listeners' transport, with management.ssl.*'s files. */
-        wr_tls_config_t tc = {cfg->management_ssl_certfile,
-                              cfg->management_ssl_keyfile,
-                              cfg->management_ssl_cacertfile,
-                              cfg->management_ssl_verify_peer,
-                              cfg->management_ssl_fail_if_no_peer_cert,
-                              NULL,
-                              0,
-                              NULL,
-                              0};
-        char err[512];
-        mgmt_tls_ctx = wr_tls_ctx_new(&tc, err, sizeof err);
-        if (mgmt_tls_ctx == NULL) {
-            wr_error("cannot set up TLS for management.ssl: %s", err);
-            return -1;
-        }
-        if (listen_http("management.ssl.port", cfg->management_ssl_ip, cfg->management_ssl_port,
-                        mgmt_tls_ctx, &api_app) != 0)
-            return -1;
-    }
-    if (cfg->prometheus_port && listen_http("prometheus.tcp.port", cfg->prometheus_ip,
-                                            cfg->prometheus_port, NULL, &prom_app) != 0)
-        return -1;
     if (cfg->n_listeners == 0 && cfg->n_ssl_listeners == 0 && cfg->n_unix_listeners == 0)
         wr_warn("no AMQP listeners (listeners.tcp = none)");
     return 0;
@@ -350,6 +352,12 @@ int main(int argc, char **argv)
         wr_error("cannot start the control socket: %s", err);
         return 1;
     }
+    /* Signals first: a SIGTERM once a listener is up is an orderly stop. */
+    uv_timer_init(wr_loop, &shutdown_timer);
+    uv_signal_init(wr_loop, &sigterm_handle);
+    uv_signal_start(&sigterm_handle, on_signal, SIGTERM);
+    uv_signal_init(wr_loop, &sigint_handle);
+    uv_signal_start(&sigint_handle, on_signal, SIGINT);
     if (start_listeners(&cfg) != 0)
         return 1;
     uv_prepare_init(wr_loop, &prepare_handle);
@@ -359,11 +367,6 @@ int main(int argc, char **argv)
     wr_stats_start(cfg.stats_interval);
     uv_timer_init(wr_loop, &tick_timer);
     uv_timer_start(&tick_timer, on_tick, 1000, 1000);
-    uv_timer_init(wr_loop, &shutdown_timer);
-    uv_signal_init(wr_loop, &sigterm_handle);
-    uv_signal_start(&sigterm_handle, on_signal, SIGTERM);
-    uv_signal_init(wr_loop, &sigint_handle);
-    uv_signal_start(&sigint_handle, on_signal, SIGINT);
 
     wr_info("warren %s started, data in %s", WARREN_VERSION, cfg.data_dir);
     uv_run(wr_loop, UV_RUN_DEFAULT);

@@ -31,7 +31,7 @@ from selenium.common.exceptions import TimeoutException, WebDriverException  # n
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-WAIT = 10
+WAIT = 20  # seconds; the sanitizer build is several times slower
 
 
 def _chromium():
