@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "broker/ops.h"
 #include "broker/policy.h"
 #include "broker/replay.h"
+#include "core/err.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/version.h"
@@ -77,6 +79,25 @@ static json_t *action(const char *fmt, ...)
     va_end(ap);
     return json_pack("{s:b, s:s}", "ok", 1, "info", text);
 }
+
+/* ---- replies that come later ---- */
+
+/* A command that must wait for other nodes (a quorum queue's membership
+ * change runs at its leader) takes a `later` and returns NULL; the socket
+ * client then gets the reply when later_end runs, and its further requests
+ * wait behind it, so that replies stay in order.  Only the socket can wait:
+ * elsewhere (the HTTP API) later_begin returns NULL. */
+typedef struct later {
+    struct client *c; /* NULL once the client has gone */
+    char info[600];   /* the info line of the command, as it began */
+    size_t pending;   /* parts still running (grow, shrink: one per queue) */
+    json_t *rows;     /* their results, for a listing */
+} later_t;
+
+static struct client *cur_client; /* the socket client whose request runs */
+static later_t *later_begin(void);
+static void later_end(later_t *l, json_t *reply);
+static void later_cancel(later_t *l); /* a command that took one fails now */
 
 /* ---- requests ---- */
 
@@ -1387,6 +1408,215 @@ static json_t *cmd_cluster_status(const req_t *r)
     return ok;
 }
 
+/* ---- quorum queue membership (rabbitmq-queues add_member, delete_member,
+ * grow, shrink) ---- */
+
+/* A node argument: a cluster member's name (this node's name when it runs
+ * alone); 0 if there is none such. */
+static uint64_t node_arg(const char *name)
+{
+    if (name == NULL)
+        return 0;
+    if (wr_cluster_enabled())
+        return wr_cluster_node_id(name);
+    return strcmp(name, wr_info_node()) == 0 ? wr_cluster_self_id() : 0;
+}
+
+static const char *member_error(int status)
+{
+    switch (status) {
+    case WR_EEXISTS:
+        return "already_a_member";
+    case WR_ENOTFOUND:
+        return "not_a_member";
+    case WR_EINVAL:
+        return "last_member";
+    case WR_EAGAIN:
+        return "timeout";
+    case WR_ECLOSED:
+        return "queue_closed";
+    default:
+        return "error";
+    }
+}
+
+static void member_done(void *ud, int status)
+{
+    later_t *l = ud;
+    memcpy(cur_info, l->info, sizeof cur_info);
+    json_t *reply = status == 0
+                        ? action("%s", l->info)
+                        : refuse(EX_SOFTWARE_, "Error:\n{:error, :%s}", member_error(status));
+    cur_info[0] = '\0';
+    later_end(l, reply);
+}
+
+static json_t *queue_member(const req_t *r, int op)
+{
+    if (nargs(r) != 2 || arg(r, 0) == NULL || arg(r, 1) == NULL)
+        return usage(r->command);
+    wr_vhost_t *vh = vhost_of(r);
+    if (vh == NULL)
+        return no_vhost(r);
+    info("%s a replica for queue %s on node %s...", op == WR_QQ_MAKE_VOTER ? "Adding" : "Removing",
+         arg(r, 0), arg(r, 1));
+    wr_queue_t *q = wr_vhost_queue(vh, wr_bytes_of(arg(r, 0)));
+    if (q == NULL)
+        return refuse(EX_UNAVAILABLE_, "Error:\n{:not_found, {:resource, \"%s\", :queue, \"%s\"}}",
+                      vh->name, arg(r, 0));
+    if (!q->quorum)
+        return refuse(EX_SOFTWARE_, "Error:\n{:error, :classic_queue_not_supported}");
+    uint64_t id = node_arg(arg(r, 1));
+    if (id == 0)
+        return refuse(EX_SOFTWARE_, "Error:\n{:error, :node_not_running}");
+    later_t *l = later_begin();
+    if (l == NULL)
+        return refuse(EX_SOFTWARE_, "Error:\nonly the control socket (warrenctl) can wait for a "
+                                    "membership change");
+    int rc = wr_quorum_admin(q, op, id, member_done, l);
+    if (rc != 0) {
+        later_cancel(l);
+        return refuse(EX_SOFTWARE_, "Error:\n{:error, :%s}", member_error(rc));
+    }
+    return NULL;
+}
+
+static json_t *cmd_add_member(const req_t *r)
+{
+    return queue_member(r, WR_QQ_MAKE_VOTER);
+}
+
+static json_t *cmd_delete_member(const req_t *r)
+{
+    return queue_member(r, WR_QQ_MAKE_STANDBY);
+}
+
+/* grow and shrink: one change per queue, all at once; the reply lists each
+ * queue with its result once every change has ended. */
+typedef struct member_part {
+    later_t *l;
+    char *vhost, *name;
+    size_t size; /* voters before the change */
+    int grow;
+    int errors_only;
+} member_part_t;
+
+static void part_done(void *ud, int status)
+{
+    member_part_t *p = ud;
+    later_t *l = p->l;
+    if (status != 0 || !p->errors_only) {
+        size_t size = status != 0 ? p->size : p->grow ? p->size + 1 : p->size - 1;
+        char result[64];
+        snprintf(result, sizeof result, status == 0 ? "ok" : "error: %s", member_error(status));
+        json_array_append_new(
+            l->rows, json_pack("[s, s, I, s]", p->vhost, p->name, (json_int_t)size, result));
+    }
+    free(p->vhost);
+    free(p->name);
+    free(p);
+    if (--l->pending == 0) {
+        json_t *reply = json_pack("{s:b, s:s, s:[s, s, s, s], s:O}", "ok", 1, "info", l->info,
+                                  "columns", "vhost", "name", "size", "result", "rows", l->rows);
+        later_end(l, reply);
+    }
+}
+
+static json_t *grow_or_shrink(const req_t *r, int grow)
+{
+    if (nargs(r) != (grow ? 2u : 1u) || arg(r, 0) == NULL)
+        return usage(r->command);
+    const char *which = grow ? arg(r, 1) : "all";
+    if (which == NULL || (strcmp(which, "all") != 0 && strcmp(which, "even") != 0))
+        return refuse(EX_USAGE_, "strategy <%s> is not recognised (all or even)",
+                      which ? which : "");
+    const char *vpat = opt(r, "vhost-pattern"), *qpat = opt(r, "queue-pattern");
+    regex_t vre, qre;
+    int have_v = 0, have_q = 0;
+    if (vpat && regcomp(&vre, vpat, REG_EXTENDED | REG_NOSUB) != 0)
+        return refuse(EX_USAGE_, "invalid --vhost-pattern %s", vpat);
+    have_v = vpat != NULL;
+    if (qpat && regcomp(&qre, qpat, REG_EXTENDED | REG_NOSUB) != 0) {
+        if (have_v)
+            regfree(&vre);
+        return refuse(EX_USAGE_, "invalid --queue-pattern %s", qpat);
+    }
+    have_q = qpat != NULL;
+    if (grow)
+        info("Growing quorum queues matching %s in vhosts matching %s to %s...", qpat ? qpat : ".*",
+             vpat ? vpat : ".*", arg(r, 0));
+    else
+        info("Shrinking quorum queues on %s...", arg(r, 0));
+    uint64_t id = node_arg(arg(r, 0));
+    json_t *err = NULL;
+    later_t *l = NULL;
+    if (id == 0)
+        err = refuse(EX_SOFTWARE_, "Error:\n{:error, :node_not_running}");
+    else if ((l = later_begin()) == NULL)
+        err = refuse(EX_SOFTWARE_, "Error:\nonly the control socket (warrenctl) can wait for a "
+                                   "membership change");
+    if (err) {
+        if (have_v)
+            regfree(&vre);
+        if (have_q)
+            regfree(&qre);
+        return err;
+    }
+    l->rows = json_array();
+    l->pending = 1; /* held until every part has started */
+    size_t vi = 0;
+    wr_vhost_t *vh;
+    while ((vh = wr_broker_vhost_next(&vi)) != NULL) {
+        if (have_v && regexec(&vre, vh->name, 0, NULL, 0) != 0)
+            continue;
+        size_t k = 0;
+        wr_map_slot_t *sl;
+        while (wr_map_next(&vh->queues, &k, &sl)) {
+            wr_queue_t *q = sl->value;
+            if (!q->quorum || (have_q && regexec(&qre, q->name, 0, NULL, 0) != 0))
+                continue;
+            uint64_t ids[64];
+            size_t nv = wr_quorum_members(q, ids, 64), in = 0;
+            for (size_t i = 0; i < nv && i < 64; i++)
+                in |= ids[i] == id;
+            if (grow ? in || (strcmp(which, "even") == 0 && nv % 2 != 0) : !in)
+                continue;
+            member_part_t *p = wr_xcalloc(1, sizeof *p);
+            p->l = l;
+            p->vhost = wr_xstrndup(vh->name, strlen(vh->name));
+            p->name = wr_xstrndup(q->name, q->name_len);
+            p->size = nv;
+            p->grow = grow;
+            p->errors_only = opt_true(r, "errors-only");
+            l->pending++;
+            int rc =
+                wr_quorum_admin(q, grow ? WR_QQ_MAKE_VOTER : WR_QQ_MAKE_STANDBY, id, part_done, p);
+            if (rc != 0)
+                part_done(p, rc);
+        }
+    }
+    if (have_v)
+        regfree(&vre);
+    if (have_q)
+        regfree(&qre);
+    if (--l->pending == 0) {
+        json_t *reply = json_pack("{s:b, s:s, s:[s, s, s, s], s:O}", "ok", 1, "info", l->info,
+                                  "columns", "vhost", "name", "size", "result", "rows", l->rows);
+        later_end(l, reply);
+    }
+    return NULL;
+}
+
+static json_t *cmd_grow(const req_t *r)
+{
+    return grow_or_shrink(r, 1);
+}
+
+static json_t *cmd_shrink(const req_t *r)
+{
+    return grow_or_shrink(r, 0);
+}
+
 /* rabbitmq-queues quorum_status QUEUE: each member's Raft state.  This
  * node reports its own figures; other members are shown as this node
  * sees them (leader or follower by who leads, noproc when unreachable),
@@ -1412,10 +1642,12 @@ static json_t *cmd_quorum_status(const req_t *r)
     json_t *columns = json_array(), *rows = json_array();
     for (size_t c = 0; cols[c]; c++)
         json_array_append_new(columns, json_string(cols[c]));
-    const wr_rgroup_member_t *m;
-    size_t n = wr_cluster_enabled() ? wr_cluster_members(&m) : 0;
+    uint64_t m[64];
+    size_t n = wr_cluster_enabled() ? wr_quorum_members(q, m, 64) : 0;
+    if (n > 64)
+        n = 64;
     for (size_t i = 0; i < (n ? n : 1); i++) {
-        uint64_t id = n ? m[i].id : wr_cluster_self_id();
+        uint64_t id = n ? m[i] : wr_cluster_self_id();
         const char *name = n ? wr_cluster_node_name(id) : wr_info_node();
         int self = id == wr_cluster_self_id();
         const char *state = self                      ? (st.is_leader ? "leader" : "follower")
@@ -1468,6 +1700,7 @@ typedef struct command {
 } command_t;
 
 static const command_t commands[] = {
+    {"add_member", cmd_add_member},
     {"add_user", cmd_add_user},
     {"add_vhost", cmd_add_vhost},
     {"authenticate_user", cmd_authenticate_user},
@@ -1482,6 +1715,7 @@ static const command_t commands[] = {
     {"clear_vhost_limits", cmd_clear_vhost_limits},
     {"close_all_connections", cmd_close_all_connections},
     {"close_connection", cmd_close_connection},
+    {"delete_member", cmd_delete_member},
     {"delete_queue", cmd_delete_queue},
     {"export_definitions", cmd_export_definitions},
     {"import_definitions", cmd_import_definitions},
@@ -1517,7 +1751,9 @@ static const command_t commands[] = {
     {"set_vm_memory_high_watermark", cmd_set_vm_memory_high_watermark},
     {"status", cmd_status},
     {"cluster_status", cmd_cluster_status},
+    {"grow", cmd_grow},
     {"quorum_status", cmd_quorum_status},
+    {"shrink", cmd_shrink},
 };
 
 static int args_ok(const json_t *a)
@@ -1558,6 +1794,10 @@ char *wr_ctl_execute(const char *request, size_t len)
     json_error_t je;
     json_t *in = json_loadb(request, len, JSON_REJECT_DUPLICATES, &je);
     json_t *out = in ? wr_ctl_call(in) : refuse(EX_USAGE_, "bad request: %s", je.text);
+    if (out == NULL) { /* the reply comes later (later_begin) */
+        json_decref(in);
+        return NULL;
+    }
     char *text = json_dumps(out, JSON_COMPACT);
     json_decref(out);
     json_decref(in);
@@ -1570,7 +1810,9 @@ typedef struct client {
     uv_pipe_t pipe;
     wr_buf_t in;
     struct client *next;
+    later_t *waiting; /* a reply to come; later requests wait behind it */
     uint8_t closing;
+    uint8_t processing; /* inside process() */
 } client_t;
 
 static uv_pipe_t server;
@@ -1586,6 +1828,8 @@ static void client_closed(uv_handle_t *h)
             *pp = c->next;
             break;
         }
+    if (c->waiting)
+        c->waiting->c = NULL;
     wr_buf_free(&c->in);
     free(c);
 }
@@ -1619,6 +1863,48 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = 65536;
 }
 
+static int send_reply(client_t *c, char *reply)
+{
+    size_t rn = strlen(reply);
+    reply = wr_xrealloc(reply, rn + 2);
+    reply[rn++] = '\n';
+    write_req_t *wr = wr_xmalloc(sizeof *wr);
+    wr->text = reply;
+    uv_buf_t b = uv_buf_init(reply, (unsigned)rn);
+    if (c->closing || uv_write(&wr->w, (uv_stream_t *)&c->pipe, &b, 1, written) != 0) {
+        free(reply);
+        free(wr);
+        client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Answers the complete requests in c's buffer, in order, until one must
+ * wait for its reply. */
+static void process(client_t *c)
+{
+    if (c->processing)
+        return; /* a reply that came at once, inside the loop below */
+    c->processing = 1;
+    while (!c->waiting && !c->closing) {
+        uint8_t *nl = memchr(c->in.p, '\n', c->in.len);
+        if (nl == NULL)
+            break;
+        size_t line = (size_t)(nl - c->in.p);
+        char *req = wr_xmalloc(line + 1);
+        memcpy(req, c->in.p, line);
+        wr_buf_consume(&c->in, line + 1);
+        cur_client = c;
+        char *reply = wr_ctl_execute(req, line);
+        cur_client = NULL;
+        free(req);
+        if (reply != NULL && send_reply(c, reply) != 0)
+            break;
+    }
+    c->processing = 0;
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     client_t *c = s->data;
@@ -1628,30 +1914,44 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     c->in.len += (size_t)n;
-    for (;;) {
-        uint8_t *nl = memchr(c->in.p, '\n', c->in.len);
-        if (nl == NULL)
-            break;
-        size_t line = (size_t)(nl - c->in.p);
-        char *reply = wr_ctl_execute((const char *)c->in.p, line);
-        size_t rn = strlen(reply);
-        reply = wr_xrealloc(reply, rn + 2);
-        reply[rn++] = '\n';
-        write_req_t *wr = wr_xmalloc(sizeof *wr);
-        wr->text = reply;
-        uv_buf_t b = uv_buf_init(reply, (unsigned)rn);
-        if (uv_write(&wr->w, s, &b, 1, written) != 0) {
-            free(reply);
-            free(wr);
-            client_close(c);
-            return;
-        }
-        wr_buf_consume(&c->in, line + 1);
-    }
+    process(c);
     if (c->in.len > WR_CTL_MAX_LINE) {
         wr_warn("control socket: request longer than %u bytes; closing", WR_CTL_MAX_LINE);
         client_close(c);
     }
+}
+
+static later_t *later_begin(void)
+{
+    if (cur_client == NULL || cur_client->waiting)
+        return NULL;
+    later_t *l = wr_xcalloc(1, sizeof *l);
+    l->c = cur_client;
+    memcpy(l->info, cur_info, sizeof l->info);
+    cur_client->waiting = l;
+    return l;
+}
+
+static void later_end(later_t *l, json_t *reply)
+{
+    client_t *c = l->c;
+    if (c != NULL) {
+        c->waiting = NULL;
+        char *text = json_dumps(reply, JSON_COMPACT);
+        if (send_reply(c, text) == 0)
+            process(c);
+    }
+    json_decref(reply);
+    json_decref(l->rows);
+    free(l);
+}
+
+static void later_cancel(later_t *l)
+{
+    if (l->c)
+        l->c->waiting = NULL;
+    json_decref(l->rows);
+    free(l);
 }
 
 static void on_connection(uv_stream_t *srv, int status)

@@ -229,16 +229,19 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
          * group has elected itself. */
         json_object_set_new(o, "type", json_string("quorum"));
         json_object_set_new(o, "leader", json_string(wr_quorum_leader(q)));
-        /* Every configured node is a member of every quorum queue's group
-         * (x-quorum-initial-group-size is not applied yet); online: those
+        /* The voting members of its group as this node knows them (every
+         * node keeps a replica; non-members are standbys); online: those
          * whose node-to-node link is up, and this one. */
         json_t *m = json_array(), *on = json_array();
-        const wr_rgroup_member_t *mv;
-        size_t nm = wr_cluster_enabled() ? wr_cluster_members(&mv) : 0;
-        for (size_t i = 0; i < nm; i++) {
-            json_array_append_new(m, json_string(wr_cluster_node_name(mv[i].id)));
-            if (wr_cluster_node_up(mv[i].id))
-                json_array_append_new(on, json_string(wr_cluster_node_name(mv[i].id)));
+        uint64_t ids[64];
+        size_t nm = wr_cluster_enabled() ? wr_quorum_members(q, ids, 64) : 0;
+        for (size_t i = 0; i < nm && i < 64; i++) {
+            const char *name = wr_cluster_node_name(ids[i]);
+            if (name == NULL)
+                continue;
+            json_array_append_new(m, json_string(name));
+            if (wr_cluster_node_up(ids[i]))
+                json_array_append_new(on, json_string(name));
         }
         if (nm == 0) {
             json_array_append_new(m, json_string(wr_info_node()));

@@ -378,6 +378,7 @@ int main(int argc, char **argv)
     wr_conn_close_all_now();
     wr_queue_run_pending();
     wr_quorum_early_free();
+    wr_quorum_admin_free();
     wr_cluster_meta_close();
     wr_meta_close();
     /* Raft groups (quorum queues, the cluster's metadata) close

@@ -134,7 +134,7 @@ int wr_cluster_start(const wr_config_t *cfg, char *err, size_t errlen)
     }
     cl.members = wr_xcalloc(cl.n_nodes, sizeof *cl.members);
     for (size_t i = 0; i < cl.n_nodes; i++)
-        cl.members[i] = (wr_rgroup_member_t){cl.nodes[i].id, cl.nodes[i].addr};
+        cl.members[i] = (wr_rgroup_member_t){cl.nodes[i].id, cl.nodes[i].addr, 0};
     r = wr_rnet_start(&cl.net, wr_loop, cfg->cluster_listener, cl.secret, cl.secret_len, err,
                       errlen);
     if (r != 0)
@@ -220,7 +220,7 @@ int wr_cluster_net(wr_rnet_t **out, char *err, size_t errlen)
         cl.nodes[0].addr = wr_xstrndup(wr_rnet_addr(cl.net), strlen(wr_rnet_addr(cl.net)));
         cl.n_nodes = 1;
         cl.members = wr_xcalloc(1, sizeof *cl.members);
-        cl.members[0] = (wr_rgroup_member_t){1, cl.nodes[0].addr};
+        cl.members[0] = (wr_rgroup_member_t){1, cl.nodes[0].addr, 0};
     }
     *out = cl.net;
     return 0;
@@ -485,6 +485,11 @@ size_t wr_cluster_closing(void)
     return cl.closing;
 }
 
+int wr_cluster_applying(void)
+{
+    return cl.applying;
+}
+
 int wr_cluster_stopping(void)
 {
     return cl.stopping;
@@ -498,6 +503,8 @@ static void on_peer_msg(void *ud, uint64_t from, uint8_t kind, const uint8_t *p,
     switch (kind) {
     case WR_CLUSTER_QQ_PROPOSE:
     case WR_CLUSTER_QQ_RESULT:
+    case WR_CLUSTER_QQ_ADMIN:
+    case WR_CLUSTER_QQ_ADMIN_RESULT:
         wr_quorum_on_msg(from, kind, p, n);
         break;
     case WR_CLUSTER_META_PROPOSE:
@@ -515,6 +522,22 @@ static void on_peer_change(void *ud, uint64_t node, int up)
             up ? "up" : "down");
     if (!up)
         wr_quorum_peer_down(node);
+}
+
+const char *wr_cluster_node_addr(uint64_t id)
+{
+    for (size_t i = 0; i < cl.n_nodes; i++)
+        if (cl.nodes[i].id == id)
+            return cl.nodes[i].addr;
+    return NULL;
+}
+
+uint64_t wr_cluster_node_id(const char *name)
+{
+    for (size_t i = 0; i < cl.n_nodes; i++)
+        if (strcmp(cl.nodes[i].name, name) == 0)
+            return cl.nodes[i].id;
+    return 0;
 }
 
 const char *wr_cluster_node_name(uint64_t id)

@@ -46,8 +46,15 @@ const char *wr_cluster_self_name(void);
 /* The members a new quorum queue's group starts with: every configured
  * node (this one alone when not clustered).  Owned here. */
 size_t wr_cluster_members(const wr_rgroup_member_t **out);
+/* Whether this node is applying a metadata command (a queue declared now
+ * was declared on another node first). */
+int wr_cluster_applying(void);
 /* The name of node id, or NULL if it is not a configured member. */
 const char *wr_cluster_node_name(uint64_t id);
+/* Its inter-node address (host:port), or NULL. */
+const char *wr_cluster_node_addr(uint64_t id);
+/* The id of the configured node called name (warren@host:port), or 0. */
+uint64_t wr_cluster_node_id(const char *name);
 
 /* Messages between nodes (their kinds; payloads are the sender's module's
  * business). */
@@ -55,6 +62,8 @@ enum {
     WR_CLUSTER_QQ_PROPOSE = 16, /* a quorum queue command for its leader */
     WR_CLUSTER_QQ_RESULT,       /* ... and whether the leader committed it */
     WR_CLUSTER_META_PROPOSE,    /* a metadata command for the metadata leader */
+    WR_CLUSTER_QQ_ADMIN,        /* a quorum queue membership change for its leader */
+    WR_CLUSTER_QQ_ADMIN_RESULT, /* ... and how it ended */
 };
 /* Sends a message to node (copied; in order per node while the link
  * stays up).  Returns 0, or WR_EAGAIN if the node is not reachable now. */

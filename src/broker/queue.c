@@ -156,6 +156,16 @@ int wr_queue_args_parse(wr_bytes_t table, wr_bytes_t qname, const char *vhost, w
         } else if (wr_bytes_eq_str(k, "x-quorum-initial-group-size")) {
             if (int_arg(&f, &v, why, sizeof why) == 0)
                 out->initial_group_size = v;
+        } else if (wr_bytes_eq_str(k, "x-queue-leader-locator")) {
+            if (f.type != 'S')
+                snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));
+            else if (wr_bytes_eq_str(f.v.bytes, "client-local"))
+                out->leader_locator = 1;
+            else if (wr_bytes_eq_str(f.v.bytes, "balanced"))
+                out->leader_locator = 2;
+            else
+                snprintf(why, sizeof why, "\"unsupported leader locator '%.*s'\"",
+                         (int)(f.v.bytes.n > 64 ? 64 : f.v.bytes.n), (const char *)f.v.bytes.p);
         } else if (wr_bytes_eq_str(k, "x-dead-letter-strategy")) {
             if (f.type != 'S')
                 snprintf(why, sizeof why, "{unacceptable_type,%s}", wr_field_type_name(f.type));

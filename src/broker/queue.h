@@ -76,6 +76,7 @@ typedef struct wr_queue_args {
     uint8_t type;                /* x-queue-type: WR_QTYPE_CLASSIC or WR_QTYPE_QUORUM */
     uint8_t dl_at_least_once;    /* x-dead-letter-strategy at-least-once */
     int64_t initial_group_size;  /* x-quorum-initial-group-size, 0 if unset */
+    uint8_t leader_locator;      /* x-queue-leader-locator: 0 unset, 1 client-local, 2 balanced */
 } wr_queue_args_t;
 
 /* Queue types (x-queue-type). */

@@ -133,6 +133,11 @@ typedef struct wr_quorum {
     size_t backlog_n;
 
     uv_timer_t *timer; /* the leader's TICK timer */
+    /* Declared here by a client, and this member should lead (queue_
+     * leader_locator): its first election timeout is short, so that it
+     * is the first candidate; set until a leader is known. */
+    uint64_t place_at;
+    unsigned election_ms; /* the group's usual election timeout */
 } wr_quorum_t;
 
 static struct {
@@ -144,6 +149,9 @@ static struct {
     uint16_t epoch; /* this run of the process (random) */
     pending_get_t *gets;
     size_t n_gets, cap_gets;
+    struct admin_req *admins; /* membership changes asked for here */
+    uint64_t next_admin;
+    uv_timer_t *admin_timer;
 } node;
 
 void wr_quorum_shutdown(void)
@@ -1079,6 +1087,11 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
     }
     if (leader_id && !qq->leader)
         flush_backlog(qq); /* to the leader we now know */
+    if (leader_id && qq->place_at) {
+        /* The first election is over: the usual timeout from now on. */
+        qq->place_at = 0;
+        wr_rgroup_set_election_timeout(qq->g, qq->election_ms);
+    }
     if (qq->leader || leader_id) {
         /* Forwarded commands that waited for this queue: taken now if this
          * member leads, refused if another does. */
@@ -1124,6 +1137,62 @@ static uint64_t group_id_of(const wr_queue_t *q)
     return id > 1 ? id : 2; /* 1 is the cluster's metadata group */
 }
 
+/* splitmix64's finaliser: a well-mixed 64-bit hash of x. */
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* A new group's configuration, the same on every node: every configured
+ * node gets a replica; the first `size` nodes in the queue's own order
+ * (rendezvous hashing of the group id with each node id, so queues spread
+ * evenly) vote, the others are standbys (they replicate and apply the log,
+ * so that consumers on every node are served from a local replica, but
+ * neither vote nor count towards a majority).  size: x-quorum-initial-
+ * group-size, else quorum_cluster_size, at most the number of nodes.
+ * *preferred: where the leader should go: the declaring node if it votes
+ * (client-local), else the first voter (balanced). */
+static size_t initial_members(const wr_queue_t *q, uint64_t gid, wr_rgroup_member_t **out,
+                              uint64_t *preferred)
+{
+    const wr_rgroup_member_t *all;
+    size_t n = wr_cluster_members(&all);
+    wr_rgroup_member_t *m = wr_xcalloc(n ? n : 1, sizeof *m);
+    memcpy(m, all, n * sizeof *m);
+    /* Insertion sort by descending score (n is a handful). */
+    for (size_t i = 1; i < n; i++) {
+        wr_rgroup_member_t t = m[i];
+        uint64_t ts = mix64(gid ^ mix64(t.id));
+        size_t k = i;
+        while (k > 0 && mix64(gid ^ mix64(m[k - 1].id)) < ts) {
+            m[k] = m[k - 1];
+            k--;
+        }
+        m[k] = t;
+    }
+    uint64_t size = q->args.initial_group_size > 0 ? (uint64_t)q->args.initial_group_size
+                    : wr_broker.cfg                ? wr_broker.cfg->quorum_cluster_size
+                                                   : 3;
+    if (size == 0 || size > n)
+        size = n;
+    uint64_t self = wr_cluster_self_id();
+    int self_votes = 0;
+    for (size_t i = 0; i < n; i++) {
+        m[i].standby = i >= size;
+        self_votes |= m[i].id == self && !m[i].standby;
+    }
+    int balanced = q->args.leader_locator ? q->args.leader_locator == 2
+                   : wr_broker.cfg        ? wr_broker.cfg->queue_leader_balanced
+                                          : 0;
+    *preferred = !balanced && self_votes ? self : n ? m[0].id : self;
+    *out = m;
+    return n;
+}
+
 int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
 {
     if (q->vhost->dir == NULL) {
@@ -1152,8 +1221,13 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
     wr_qsm_limits_t lim = limits_of(&q->args);
     wr_qfifo_init(&qq->fifo, &lim, q->args.single_active);
     q->qq = qq;
-    const wr_rgroup_member_t *members;
-    size_t n_members = wr_cluster_members(&members);
+    struct stat st;
+    int pristine = stat(dir, &st) != 0;
+    wr_rgroup_member_t *members;
+    uint64_t preferred;
+    size_t n_members = initial_members(q, gid, &members, &preferred);
+    if (pristine && !wr_cluster_applying() && n_members > 1 && preferred == wr_cluster_self_id())
+        qq->place_at = preferred;
     wr_rgroup_cbs_t cbs = {apply_cb, snapshot_cb, restore_cb, leader_cb};
     wr_rgroup_opts_t opts;
     wr_rgroup_opts_default(&opts);
@@ -1169,11 +1243,19 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
      * cost: up to 65,536 entries kept in libraft's memory between
      * snapshots, and about 3 preallocated segments (12 MiB) on disk per
      * queue. */
+    qq->election_ms = opts.election_timeout_ms;
+    if (qq->place_at) {
+        /* The other members open the group when the declaration reaches
+         * them through the metadata group, and elect after 0.5 to 1 s:
+         * this member asks for their votes first. */
+        opts.election_timeout_ms = 100;
+    }
     opts.snapshot_threshold = 65536;
     opts.snapshot_trailing = 4096;
     opts.segment_size = 4u << 20;
     r = wr_rgroup_open(&qq->g, net, gid, dir, wr_cluster_self_id(), NULL, members, n_members, &cbs,
                        qq, &opts, err, errlen);
+    free(members);
     if (r != 0) {
         q->qq = NULL;
         wr_qfifo_free(&qq->fifo);
@@ -1359,8 +1441,270 @@ static int take_forwarded(wr_quorum_t *qq, uint64_t from, uint64_t req, const ui
     return 1;
 }
 
+/* ---- membership (warrenctl add_member, delete_member, grow, shrink) ---- */
+
+/* A change asked for on this node; it runs at the queue's leader, which may
+ * be another node (WR_CLUSTER_QQ_ADMIN, answered by QQ_ADMIN_RESULT).  A
+ * leader that is busy with another change, steps down or is unreachable
+ * makes it wait and try again, until ADMIN_MS after it was asked for. */
+#define ADMIN_MS 15000
+
+typedef struct admin_req {
+    struct admin_req *next;
+    uint64_t id, gid, target;
+    int op;
+    int64_t deadline;
+    uint64_t sent_to; /* the leader it is with, 0: not sent */
+    wr_quorum_admin_cb cb;
+    void *ud;
+} admin_req_t;
+
+typedef struct admin_remote {
+    uint64_t from, gid, req;
+} admin_remote_t;
+
+static void admin_send_result(uint64_t to, uint64_t gid, uint64_t req, int status)
+{
+    uint8_t m[20];
+    wr_set_u64(m, gid);
+    wr_set_u64(m + 8, req);
+    wr_set_u32(m + 16, (uint32_t)status);
+    (void)wr_cluster_send(to, WR_CLUSTER_QQ_ADMIN_RESULT, m, sizeof m);
+}
+
+static void admin_remote_done(void *ud, int status)
+{
+    admin_remote_t *r = ud;
+    if (r->req)
+        admin_send_result(r->from, r->gid, r->req, status);
+    free(r);
+}
+
+static void admin_moved(void *ud, int status)
+{
+    (void)status;
+    /* Leadership moved away (or did not): the asker tries again at
+     * whichever member leads now. */
+    admin_remote_done(ud, WR_EAGAIN);
+}
+
+/* Runs op at this member, the ready leader; 0 if cb(ud, status) will run
+ * later (moved(ud, ...) instead when this leader had to hand over first),
+ * else the failure (neither runs). */
+static int admin_local(wr_quorum_t *qq, int op, uint64_t target, wr_rgroup_done_cb cb,
+                       wr_rgroup_done_cb moved, void *ud)
+{
+    int role = wr_rgroup_role(qq->g, target);
+    uint64_t voters[64];
+    size_t nv = wr_rgroup_voters(qq->g, voters, 64);
+    switch (op) {
+    case WR_QQ_MAKE_VOTER:
+        if (role == WR_RGROUP_VOTER)
+            return WR_EEXISTS;
+        if (role < 0) {
+            const char *addr = wr_cluster_node_addr(target);
+            return addr ? wr_rgroup_add(qq->g, target, addr, cb, ud) : WR_ENOTFOUND;
+        }
+        return wr_rgroup_assign(qq->g, target, 1, cb, ud);
+    case WR_QQ_MAKE_STANDBY:
+        if (role != WR_RGROUP_VOTER)
+            return WR_ENOTFOUND;
+        if (nv <= 1)
+            return WR_EINVAL;
+        if (target == wr_cluster_self_id()) {
+            /* A leader does not demote itself: it hands over first, to a
+             * voter that is up. */
+            for (size_t i = 0; i < nv && i < 64; i++)
+                if (voters[i] != target && wr_cluster_node_up(voters[i]))
+                    return wr_rgroup_transfer(qq->g, voters[i], moved, ud);
+            return WR_EAGAIN;
+        }
+        return wr_rgroup_assign(qq->g, target, 0, cb, ud);
+    case WR_QQ_LEAD:
+        if (target == wr_cluster_self_id())
+            return WR_EEXISTS;
+        if (role != WR_RGROUP_VOTER)
+            return WR_ENOTFOUND;
+        return wr_rgroup_transfer(qq->g, target, cb, ud);
+    default:
+        return WR_EINVAL;
+    }
+}
+
+static void admin_finish(admin_req_t *a, int status)
+{
+    for (admin_req_t **pp = &node.admins; *pp; pp = &(*pp)->next)
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    a->cb(a->ud, status);
+    free(a);
+    if (node.admins == NULL && node.admin_timer)
+        uv_timer_stop(node.admin_timer);
+}
+
+static admin_req_t *admin_find(uint64_t id)
+{
+    for (admin_req_t *a = node.admins; a; a = a->next)
+        if (a->id == id)
+            return a;
+    return NULL;
+}
+
+static void admin_local_done(void *ud, int status)
+{
+    admin_req_t *a = admin_find((uint64_t)(uintptr_t)ud);
+    if (a == NULL)
+        return;
+    if (status == WR_EAGAIN)
+        a->sent_to = 0; /* again on the next tick */
+    else
+        admin_finish(a, status);
+}
+
+static void admin_local_moved(void *ud, int status)
+{
+    (void)status;
+    admin_local_done(ud, WR_EAGAIN); /* again, at the new leader */
+}
+
+static void admin_send(uint64_t to, uint64_t gid, uint64_t req, int op, uint64_t target)
+{
+    uint8_t m[25];
+    wr_set_u64(m, gid);
+    wr_set_u64(m + 8, req);
+    m[16] = (uint8_t)op;
+    wr_set_u64(m + 17, target);
+    (void)wr_cluster_send(to, WR_CLUSTER_QQ_ADMIN, m, sizeof m);
+}
+
+/* One attempt: at this member if it leads, else sent to the leader it
+ * knows of; nothing while there is none. */
+static void admin_try(admin_req_t *a)
+{
+    wr_quorum_t *qq = by_gid(a->gid);
+    if (qq == NULL)
+        return; /* not open yet (or gone: the deadline ends it) */
+    if (qq->closing) {
+        admin_finish(a, WR_ECLOSED);
+        return;
+    }
+    if (qq->leader) {
+        a->sent_to = wr_cluster_self_id();
+        int r = admin_local(qq, a->op, a->target, admin_local_done, admin_local_moved,
+                            (void *)(uintptr_t)a->id);
+        if (r == WR_EAGAIN)
+            a->sent_to = 0;
+        else if (r != 0)
+            admin_finish(a, r);
+    } else if (qq->leader_id && wr_cluster_node_up(qq->leader_id)) {
+        a->sent_to = qq->leader_id;
+        admin_send(qq->leader_id, a->gid, a->id, a->op, a->target);
+    }
+}
+
+static void admin_tick(uv_timer_t *t)
+{
+    (void)t;
+    int64_t now = wr_now_ms();
+    admin_req_t *a = node.admins;
+    while (a) {
+        admin_req_t *next = a->next;
+        if (a->deadline <= now)
+            admin_finish(a, WR_EAGAIN);
+        else if (a->sent_to == 0)
+            admin_try(a);
+        a = next;
+    }
+}
+
+static void admin_start(uint64_t gid, int op, uint64_t target, wr_quorum_admin_cb cb, void *ud)
+{
+    admin_req_t *a = wr_xcalloc(1, sizeof *a);
+    a->id = ++node.next_admin;
+    a->gid = gid;
+    a->op = op;
+    a->target = target;
+    a->deadline = wr_now_ms() + ADMIN_MS;
+    a->cb = cb;
+    a->ud = ud;
+    a->next = node.admins;
+    node.admins = a;
+    if (node.admin_timer == NULL) {
+        node.admin_timer = wr_xmalloc(sizeof *node.admin_timer);
+        uv_timer_init(wr_loop, node.admin_timer);
+    }
+    if (!uv_is_active((uv_handle_t *)node.admin_timer))
+        uv_timer_start(node.admin_timer, admin_tick, 200, 200);
+    admin_try(a);
+}
+
+int wr_quorum_admin(wr_queue_t *q, int op, uint64_t target, wr_quorum_admin_cb cb, void *ud)
+{
+    if (q->qq == NULL || q->qq->closing)
+        return WR_ECLOSED;
+    if (target == 0 || (wr_cluster_enabled() && wr_cluster_node_name(target) == NULL))
+        return WR_ENOTFOUND;
+    admin_start(q->qq->gid, op, target, cb, ud);
+    return 0;
+}
+
+/* From another node: a change to run here as leader, or how one ended. */
+static void admin_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
+{
+    uint64_t gid = wr_get_u64(p), req = wr_get_u64(p + 8);
+    if (kind == WR_CLUSTER_QQ_ADMIN_RESULT) {
+        admin_req_t *a = n >= 20 ? admin_find(req) : NULL;
+        if (a == NULL || a->sent_to != from)
+            return;
+        int status = (int)wr_get_u32(p + 16);
+        if (status == WR_EAGAIN)
+            a->sent_to = 0;
+        else
+            admin_finish(a, status);
+        return;
+    }
+    if (n < 25)
+        return;
+    wr_quorum_t *qq = by_gid(gid);
+    if (qq == NULL || !qq->leader || qq->closing) {
+        if (req)
+            admin_send_result(from, gid, req, WR_EAGAIN);
+        return;
+    }
+    admin_remote_t *r = wr_xmalloc(sizeof *r);
+    *r = (admin_remote_t){from, gid, req};
+    int rc = admin_local(qq, p[16], wr_get_u64(p + 17), admin_remote_done, admin_moved, r);
+    if (rc != 0) {
+        if (req)
+            admin_send_result(from, gid, req, rc);
+        free(r);
+    }
+}
+
+size_t wr_quorum_members(const wr_queue_t *q, uint64_t *ids, size_t max)
+{
+    return q->qq ? wr_rgroup_voters(q->qq->g, ids, max) : 0;
+}
+
+void wr_quorum_admin_free(void)
+{
+    while (node.admins)
+        admin_finish(node.admins, WR_ECLOSED);
+    if (node.admin_timer) {
+        uv_close((uv_handle_t *)node.admin_timer, (uv_close_cb)free);
+        node.admin_timer = NULL;
+    }
+}
+
 void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
 {
+    if (kind == WR_CLUSTER_QQ_ADMIN || kind == WR_CLUSTER_QQ_ADMIN_RESULT) {
+        if (n >= 16)
+            admin_on_msg(from, kind, p, n);
+        return;
+    }
     if (n < 16)
         return;
     wr_quorum_t *qq = by_gid(wr_get_u64(p));
@@ -1398,6 +1742,9 @@ void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
 
 void wr_quorum_peer_down(uint64_t node_id)
 {
+    for (admin_req_t *a = node.admins; a; a = a->next)
+        if (a->sent_to == node_id)
+            a->sent_to = 0;
     for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open) {
         if (qq->leader_id == node_id)
             fail_forwarded(qq);

@@ -86,6 +86,23 @@ void wr_quorum_early_free(void);
 /* The link to node_id went down: what was forwarded to it fails. */
 void wr_quorum_peer_down(uint64_t node_id);
 
+/* Membership (warrenctl add_member, delete_member, grow, shrink): makes
+ * node target a voting member of q's group (MAKE_VOTER), a standby
+ * replica that does not vote (MAKE_STANDBY), or its leader (LEAD).  The
+ * change runs at the queue's leader, wherever it is; cb(ud, status) runs
+ * once, later: 0, WR_EEXISTS (already a member; already leads),
+ * WR_ENOTFOUND (not a member; no such node), WR_EINVAL (the last member),
+ * WR_EAGAIN (no leader took it within 15 s) or WR_ECLOSED.  Returns 0 (cb
+ * will run) or an error (it will not). */
+enum { WR_QQ_MAKE_VOTER = 1, WR_QQ_MAKE_STANDBY, WR_QQ_LEAD };
+typedef void (*wr_quorum_admin_cb)(void *ud, int status);
+int wr_quorum_admin(wr_queue_t *q, int op, uint64_t target, wr_quorum_admin_cb cb, void *ud);
+/* Fails membership changes still waiting (at shutdown). */
+void wr_quorum_admin_free(void);
+/* The voting members' node ids as this member knows them (up to max into
+ * ids); returns how many there are. */
+size_t wr_quorum_members(const wr_queue_t *q, uint64_t *ids, size_t max);
+
 /* This member's view of q's group (warrenctl quorum_status). */
 typedef struct wr_quorum_status {
     int is_leader;

@@ -42,7 +42,7 @@
 
 enum { G_OPEN, G_CLOSE_REQUESTED, G_CLOSING };
 
-enum { OP_ADD, OP_REMOVE, OP_TRANSFER };
+enum { OP_ADD, OP_REMOVE, OP_TRANSFER, OP_ASSIGN };
 
 typedef struct batch {
     struct raft_apply req;
@@ -105,6 +105,15 @@ struct wr_rgroup {
     /* Leadership as last reported, and the barrier that makes it ready. */
     struct raft_barrier barrier;
     int barrier_pending;
+    /* The commit notice: followers learn that an entry is committed from
+     * the leader's next AppendEntries, which without more proposals is
+     * the next heartbeat (up to heartbeat_timeout later, and a forwarded
+     * command's answer or a delivery from a follower's replica waits for
+     * that).  When the last batch in flight is applied here and nothing
+     * else is proposed, the leader appends a barrier: its AppendEntries
+     * carries the new commit index at once. */
+    struct raft_apply nudge;
+    int nudge_pending, need_nudge;
     int ready;
     int need_poll;
     int rep_leader;
@@ -164,7 +173,8 @@ static wr_rgroup_t *group_of_io(struct raft_io *io)
 
 static int has_work(const wr_rgroup_t *g)
 {
-    return g->n_pend > 0 || g->deferred != NULL || g->need_poll || g->state == G_CLOSE_REQUESTED;
+    return g->n_pend > 0 || g->deferred != NULL || g->need_poll || g->need_nudge ||
+           g->state == G_CLOSE_REQUESTED;
 }
 
 static void kick(wr_rgroup_t *g);
@@ -209,6 +219,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         batch_applied(g, index);
         return 0;
     }
+    if (n == 0) /* the leader's commit notice: no command, in no batch */
+        return 0;
     g->n_applied++;
     g->cbs.apply(g->ud, index, buf->base, n);
     batch_applied(g, index);
@@ -381,7 +393,20 @@ static void batch_applied(wr_rgroup_t *g, uint64_t index)
         b->done = 1;
         b->ok = 1;
     }
+    if (b == NULL && g->raft.configuration.n > 1) {
+        g->need_nudge = 1;
+        kick(g);
+    }
     resolve(g);
+}
+
+static void on_nudge(struct raft_apply *req, int status, void *result)
+{
+    wr_rgroup_t *g = req->data;
+    (void)status;
+    (void)result;
+    g->nudge_pending = 0;
+    g->n_raft_held--;
 }
 
 static batch_t *batch_push(wr_rgroup_t *g, uint64_t last)
@@ -601,6 +626,53 @@ int wr_rgroup_remove(wr_rgroup_t *g, uint64_t id, wr_rgroup_done_cb cb, void *ud
     return 0;
 }
 
+int wr_rgroup_assign(wr_rgroup_t *g, uint64_t id, int voter, wr_rgroup_done_cb cb, void *ud)
+{
+    if (g->state != G_OPEN)
+        return WR_ECLOSED;
+    op_t *op = op_new(g, OP_ASSIGN, id, cb, ud);
+    int rv = raft_assign(&g->raft, &op->chg, id, voter ? RAFT_VOTER : RAFT_STANDBY, on_change);
+    if (rv != 0) {
+        free(op);
+        return map_raft_err(rv);
+    }
+    return 0;
+}
+
+void wr_rgroup_set_election_timeout(wr_rgroup_t *g, unsigned ms)
+{
+    if (g->state == G_OPEN && ms != g->opts.election_timeout_ms) {
+        g->opts.election_timeout_ms = ms;
+        raft_set_election_timeout(&g->raft, ms);
+    }
+}
+
+int wr_rgroup_role(wr_rgroup_t *g, uint64_t id)
+{
+    if (g->state != G_OPEN)
+        return -1;
+    for (unsigned i = 0; i < g->raft.configuration.n; i++)
+        if (g->raft.configuration.servers[i].id == id)
+            return g->raft.configuration.servers[i].role == RAFT_VOTER     ? WR_RGROUP_VOTER
+                   : g->raft.configuration.servers[i].role == RAFT_STANDBY ? WR_RGROUP_STANDBY
+                                                                           : WR_RGROUP_SPARE;
+    return -1;
+}
+
+size_t wr_rgroup_voters(wr_rgroup_t *g, uint64_t *ids, size_t max)
+{
+    size_t n = 0;
+    if (g->state != G_OPEN)
+        return 0;
+    for (unsigned i = 0; i < g->raft.configuration.n; i++)
+        if (g->raft.configuration.servers[i].role == RAFT_VOTER) {
+            if (n < max)
+                ids[n] = g->raft.configuration.servers[i].id;
+            n++;
+        }
+    return n;
+}
+
 int wr_rgroup_transfer(wr_rgroup_t *g, uint64_t id, wr_rgroup_done_cb cb, void *ud)
 {
     if (g->state != G_OPEN)
@@ -652,6 +724,24 @@ static void on_prepare(uv_prepare_t *h)
             run_deferred(g);
         if (g->n_pend > 0)
             flush(g);
+        if (g->need_nudge) {
+            /* Only when idle: any proposal carries the commit index too. */
+            g->need_nudge = 0;
+            if (g->head == NULL && !g->nudge_pending && raft_state(&g->raft) == RAFT_LEADER) {
+                struct raft_buffer nb = {raft_malloc(8), 8};
+                if (nb.base != NULL) {
+                    memset(nb.base, 0, 8);
+                    ((uint8_t *)nb.base)[7] = 8; /* framed, length 0 */
+                    g->nudge.data = g;
+                    if (raft_apply(&g->raft, &g->nudge, &nb, 1, on_nudge) == 0) {
+                        g->nudge_pending = 1;
+                        g->n_raft_held++;
+                    } else {
+                        raft_free(nb.base);
+                    }
+                }
+            }
+        }
     }
     if (!has_work(g) || g->state != G_OPEN)
         uv_prepare_stop(h);
@@ -815,7 +905,8 @@ int wr_rgroup_open(wr_rgroup_t **out, wr_rnet_t *net, uint64_t group_id, const c
         struct raft_configuration conf;
         raft_configuration_init(&conf);
         for (size_t i = 0; i < n_members && rv == 0; i++)
-            rv = raft_configuration_add(&conf, members[i].id, members[i].addr, RAFT_VOTER);
+            rv = raft_configuration_add(&conf, members[i].id, members[i].addr,
+                                        members[i].standby ? RAFT_STANDBY : RAFT_VOTER);
         if (rv == 0)
             rv = raft_bootstrap(&g->raft, &conf);
         raft_configuration_close(&conf);

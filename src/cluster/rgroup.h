@@ -53,7 +53,9 @@
  *      none: join an existing group)         --> done(ud), g freed
  *
  * Membership (on the leader; one change at a time, others get WR_EAGAIN):
- * add walks a new member spare -> standby (catches up) -> voter; remove
+ * add walks a new member spare -> standby (catches up) -> voter; assign
+ * moves a member between voter and standby (a standby replicates the log
+ * and applies it, but neither votes nor counts towards a majority); remove
  * drops one (the removed member is not told: its owner must close its group
  * once the removal is done); transfer hands leadership over.  The callback
  * runs exactly once, on a later loop pass, with 0 or a WR_E* code; when the
@@ -87,7 +89,11 @@ typedef struct wr_rgroup wr_rgroup_t;
 typedef struct wr_rgroup_member {
     uint64_t id;      /* node id, != 0 */
     const char *addr; /* the node's rnet address, "host:port" */
+    int standby;      /* bootstrap as a standby (gets the log, does not vote) */
 } wr_rgroup_member_t;
+
+/* A member's role in the group's configuration (wr_rgroup_role). */
+enum { WR_RGROUP_VOTER = 1, WR_RGROUP_STANDBY, WR_RGROUP_SPARE };
 
 typedef struct wr_rgroup_cbs {
     void (*apply)(void *ud, uint64_t index, const void *p, size_t n);
@@ -156,6 +162,17 @@ uint64_t wr_rgroup_leader_id(wr_rgroup_t *g);
 
 int wr_rgroup_add(wr_rgroup_t *g, uint64_t id, const char *addr, wr_rgroup_done_cb cb, void *ud);
 int wr_rgroup_remove(wr_rgroup_t *g, uint64_t id, wr_rgroup_done_cb cb, void *ud);
+/* Makes the member id a voter (voter != 0) or a standby: one configuration
+ * change, the callback as for add.  Promoting a standby that lags makes
+ * raft catch it up first. */
+int wr_rgroup_assign(wr_rgroup_t *g, uint64_t id, int voter, wr_rgroup_done_cb cb, void *ud);
+/* Changes the election timeout (from the next timer on). */
+void wr_rgroup_set_election_timeout(wr_rgroup_t *g, unsigned ms);
+/* The role of id in the configuration this member knows (WR_RGROUP_*), or
+ * -1 if id is not in it. */
+int wr_rgroup_role(wr_rgroup_t *g, uint64_t id);
+/* The voters' ids (up to max into ids); returns how many there are. */
+size_t wr_rgroup_voters(wr_rgroup_t *g, uint64_t *ids, size_t max);
 /* id 0: raft picks a voter.  status 0 if leadership moved to it (to
  * another voter for 0), WR_EAGAIN if it did not within the election
  * timeout. */

@@ -198,6 +198,7 @@ void wr_config_init(wr_config_t *c)
     c->default_user_tags = xstrdup("administrator");
     c->heartbeat = 60;
     c->stats_interval = 5000;
+    c->quorum_cluster_size = 3;
     c->frame_max = 131072;
     c->channel_max = 2047;
     c->consumer_timeout_ms = 1800000;
@@ -597,6 +598,18 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
             return bad_value(err, errlen, key, value, "IP:port (e.g. 127.0.0.1:25672)");
         free(host);
         return set_string(&c->cluster_listener, key, value, err, errlen);
+    }
+    if (strcmp(key, "quorum_cluster_size") == 0) {
+        if (parse_u64(value, &n) < 0 || n < 1 || n > 255)
+            return bad_value(err, errlen, key, value, "a number of nodes, 1..255");
+        c->quorum_cluster_size = (unsigned)n;
+        return 0;
+    }
+    if (strcmp(key, "queue_leader_locator") == 0) {
+        if (strcmp(value, "client-local") != 0 && strcmp(value, "balanced") != 0)
+            return bad_value(err, errlen, key, value, "client-local or balanced");
+        c->queue_leader_balanced = strcmp(value, "balanced") == 0;
+        return 0;
     }
     if (strcmp(key, "cluster.secret_file") == 0)
         return set_string(&c->cluster_secret_file, key, value, err, errlen);

@@ -94,6 +94,12 @@ typedef struct wr_config {
     char *cluster_secret_file;
     char **cluster_nodes;
     size_t n_cluster_nodes;
+    /* A new quorum queue's number of members when x-quorum-initial-group-
+     * size is not given (quorum_cluster_size, RabbitMQ's default 3), and
+     * where its leader goes (queue_leader_locator: 0 client-local, the
+     * declaring node; 1 balanced). */
+    unsigned quorum_cluster_size;
+    int queue_leader_balanced;
     char *load_definitions; /* a definitions file imported at every start, or NULL */
     /* Memory alarm: publishers are blocked while messages held in memory
      * exceed the absolute limit if set, else this fraction of RAM. */

@@ -910,6 +910,7 @@ static void body_raft(void)
     for (int i = 0; i < 3; i++) {
         m[i].id = nodes[i].id;
         m[i].addr = nodes[i].addr;
+        m[i].standby = 0;
     }
     for (int i = 0; ok && i < 3; i++) {
         char dir[128], err[256];

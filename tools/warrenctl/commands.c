@@ -152,6 +152,32 @@ static const wr_ctl_command_t commands[] = {
      "Displays all the nodes in the cluster grouped by node type, together with the currently "
      "running nodes",
      NULL, 0, 0, "", 0},
+    {"add_member", G_QUEUES, VHOST_OPT "<queue> <node>",
+     "Adds a quorum queue member (replica) on the given node",
+     "<queue>\n\tquorum queue name\n\n<node>\n\tnode name (warren@HOST:PORT) to place the "
+     "replica on; it becomes a voting member",
+     2, 2, "", 0},
+    {"delete_member", G_QUEUES, VHOST_OPT "<queue> <node>",
+     "Removes a quorum queue member (replica) on the given node",
+     "<queue>\n\tquorum queue name\n\n<node>\n\tnode name of the member to remove; in warren "
+     "its replica stays as a non-voting standby",
+     2, 2, "", 0},
+    {"grow", G_QUEUES,
+     "<node> <all | even> [--vhost-pattern <pattern>] [--queue-pattern <pattern>] "
+     "[--errors-only]",
+     "Grows quorum queue clusters by adding a member (replica) on the specified node for all "
+     "matching queues",
+     "<node>\n\tnode name to place replicas on\n\n<all | even>\n\tadd a member to all "
+     "matching queues or only to those with an even number of members\n\n--vhost-pattern "
+     "<pattern>\n\tregular expression to match virtual host names\n\n--queue-pattern "
+     "<pattern>\n\tregular expression to match queue names\n\n--errors-only\n\tonly list "
+     "queues which reported an error",
+     2, 2, "vhost-pattern= queue-pattern= errors-only", 0},
+    {"shrink", G_QUEUES, "<node> [--errors-only]",
+     "Shrinks quorum queue clusters by removing any members (replicas) on the given node",
+     "<node>\n\tnode name to remove replicas from\n\n--errors-only\n\tonly list queues which "
+     "reported an error",
+     1, 1, "errors-only", 0},
     {"quorum_status", G_QUEUES, VHOST_OPT "<queue>",
      "Displays quorum status of a quorum queue (each member's Raft state)",
      "<queue>\n\tquorum queue name", 1, 1, "", 0},
