@@ -114,6 +114,7 @@ struct wr_rgroup {
      * carries the new commit index at once. */
     struct raft_apply nudge;
     int nudge_pending, need_nudge;
+    int handles_closed; /* prep and chk, at close */
     int ready;
     int need_poll;
     int rep_leader;
@@ -784,9 +785,16 @@ static void free_group(wr_rgroup_t *g)
     free(g);
 }
 
+/* Both of the group's own handles (prep, chk) close with this callback;
+ * the group goes with the second.  (libuv finishes closes in the reverse
+ * order of the uv_close calls: freeing the group from the first callback
+ * left the other handle's close to read freed memory, which crashed nodes
+ * that deleted a busy quorum queue.) */
 static void on_prep_closed(uv_handle_t *h)
 {
     wr_rgroup_t *g = h->data;
+    if (++g->handles_closed < 2)
+        return;
     void (*done)(void *) = g->close_done;
     void *ud = g->close_ud;
     assert(g->head == NULL && g->n_pend == 0);
@@ -802,7 +810,7 @@ static void on_raft_closed(struct raft *r)
     raft_uv_close(&g->io);
     run_deferred(g); /* changes that raft failed while closing */
     fail_unresolved(g);
-    uv_close((uv_handle_t *)&g->chk, NULL);
+    uv_close((uv_handle_t *)&g->chk, on_prep_closed);
     uv_close((uv_handle_t *)&g->prep, on_prep_closed);
 }
 
@@ -926,7 +934,7 @@ int wr_rgroup_open(wr_rgroup_t **out, wr_rnet_t *net, uint64_t group_id, const c
 err_after_transport:
     wr_rnet_transport_abandon(&g->t);
     g->state = G_CLOSING;
-    uv_close((uv_handle_t *)&g->chk, NULL);
+    uv_close((uv_handle_t *)&g->chk, on_prep_closed);
     uv_close((uv_handle_t *)&g->prep, on_prep_closed);
     return rv == RAFT_NOMEM ? WR_ENOMEM : WR_EIO;
 }
