@@ -1464,7 +1464,7 @@ static json_t *queue_member(const req_t *r, int op)
     if (q == NULL)
         return refuse(EX_UNAVAILABLE_, "Error:\n{:not_found, {:resource, \"%s\", :queue, \"%s\"}}",
                       vh->name, arg(r, 0));
-    if (!q->quorum)
+    if (!wr_queue_is_quorum(q))
         return refuse(EX_SOFTWARE_, "Error:\n{:error, :classic_queue_not_supported}");
     uint64_t id = node_arg(arg(r, 1));
     if (id == 0)
@@ -1573,7 +1573,7 @@ static json_t *grow_or_shrink(const req_t *r, int grow)
         wr_map_slot_t *sl;
         while (wr_map_next(&vh->queues, &k, &sl)) {
             wr_queue_t *q = sl->value;
-            if (!q->quorum || (have_q && regexec(&qre, q->name, 0, NULL, 0) != 0))
+            if (!wr_queue_is_quorum(q) || (have_q && regexec(&qre, q->name, 0, NULL, 0) != 0))
                 continue;
             uint64_t ids[64];
             size_t nv = wr_quorum_members(q, ids, 64), in = 0;
@@ -1634,7 +1634,7 @@ static json_t *cmd_quorum_status(const req_t *r)
         return refuse(EX_UNAVAILABLE_, "Error:\n{:not_found, {:resource, \"%s\", :queue, \"%s\"}}",
                       vh->name, arg(r, 0));
     wr_quorum_status_t st;
-    if (!q->quorum || wr_quorum_status(q, &st) != 0)
+    if (!wr_queue_is_quorum(q) || wr_quorum_status(q, &st) != 0)
         return refuse(EX_SOFTWARE_, "Error:\n{:error, :not_quorum_queue}");
     static const char *const cols[] = {
         "Node Name",      "Raft State", "Log Index",       "Commit Index",

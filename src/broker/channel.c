@@ -1236,7 +1236,7 @@ static void send_declare_ok(wr_channel_t *ch, wr_queue_t *q)
     /* A quorum queue with a single active consumer counts only that one
      * (RabbitMQ 3.10). */
     r.u.queue_declare_ok.consumer_count =
-        q->quorum && q->args.single_active && q->n_consumers ? 1 : q->n_consumers;
+        wr_queue_is_quorum(q) && q->args.single_active && q->n_consumers ? 1 : q->n_consumers;
     wr_conn_send_method(ch->conn, ch->id, &r);
 }
 
@@ -1355,7 +1355,7 @@ static void basic_consume(wr_channel_t *ch, const wr_basic_consume_t *a)
     wr_queue_t *q = readable_queue(ch, qname_of(ch, a->queue), mid);
     if (q == NULL)
         return;
-    if (q->qq && ch->prefetch_channel) {
+    if (wr_queue_is_quorum(q) && ch->prefetch_channel) {
         wr_conn_error(ch->conn, WR_AMQP_NOT_IMPLEMENTED, mid,
                       "queue '%s' in vhost '%s' does not support global qos", q->name, vhname(ch));
         return;
@@ -1484,14 +1484,7 @@ static void basic_get(wr_channel_t *ch, const wr_basic_get_t *a)
     if (q == NULL)
         return;
     q->last_used = wr_now_ms();
-    if (q->qq) {
-        /* A quorum queue answers once the get is applied from its log. */
-        if (wr_quorum_get(q, ch, a->no_ack) != 0)
-            wr_channel_get_answer(ch, q, NULL, a->no_ack);
-        return;
-    }
-    wr_qent_t e;
-    wr_channel_get_answer(ch, q, wr_queue_pop(q, &e) ? &e : NULL, a->no_ack);
+    q->type->get(q, ch, a->no_ack);
 }
 
 static void basic_settle(wr_channel_t *ch, uint64_t tag, int multiple, int how, uint32_t mid)

@@ -405,7 +405,7 @@ static int meta_snapshot(void *ud, wr_buf_t *out)
         wr_map_slot_t *sl;
         while (wr_map_next(&vh->queues, &k, &sl)) {
             const wr_queue_t *q = sl->value;
-            if (!q->quorum)
+            if (!wr_queue_is_quorum(q))
                 continue;
             wr_buf_t b;
             wr_buf_init(&b);

@@ -364,17 +364,17 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
         }
         q = wr_queue_new(vh, name, s->durable, s->exclusive, s->auto_delete,
                          s->exclusive ? who->conn : NULL, s->args, &args);
-        if (q->args.type == WR_QTYPE_QUORUM && wr_quorum_open(q, err, sizeof err) != 0) {
-            wr_error("cannot start quorum queue '%.*s' in vhost '%s': %s", BYTES_FMT(name),
-                     vh->name, err);
+        if (q->type->open && q->type->open(q, err, sizeof err) != 0) {
+            wr_error("cannot start %s queue '%.*s' in vhost '%s': %s", q->type->name,
+                     BYTES_FMT(name), vh->name, err);
+            const char *tname = q->type->name;
             wr_queue_delete(q);
-            return fail(r, WR_AMQP_INTERNAL_ERROR,
-                        "cannot start quorum queue '%.*s' in vhost '%s': %s", BYTES_FMT(name),
-                        vh->name, err);
+            return fail(r, WR_AMQP_INTERNAL_ERROR, "cannot start %s queue '%.*s' in vhost '%s': %s",
+                        tname, BYTES_FMT(name), vh->name, err);
         }
         wr_policy_apply_queue(q);
         wr_persist_queue_declared(q);
-        if (q->quorum)
+        if (wr_queue_is_quorum(q))
             wr_cluster_meta_queue_declared(q); /* every node gets it */
         wr_stats_count(WR_NS_QUEUES_CREATED);
     }
@@ -411,7 +411,7 @@ int wr_op_queue_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, int if_em
     if (ok)
         ok(ctx, n);
     if (q) {
-        if (q->quorum)
+        if (wr_queue_is_quorum(q))
             wr_cluster_meta_queue_deleted(vh->name, q->name, q->name_len);
         wr_queue_delete(q);
     }

@@ -131,9 +131,9 @@ int wr_persist_open(wr_vhost_t *vh, const char *data_dir, uint64_t segment_size,
     while (wr_map_next(&vh->queues, &qi0, &qs)) {
         wr_queue_t *q = qs->value;
         char qerr[512];
-        if (q->args.type == WR_QTYPE_QUORUM && q->qq == NULL &&
-            wr_quorum_open(q, qerr, sizeof qerr) != 0)
-            wr_error("cannot start quorum queue '%s' in vhost '%s': %s", q->name, vh->name, qerr);
+        if (q->type->open && q->qq == NULL && q->type->open(q, qerr, sizeof qerr) != 0)
+            wr_error("cannot start %s queue '%s' in vhost '%s': %s", q->type->name, q->name,
+                     vh->name, qerr);
     }
     /* Delay queues find their exchange again. */
     size_t qi = 0;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "broker/conn.h"
 #include "broker/persist.h"
 #include "broker/quorum.h"
 #include "broker/vhost.h"
@@ -217,7 +218,7 @@ wr_queue_t *wr_queue_new(wr_vhost_t *vh, wr_bytes_t name, int durable, int exclu
     q->durable = (uint8_t)durable;
     q->exclusive = (uint8_t)exclusive;
     q->auto_delete = (uint8_t)auto_delete;
-    q->quorum = args->type == WR_QTYPE_QUORUM;
+    q->type = args->type == WR_QTYPE_QUORUM ? &wr_qtype_quorum : &wr_qtype_classic;
     q->owner = owner;
     wr_buf_init(&q->args_raw);
     wr_buf_put(&q->args_raw, args_raw.p, args_raw.n);
@@ -236,8 +237,8 @@ void wr_queue_set_args(wr_queue_t *q, const wr_queue_args_t *a)
     q->args = *a;
     wr_qsm_limits_t lim = limits_of(a);
     wr_qsm_set_limits(&q->sm, &lim);
-    if (q->qq)
-        wr_quorum_limits_changed(q);
+    if (q->type->limits_changed)
+        q->type->limits_changed(q);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -564,9 +565,9 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     for (size_t i = 0; i < r.n; i++) {
         if (is_cycle(r.q[i], xd.v.bytes, reason))
             wr_debug("dead-letter cycle: dropping message for queue '%s'", r.q[i]->name);
-        else if (dl_scope == WR_DL_QUORUM_ONLY && !r.q[i]->quorum)
+        else if (dl_scope == WR_DL_QUORUM_ONLY && !wr_queue_is_quorum(r.q[i]))
             continue;
-        else if (dl_scope == WR_DL_CLASSIC_ONLY && r.q[i]->quorum)
+        else if (dl_scope == WR_DL_CLASSIC_ONLY && wr_queue_is_quorum(r.q[i]))
             continue;
         else
             r.q[k++] = r.q[i];
@@ -727,8 +728,8 @@ void wr_queue_expire(wr_queue_t *q)
 
 void wr_queue_enforce_limits(wr_queue_t *q)
 {
-    if (q->qq)
-        return; /* its LIMITS command enforces them */
+    if (q->type->replicated)
+        return; /* its own commands enforce them (limits_changed) */
     wr_qfx_t fx;
     wr_qfx_init(&fx);
     int more;
@@ -817,7 +818,8 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, wr_wa
         size_t idx[255];
         uint8_t k = 0;
         for (size_t i = 0; i <= n; i++) {
-            if (i < n && qs[i]->store_id && !qs[i]->quorum && !wr_queue_would_reject(qs[i], m)) {
+            if (i < n && qs[i]->store_id && !qs[i]->type->replicated &&
+                !wr_queue_would_reject(qs[i], m)) {
                 ids[k] = qs[i]->store_id;
                 idx[k++] = i;
             }
@@ -845,14 +847,8 @@ int wr_queues_push(wr_vhost_t *vh, wr_queue_t **qs, size_t n, wr_msg_t *m, wr_wa
         }
     }
     for (size_t i = 0; i < n; i++) {
-        if (qs[i]->quorum) {
-            /* Its log makes it durable, whatever the delivery mode. */
-            if (wr_quorum_push(qs[i], m, w) != 0)
-                *rejected = 1;
-            continue;
-        }
         wr_loc_t loc = n == 1 ? loc0 : locs ? locs[i] : (wr_loc_t){0, 0};
-        if (wr_queue_push(qs[i], m, loc) == WR_ERANGE)
+        if (qs[i]->type->push(qs[i], m, loc, w) != 0)
             *rejected = 1;
     }
     free(locs);
@@ -945,8 +941,8 @@ static int ready_to_deliver(wr_queue_t *q, wr_qent_t *e)
 
 int wr_queue_pop(wr_queue_t *q, wr_qent_t *out)
 {
-    if (q->qq)
-        return 0; /* a quorum queue answers a get through its log */
+    if (q->type->replicated)
+        return 0; /* its deliveries are decided by its replicated state */
     if (wr_qsm_checkout_head(&q->sm, out) && ready_to_deliver(q, out))
         return 1;
     wr_qfx_t fx;
@@ -969,61 +965,27 @@ void wr_queue_out(wr_queue_t *q, const wr_qent_t *e)
 
 void wr_queue_taken(wr_queue_t *q, wr_qent_t *e)
 {
-    if (q->qq || q->quorum) {
-        /* The log settled it already; this is the channel's copy. */
-        if (e->msg)
-            wr_msg_unref(e->msg);
-        e->msg = NULL;
-        return;
-    }
-    settle(q, e);
-}
-
-/* A quorum queue's delivery, held by a channel, is settled (how: see
- * wr_quorum_settle). */
-static void quorum_settled(wr_queue_t *q, wr_qent_t *e, int how)
-{
-    q->unacked--;
-    wr_quorum_settle(q, e, how);
-    wr_queue_unref(q);
+    q->type->taken(q, e);
 }
 
 void wr_queue_settle(wr_queue_t *q, wr_qent_t *e)
 {
-    if (q->quorum) {
-        quorum_settled(q, e, 0);
-        return;
-    }
-    q->unacked--;
-    settle(q, e);
-    wr_queue_unref(q);
+    q->type->settle(q, e, WR_SETTLE_ACK);
 }
 
 void wr_queue_return(wr_queue_t *q, wr_qent_t *e, int to_back)
 {
-    if (q->quorum)
-        quorum_settled(q, e, to_back ? 1 : 3);
-    else
-        wr_queue_requeue(q, e);
+    q->type->settle(q, e, to_back ? WR_SETTLE_RETURN : WR_SETTLE_REQUEUE);
 }
 
 void wr_queue_requeue(wr_queue_t *q, wr_qent_t *e)
 {
-    if (q->quorum) {
-        quorum_settled(q, e, 3);
-        return;
-    }
-    q->unacked--;
-    if (q->deleted) {
-        settle(q, e);
-    } else {
-        wr_qfx_t fx;
-        wr_qfx_init(&fx);
-        if (wr_qsm_return(&q->sm, e, wr_now_ms(), &fx) && q->n_consumers)
-            wr_queue_kick(q);
-        run_fx_if(q, &fx);
-    }
-    wr_queue_unref(q);
+    q->type->settle(q, e, WR_SETTLE_REQUEUE);
+}
+
+void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
+{
+    q->type->settle(q, e, WR_SETTLE_DISCARD);
 }
 
 void wr_queue_putback(wr_queue_t *q, wr_qent_t *e)
@@ -1038,24 +1000,6 @@ void wr_queue_putback(wr_queue_t *q, wr_qent_t *e)
     run_fx_if(q, &fx);
     if (q->n_consumers)
         wr_queue_kick(q);
-}
-
-void wr_queue_discard(wr_queue_t *q, wr_qent_t *e)
-{
-    if (q->quorum) {
-        quorum_settled(q, e, 2);
-        return;
-    }
-    q->unacked--;
-    if (q->deleted) {
-        settle(q, e);
-    } else {
-        wr_qfx_t fx;
-        wr_qfx_init(&fx);
-        wr_qsm_discard(&q->sm, e, WR_QR_REJECTED, &fx);
-        run_fx(q, &fx);
-    }
-    wr_queue_unref(q);
 }
 
 /* ---- memory ---- */
@@ -1169,7 +1113,7 @@ static void dispatch(wr_queue_t *q)
 
 void wr_queue_kick(wr_queue_t *q)
 {
-    if (q->pending || q->deleted || q->qq)
+    if (q->pending || q->deleted || q->type->replicated)
         return;
     q->pending = 1;
     q->refs++;
@@ -1208,10 +1152,8 @@ void wr_queue_add_consumer(wr_queue_t *q, wr_consumer_t *c)
     q->n_consumers++;
     q->had_consumer = 1;
     q->last_used = wr_now_ms();
-    if (q->qq)
-        wr_quorum_add_consumer(q, c);
-    else
-        wr_queue_kick(q);
+    if (q->type->consumer_added)
+        q->type->consumer_added(q, c);
 }
 
 static void unlink_consumer(wr_queue_t *q, wr_consumer_t *c)
@@ -1231,8 +1173,8 @@ static void unlink_consumer(wr_queue_t *q, wr_consumer_t *c)
 
 int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
 {
-    if (q->qq)
-        wr_quorum_remove_consumer(q, c);
+    if (q->type->consumer_removed)
+        q->type->consumer_removed(q, c);
     unlink_consumer(q, c);
     q->last_used = wr_now_ms();
     if (q->n_consumers == 0 && q->auto_delete && q->had_consumer && !q->deleted) {
@@ -1247,8 +1189,11 @@ int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c)
 
 uint32_t wr_queue_purge(wr_queue_t *q)
 {
-    if (q->qq)
-        return wr_quorum_purge(q);
+    return q->type->purge(q);
+}
+
+static uint32_t classic_purge(wr_queue_t *q)
+{
     uint32_t n = 0;
     wr_qfx_t fx;
     wr_qfx_init(&fx);
@@ -1278,7 +1223,7 @@ uint32_t wr_queue_delete(wr_queue_t *q)
         wr_binding_remove(q->bindings);
     /* A quorum queue's messages go with its log (or stay in it at
      * shutdown): nothing to purge, and no PURGE may reach the log. */
-    uint32_t n = q->qq ? (uint32_t)wr_quorum_ready(q) : wr_queue_purge(q);
+    uint32_t n = q->type->replicated ? (uint32_t)wr_queue_ready(q) : wr_queue_purge(q);
     wr_map_del(&q->vhost->queues, (wr_bytes_t){(uint8_t *)q->name, q->name_len});
     q->vhost->names_gen++;
     if (q->ttl_timer) {
@@ -1287,8 +1232,73 @@ uint32_t wr_queue_delete(wr_queue_t *q)
     }
     /* A deleted quorum queue's log goes with it; at shutdown (the store
      * already closed) it stays for the next start. */
-    if (q->qq)
-        wr_quorum_close(q, q->vhost->store != NULL);
+    if (q->type->close)
+        q->type->close(q, q->vhost->store != NULL);
     wr_queue_unref(q);
     return n;
 }
+
+/* ---- the classic queue type ---- */
+
+static int classic_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc, wr_waits_t *w)
+{
+    (void)w; /* wr_queues_push made it wait on the vhost store's write */
+    return wr_queue_push(q, m, loc) == WR_ERANGE;
+}
+
+static void classic_get(wr_queue_t *q, wr_channel_t *ch, int no_ack)
+{
+    wr_qent_t e;
+    wr_channel_get_answer(ch, q, wr_queue_pop(q, &e) ? &e : NULL, no_ack);
+}
+
+static void classic_settle(wr_queue_t *q, wr_qent_t *e, int how)
+{
+    q->unacked--;
+    if (how == WR_SETTLE_ACK || q->deleted) {
+        settle(q, e);
+    } else {
+        wr_qfx_t fx;
+        wr_qfx_init(&fx);
+        if (how == WR_SETTLE_DISCARD) {
+            wr_qsm_discard(&q->sm, e, WR_QR_REJECTED, &fx);
+            run_fx(q, &fx);
+        } else {
+            /* Requeued or returned: back to its place, either way. */
+            if (wr_qsm_return(&q->sm, e, wr_now_ms(), &fx) && q->n_consumers)
+                wr_queue_kick(q);
+            run_fx_if(q, &fx);
+        }
+    }
+    wr_queue_unref(q);
+}
+
+static void classic_consumer_added(wr_queue_t *q, wr_consumer_t *c)
+{
+    (void)c;
+    wr_queue_kick(q);
+}
+
+static size_t classic_ready(const wr_queue_t *q)
+{
+    return wr_qsm_ready(&q->sm);
+}
+
+static uint64_t classic_ready_bytes(const wr_queue_t *q)
+{
+    return q->sm.ready_bytes;
+}
+
+const wr_qtype_t wr_qtype_classic = {
+    .name = "classic",
+    .id = WR_QTYPE_CLASSIC,
+    .replicated = 0,
+    .push = classic_push,
+    .get = classic_get,
+    .settle = classic_settle,
+    .taken = settle,
+    .consumer_added = classic_consumer_added,
+    .purge = classic_purge,
+    .ready = classic_ready,
+    .ready_bytes = classic_ready_bytes,
+};

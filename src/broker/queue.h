@@ -82,6 +82,61 @@ typedef struct wr_queue_args {
 /* Queue types (x-queue-type). */
 enum { WR_QTYPE_CLASSIC, WR_QTYPE_QUORUM };
 
+struct wr_channel;
+struct wr_waits;
+
+/* How a delivery a channel held ends (wr_qtype_t.settle). */
+enum {
+    WR_SETTLE_ACK,     /* acked */
+    WR_SETTLE_RETURN,  /* nacked or rejected with requeue (a quorum queue: to its back) */
+    WR_SETTLE_DISCARD, /* rejected without requeue: dead-lettered or dropped */
+    WR_SETTLE_REQUEUE, /* back to its place (channel closed, recover) */
+};
+
+/* A queue type: what classic and quorum queues (and streams, later) do
+ * differently, behind one table.  The generic queue layer (bindings,
+ * routing, the consumer list, listings, deletion) is queue.c's and calls
+ * through q->type; the classic type is also in queue.c (its ready state is
+ * q->sm, its messages in the vhost store), the quorum type in quorum.c
+ * (its state is the replicated q->qq).  NULL entries do nothing. */
+typedef struct wr_qtype {
+    const char *name; /* as x-queue-type and the listings name it */
+    uint8_t id;       /* WR_QTYPE_* */
+    /* Durable through its own log: publishes are not written to the vhost
+     * store, and deliveries are decided by the replicated state (no
+     * dispatch pass, no pop). */
+    uint8_t replicated;
+    /* After wr_queue_new (declare, recovery): start its state. */
+    int (*open)(wr_queue_t *q, char *err, size_t errlen);
+    /* At delete: stop; remove_data drops its own files. */
+    void (*close)(wr_queue_t *q, int remove_data);
+    /* A routed message (the queue takes its own reference): loc is its
+     * place in the vhost store (classic), w what the publisher's confirm
+     * waits on.  0, or non-zero if the queue refused it (x-overflow
+     * reject-publish). */
+    int (*push)(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc, struct wr_waits *w);
+    /* basic.get: the answer goes through wr_channel_get_answer, now or
+     * later. */
+    void (*get)(wr_queue_t *q, struct wr_channel *ch, int no_ack);
+    /* A delivery a channel held ends (WR_SETTLE_*); consumes e's message
+     * reference and the queue reference wr_queue_out took. */
+    void (*settle)(wr_queue_t *q, wr_qent_t *e, int how);
+    /* A delivery without ack took e: it is gone from the queue. */
+    void (*taken)(wr_queue_t *q, wr_qent_t *e);
+    void (*consumer_added)(wr_queue_t *q, wr_consumer_t *c);
+    void (*consumer_removed)(wr_queue_t *q, wr_consumer_t *c);
+    /* queue.purge: removes (or will remove) the ready messages; returns
+     * how many. */
+    uint32_t (*purge)(wr_queue_t *q);
+    /* Its arguments changed (a policy): apply the limits. */
+    void (*limits_changed)(wr_queue_t *q);
+    size_t (*ready)(const wr_queue_t *q);
+    uint64_t (*ready_bytes)(const wr_queue_t *q);
+} wr_qtype_t;
+
+extern const wr_qtype_t wr_qtype_classic; /* queue.c */
+extern const wr_qtype_t wr_qtype_quorum;  /* quorum.c */
+
 struct wr_queue {
     char *name;
     /* The policy and operator policy its effective args came from
@@ -94,9 +149,9 @@ struct wr_queue {
     uint8_t exclusive;
     uint8_t auto_delete;
     uint8_t deleted;
-    uint8_t quorum;       /* x-queue-type quorum (q->qq is its state while open) */
-    uint8_t had_consumer; /* auto-delete only after a first consumer */
-    uint8_t pending;      /* on the broker's list of queues to dispatch */
+    const wr_qtype_t *type; /* x-queue-type: classic or quorum */
+    uint8_t had_consumer;   /* auto-delete only after a first consumer */
+    uint8_t pending;        /* on the broker's list of queues to dispatch */
     uint8_t dispatching;
     uint32_t store_id;    /* durable queues: the store's id, else 0 */
     uint8_t delay;        /* the hidden queue of an x-delayed-message exchange */
@@ -148,17 +203,19 @@ void wr_queue_enforce_limits(wr_queue_t *q);
  * a delivery (dead-letter inspection and replay look at entries so). */
 void wr_queue_putback(wr_queue_t *q, wr_qent_t *e);
 
-size_t wr_quorum_ready(const wr_queue_t *q);
-uint64_t wr_quorum_ready_bytes(const wr_queue_t *q);
-
 /* Ready message count and bytes. */
 static inline size_t wr_queue_ready(const wr_queue_t *q)
 {
-    return q->qq ? wr_quorum_ready(q) : wr_qsm_ready(&q->sm);
+    return q->type->ready(q);
 }
 static inline uint64_t wr_queue_ready_bytes(const wr_queue_t *q)
 {
-    return q->qq ? wr_quorum_ready_bytes(q) : q->sm.ready_bytes;
+    return q->type->ready_bytes(q);
+}
+/* A quorum queue (its replicated state is q->qq while open). */
+static inline int wr_queue_is_quorum(const wr_queue_t *q)
+{
+    return q->type->id == WR_QTYPE_QUORUM;
 }
 
 /* Would the queue refuse one more message of this size (x-overflow

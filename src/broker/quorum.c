@@ -1935,3 +1935,52 @@ static int remove_tree(const char *path)
     closedir(d);
     return rmdir(path);
 }
+
+/* ---- the quorum queue type (broker/queue.h) ---- */
+
+static int qtype_push(wr_queue_t *q, wr_msg_t *m, wr_loc_t loc, wr_waits_t *w)
+{
+    (void)loc; /* its log makes it durable, whatever the delivery mode */
+    return wr_quorum_push(q, m, w) != 0;
+}
+
+static void qtype_get(wr_queue_t *q, wr_channel_t *ch, int no_ack)
+{
+    /* Answered once the GET is applied from the log. */
+    if (wr_quorum_get(q, ch, no_ack) != 0)
+        wr_channel_get_answer(ch, q, NULL, no_ack);
+}
+
+static void qtype_settle(wr_queue_t *q, wr_qent_t *e, int how)
+{
+    q->unacked--;
+    wr_quorum_settle(q, e, how);
+    wr_queue_unref(q);
+}
+
+static void qtype_taken(wr_queue_t *q, wr_qent_t *e)
+{
+    (void)q;
+    /* The log settled it already; this is the channel's copy. */
+    if (e->msg)
+        wr_msg_unref(e->msg);
+    e->msg = NULL;
+}
+
+const wr_qtype_t wr_qtype_quorum = {
+    .name = "quorum",
+    .id = WR_QTYPE_QUORUM,
+    .replicated = 1,
+    .open = wr_quorum_open,
+    .close = wr_quorum_close,
+    .push = qtype_push,
+    .get = qtype_get,
+    .settle = qtype_settle,
+    .taken = qtype_taken,
+    .consumer_added = wr_quorum_add_consumer,
+    .consumer_removed = wr_quorum_remove_consumer,
+    .purge = wr_quorum_purge,
+    .limits_changed = wr_quorum_limits_changed,
+    .ready = wr_quorum_ready,
+    .ready_bytes = wr_quorum_ready_bytes,
+};

@@ -63,8 +63,9 @@ void wr_quorum_shutdown(void);
 int wr_quorum_push(wr_queue_t *q, wr_msg_t *m, wr_waits_t *w);
 void wr_quorum_add_consumer(wr_queue_t *q, wr_consumer_t *c);
 void wr_quorum_remove_consumer(wr_queue_t *q, wr_consumer_t *c);
-/* A delivery of q that a channel held is acked (how 0), requeued (1) or
- * rejected (2): proposes the command and drops the channel's copy. */
+/* A delivery of q that a channel held ends (how: WR_SETTLE_*): proposes
+ * SETTLE, RETURN (RETURN: to the back; REQUEUE: to its place) or DISCARD,
+ * and drops the channel's copy. */
 void wr_quorum_settle(wr_queue_t *q, wr_qent_t *e, int how);
 /* basic.get: the answer comes later, through the channel's
  * wr_channel_get_answer; returns WR_EAGAIN when q has no leader. */
