@@ -520,8 +520,15 @@ static void on_peer_change(void *ud, uint64_t node, int up)
     (void)ud;
     wr_info("cluster: node %s is %s", wr_cluster_node_name(node) ? wr_cluster_node_name(node) : "?",
             up ? "up" : "down");
-    if (!up)
+    if (!up) {
         wr_quorum_peer_down(node);
+        return;
+    }
+    wr_quorum_peer_up(node);
+    /* Metadata commands kept while the metadata leader was unreachable
+     * (a node that just restarted) go now. */
+    if (cl.meta_backlog.len && cl.meta_leader_id == node)
+        meta_flush();
 }
 
 const char *wr_cluster_node_addr(uint64_t id)

@@ -570,13 +570,32 @@ static int stale_here(uint64_t holder)
            ((holder >> 32) & 0xffff) != node.epoch;
 }
 
-/* Proposes a command with one u64 argument (DETACH, RETURN_ALL). */
+/* Proposes a command with one u64 argument (DETACH), in order. */
 static void propose_u64(wr_quorum_t *qq, int op, uint64_t v)
 {
     wr_buf_t b;
     cmd_begin(&b, op);
     put_u64(&b, v);
     propose(qq, &b);
+}
+
+/* Proposes a release (DETACH or RETURN_ALL of a holder that is gone)
+ * ahead of the backlog: commands kept while there was no leader (a
+ * reconnected client's ATTACH and publishes) would otherwise be applied
+ * first, and the publishes dispatched to the consumer that is gone, held
+ * by it for good.  Nobody waits for a release, so it takes no ticket (a
+ * forwarded one is sent with request 0, whose answer matches nothing). */
+static void propose_release(wr_quorum_t *qq, int op, uint64_t v)
+{
+    wr_buf_t b;
+    cmd_begin(&b, op);
+    put_u64(&b, v);
+    if (!qq->closing && ((qq->leader && group_propose(qq, b.p, b.len)) ||
+                         (!qq->leader && forward(qq, 0, b.p, b.len)))) {
+        wr_buf_free(&b);
+        return;
+    }
+    propose(qq, &b); /* no leader reachable: in order with the rest */
 }
 
 /* Detaches the consumers and returns what the holders (consumers and
@@ -587,7 +606,7 @@ static void release_holders(wr_quorum_t *qq, int (*match)(uint64_t holder, uint6
     wr_qfifo_t *f = &qq->fifo;
     for (size_t i = 0; i < f->n_cons; i++)
         if (match(f->cons[i].cid, arg))
-            propose_u64(qq, CMD_DETACH, f->cons[i].cid);
+            propose_release(qq, CMD_DETACH, f->cons[i].cid);
     /* Holders of checked-out entries, each once (the table is small
      * compared to the queue: at most the sum of prefetches). */
     uint64_t *seen = NULL;
@@ -603,7 +622,7 @@ static void release_holders(wr_quorum_t *qq, int (*match)(uint64_t holder, uint6
             continue;
         seen = wr_xrealloc(seen, (n_seen + 1) * sizeof *seen);
         seen[n_seen++] = h;
-        propose_u64(qq, CMD_RETURN_ALL, h);
+        propose_release(qq, CMD_RETURN_ALL, h);
     }
     free(seen);
 }
@@ -1738,6 +1757,14 @@ void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n)
         }
         resolve_pairs(qq);
     }
+}
+
+void wr_quorum_peer_up(uint64_t node_id)
+{
+    /* Commands kept because the leader's link was down go now. */
+    for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open)
+        if (qq->backlog_n && !qq->closing && qq->leader_id == node_id)
+            flush_backlog(qq);
 }
 
 void wr_quorum_peer_down(uint64_t node_id)

@@ -86,6 +86,8 @@ void wr_quorum_on_msg(uint64_t from, uint8_t kind, const uint8_t *p, size_t n);
 void wr_quorum_early_free(void);
 /* The link to node_id went down: what was forwarded to it fails. */
 void wr_quorum_peer_down(uint64_t node_id);
+/* The link to node_id came up: what waited for it as a leader goes. */
+void wr_quorum_peer_up(uint64_t node_id);
 
 /* Membership (warrenctl add_member, delete_member, grow, shrink): makes
  * node target a voting member of q's group (MAKE_VOTER), a standby
