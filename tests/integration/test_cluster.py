@@ -11,13 +11,20 @@
   root only)
 - ../shared/seedcheck's default scenarios and `quorum` against one node of
   the cluster
+- an amqp091-go application's reconnect loop (tests/cluster/failover)
+  publishing with confirms and consuming a quorum queue fails over to
+  another node's address when its node is SIGKILLed, and loses no
+  confirmed message
 
 Nodes are stopped with SIGTERM at the end and must exit 0.
 """
+import json
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +42,8 @@ QQ = {"x-queue-type": "quorum"}
 FAILOVER_LIMIT = 5.0  # seconds for a new leader to be agreed on
 REPO = Path(__file__).resolve().parents[2]
 SEEDCHECK_SRC = REPO.parent / "shared" / "seedcheck"
+FAILOVER_SRC = REPO / "tests" / "cluster" / "failover"
+AMQP091_GO = Path("/usr/share/gocode/src/github.com/rabbitmq/amqp091-go")
 
 
 @pytest.fixture(scope="module")
@@ -382,3 +391,139 @@ def test_kill_consumers_node_returns_its_messages(cl):
     lost = sorted(set(range(n)) - set(got))
     delete(f2, q)
     assert not lost, "lost %d: %s" % (len(lost), lost[:20])
+
+
+# ---- an amqp091-go reconnect loop failing over (tests/cluster/failover) ----
+
+@pytest.fixture(scope="module")
+def failover_bin():
+    if shutil.which("go") is None or not AMQP091_GO.is_dir():
+        pytest.skip("needs go and golang-github-rabbitmq-amqp091-go-dev (scripts/deps.sh test)")
+    work = tempfile.mkdtemp(prefix="failover-")
+    out = os.path.join(work, "failover")
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode",
+               GOCACHE=os.path.join(work, "gocache"), GOFLAGS="")
+    r = subprocess.run(["go", "build", "-o", out, "."], cwd=FAILOVER_SRC, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    yield out
+    shutil.rmtree(work, ignore_errors=True)
+
+
+class _Lines:
+    """The stdout lines of a running process, read by a thread."""
+
+    def __init__(self, proc):
+        self.seen = []
+        self._q = queue.Queue()
+        self._t = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._t.start()
+
+    def _read(self, f):
+        for line in f:
+            self._q.put(line.rstrip("\n"))
+        self._q.put(None)
+
+    def wait(self, pred, timeout):
+        """The next line for which pred is true (None at EOF or timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if line is None:
+                self._q.put(None)
+                return None
+            self.seen.append(line)
+            if pred(line):
+                return line
+
+
+FAILOVER_N = 3000
+FAILOVER_TIMEOUT = 60  # seconds, the program's own -timeout
+LEADER_KILL_STUCK = (
+    "known bug (about 1 run in 2 with the leader killed): when the node that becomes leader "
+    "has commands of the reconnected client in its backlog (its ATTACH and publishes, made "
+    "while no leader was known), the DETACH that releases the dead node's consumer is queued "
+    "behind them; the publishes are applied first and dispatched round-robin to the dead "
+    "consumer too (every other message, up to its prefetch), the DETACH then leaves what it "
+    "holds checked out and no RETURN_ALL follows, so those confirmed messages are never "
+    "delivered (not even after the node restarts) and list_queues counts none of them")
+
+
+def wait_rejoined(cl, timeout=15.0):
+    """Every node reaches every other (cluster_status's running nodes)."""
+    names = sorted(n.name for n in cl.nodes)
+
+    def rejoined():
+        return all(sorted(json.loads(n.warrenctl("cluster_status", "--formatter", "json"))
+                          ["running_nodes"]) == names for n in cl.nodes)
+    wait_until(rejoined, timeout, 0.1, "every node running on every node")
+
+
+@pytest.mark.parametrize("first", ["leader", "follower"])
+def test_go_client_failover(cl, failover_bin, first, tmp_path):
+    """The program connects first to the queue's leader (or a follower), is
+    stopped after it has confirmed some hundreds of messages there by a
+    SIGKILL of that node, must move on to another node's address, and must
+    end, within its timeout, with every message confirmed and every
+    confirmed one received at least once (duplicates are allowed)."""
+    q = declare(cl.nodes[0])
+    leader, followers = roles(cl, q)
+    start = leader if first == "leader" else followers[0]
+    order = [start] + [n for n in cl.nodes if n is not start]
+    errf = open(tmp_path / "failover.stderr", "w+")
+    proc = subprocess.Popen(
+        [failover_bin, "-queue", q, "-n", str(FAILOVER_N), "-rate", "300",
+         "-timeout", "%ds" % FAILOVER_TIMEOUT] + [n.url for n in order],
+        stdout=subprocess.PIPE, stderr=errf, text=True)
+    lines = _Lines(proc)
+    victim = None
+    try:
+        def on_start_with_progress(line):
+            if line.startswith("connected "):
+                assert line.split()[1] == start.url, line
+            if line.startswith("progress "):
+                confirmed = int(line.split()[1].split("=")[1])
+                return confirmed >= 500
+            return False
+        at_kill = lines.wait(on_start_with_progress, 30)
+        assert at_kill, "no progress on %s: %s" % (start.name, lines.seen)
+        connected = [l.split()[1] for l in lines.seen if l.startswith("connected ")]
+        victim = next(n for n in cl.nodes if n.url == connected[-1])
+        assert victim is start
+        victim.kill()
+        summary = lines.wait(lambda l: l.startswith("summary "), FAILOVER_TIMEOUT + 15)
+        rc = proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        errf.seek(0)
+        stderr = errf.read()
+        errf.close()
+    events = [l for l in lines.seen if not l.startswith("progress ")]
+    assert summary, "no summary within %ds: %s\n%s" % (FAILOVER_TIMEOUT + 15, events, stderr)
+    res = json.loads(summary.split(" ", 1)[1])
+    why = "%s killed at %r: %s\n%s" % (victim.name, at_kill, events, stderr)
+    print("failover (%s first): killed at %s; %s" % (first, at_kill, events))
+    # The killed node restarts on its data dir and rejoins (its links to
+    # both others up: a declaration or deletion made through it before its
+    # link to the metadata leader is up is never replicated, a known bug in
+    # docs/clustering.md, which the next test must not run into); the
+    # queue goes.
+    victim.start()
+    wait_rejoined(cl)
+    cl.leader(q)
+    delete(next(n for n in cl.nodes if n is not victim), q)
+
+    assert int(at_kill.split()[1].split("=")[1]) < FAILOVER_N, "killed too late: " + why
+    assert res["addresses"][0] == victim.url, why
+    assert res["reconnects"] >= 1 and res["addresses"][-1] != victim.url, why
+    assert res["confirmed"] == FAILOVER_N, why
+    if res["lost"] and first == "leader" and res["redelivered"] == 0 and res["lost"] <= 100:
+        pytest.xfail(LEADER_KILL_STUCK + ": %d lost, e.g. %s" % (res["lost"], res["lost_sample"]))
+    assert res["lost"] == 0, why
+    assert res["done"] and rc == 0, why
+    assert res["elapsed_s"] < FAILOVER_TIMEOUT, why
