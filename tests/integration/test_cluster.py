@@ -222,11 +222,9 @@ def test_kill_leader_failover_and_catch_up(cl):
     delete(f1, q)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug (about 1 run in 3): after the leader is SIGKILLed and restarted, a consumer "
-    "through the restarted node sometimes receives nothing although every node counts the "
-    "messages; the restarted member's replica or its forwarded ATTACH is suspected"))
 def test_consume_through_restarted_node(cl):
+    # Failed about one run in three while a restarted node kept its
+    # forwarded ATTACH until the leader changed (its link was not up yet).
     q = declare(cl.nodes[0])
     leader, (f1, f2) = roles(cl, q)
     publish(f1, q, [b"a%03d" % i for i in range(100)])
@@ -442,16 +440,6 @@ class _Lines:
 
 FAILOVER_N = 3000
 FAILOVER_TIMEOUT = 60  # seconds, the program's own -timeout
-LEADER_KILL_STUCK = (
-    "known bug (about 1 run in 2 with the leader killed): when the node that becomes leader "
-    "has commands of the reconnected client in its backlog (its ATTACH and publishes, made "
-    "while no leader was known), the DETACH that releases the dead node's consumer is queued "
-    "behind them; the publishes are applied first and dispatched round-robin to the dead "
-    "consumer too (every other message, up to its prefetch), the DETACH then leaves what it "
-    "holds checked out and no RETURN_ALL follows, so those confirmed messages are never "
-    "delivered (not even after the node restarts) and list_queues counts none of them")
-
-
 def wait_rejoined(cl, timeout=15.0):
     """Every node reaches every other (cluster_status's running nodes)."""
     names = sorted(n.name for n in cl.nodes)
@@ -508,11 +496,11 @@ def test_go_client_failover(cl, failover_bin, first, tmp_path):
     res = json.loads(summary.split(" ", 1)[1])
     why = "%s killed at %r: %s\n%s" % (victim.name, at_kill, events, stderr)
     print("failover (%s first): killed at %s; %s" % (first, at_kill, events))
-    # The killed node restarts on its data dir and rejoins (its links to
-    # both others up: a declaration or deletion made through it before its
-    # link to the metadata leader is up is never replicated, a known bug in
-    # docs/clustering.md, which the next test must not run into); the
-    # queue goes.
+    # The killed node restarts on its data dir and rejoins; the queue goes.
+    # (A leader kill lost 50 of 3,000 confirmed messages in about half the
+    # runs: the new leader applied the reconnected client's publishes
+    # before the DETACH of the dead node's consumer, which held half of
+    # them for good.  Releases now go ahead of the backlog.)
     victim.start()
     wait_rejoined(cl)
     cl.leader(q)
@@ -522,8 +510,27 @@ def test_go_client_failover(cl, failover_bin, first, tmp_path):
     assert res["addresses"][0] == victim.url, why
     assert res["reconnects"] >= 1 and res["addresses"][-1] != victim.url, why
     assert res["confirmed"] == FAILOVER_N, why
-    if res["lost"] and first == "leader" and res["redelivered"] == 0 and res["lost"] <= 100:
-        pytest.xfail(LEADER_KILL_STUCK + ": %d lost, e.g. %s" % (res["lost"], res["lost_sample"]))
     assert res["lost"] == 0, why
     assert res["done"] and rc == 0, why
     assert res["elapsed_s"] < FAILOVER_TIMEOUT, why
+
+
+def test_declare_delete_through_restarted_node(cl):
+    """A quorum queue declared, and one deleted, through a node right after
+    its restart reach every node.  (They were kept until the metadata
+    leader changed when the node's link to it was not up yet: in 5 of 8
+    rounds the declaration never left the node.)"""
+    for r in range(2):
+        q = declare(cl.nodes[r % 3])
+        victim = cl.node(cl.leader(q))
+        victim.kill()
+        cl.leader(q, nodes=[n for n in cl.nodes if n is not victim], exclude=(victim.name,))
+        victim.start()
+        cl.leader(q)
+        q2 = declare(victim)
+        wait_until(lambda: all(q2 in v for v in cl.queue_views().values()), 15, 0.2,
+                   "%s declared through %s listed everywhere" % (q2, victim.name))
+        delete(victim, q)
+        wait_until(lambda: not any(q in v for v in cl.queue_views().values()), 15, 0.2,
+                   "%s deleted through %s gone everywhere" % (q, victim.name))
+        delete(victim, q2)
