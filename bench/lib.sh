@@ -153,13 +153,26 @@ start_warren() {
     BROKER_PID=$!
 }
 
+# rabbit_as: sets RABBIT_AS to the command prefix that runs a program as the
+# rabbitmq user (setpriv when root) in a clean environment whose HOME is
+# that user's (so the Erlang cookie of the server and of rabbitmqctl is the
+# same); NAME=VALUE words may follow it.  setpriv and env exec, so the
+# program keeps the pid of the prefix.
+rabbit_as() {
+    RABBIT_AS=()
+    [ "$(id -u)" = 0 ] && RABBIT_AS=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups)
+    RABBIT_AS+=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME=/var/lib/rabbitmq)
+}
+
+# RABBIT_ENV: more NAME=VALUE words for start_rabbitmq's environment (none
+# by default).
+RABBIT_ENV=()
+
 start_rabbitmq() {
-    # setpriv and env exec, so $! is the rabbitmq-server script itself: it
-    # runs the Erlang VM as its child and turns SIGTERM into an orderly stop.
-    local as_rabbitmq=()
-    [ "$(id -u)" = 0 ] && as_rabbitmq=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups)
-    "${as_rabbitmq[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-        HOME=/var/lib/rabbitmq \
+    # $! is the rabbitmq-server script itself: it runs the Erlang VM as its
+    # child and turns SIGTERM into an orderly stop.
+    rabbit_as
+    "${RABBIT_AS[@]}" \
         RABBITMQ_NODENAME="$NODE" \
         RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
         RABBITMQ_NODE_PORT="$PORT" \
@@ -168,6 +181,7 @@ start_rabbitmq() {
         RABBITMQ_LOG_BASE="$BROKER_DIR/log" \
         RABBITMQ_CONFIG_FILE="$BROKER_DIR/rabbitmq.conf" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$BROKER_DIR/enabled_plugins" \
+        "${RABBIT_ENV[@]}" \
         "$RABBITMQ_SERVER" >>"$BROKER_DIR/stdout.log" 2>&1 &
     BROKER_PID=$!
 }
