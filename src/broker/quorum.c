@@ -1098,6 +1098,18 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
     /* Commands forwarded to a leader that is no longer one get no answer. */
     if (before != leader_id)
         fail_forwarded(qq);
+    if (qq->leader && wr_cluster_enabled()) {
+        /* A new leader releases what consumers of nodes that are down
+         * hold (the old leader may have died before doing it), first:
+         * before the commands forwarded to it while it was being elected
+         * (early_run) and its own backlog, or their publishes would be
+         * dispatched to those consumers too, and held by them for good. */
+        const wr_rgroup_member_t *m;
+        size_t nm = wr_cluster_members(&m);
+        for (size_t i = 0; i < nm; i++)
+            if (m[i].id != wr_cluster_self_id() && !wr_cluster_node_up(m[i].id))
+                release_node(qq, m[i].id);
+    }
     if (leader_id && !qq->reaped) {
         /* The replica has caught up with a leader's log: what an earlier
          * run of this node left behind can be seen, and released. */
@@ -1116,15 +1128,6 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
          * member leads, refused if another does. */
         if (node.early)
             early_run(0);
-    }
-    if (qq->leader && wr_cluster_enabled()) {
-        /* A new leader releases what consumers of nodes that are down
-         * hold: the old leader may have died before doing it. */
-        const wr_rgroup_member_t *m;
-        size_t nm = wr_cluster_members(&m);
-        for (size_t i = 0; i < nm; i++)
-            if (m[i].id != wr_cluster_self_id() && !wr_cluster_node_up(m[i].id))
-                release_node(qq, m[i].id);
     }
     if (qq->leader) {
         flush_backlog(qq);
