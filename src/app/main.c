@@ -216,19 +216,8 @@ static int start_listeners(const wr_config_t *cfg)
     if (cfg->prometheus_port && listen_http("prometheus.tcp.port", cfg->prometheus_ip,
                                             cfg->prometheus_port, NULL, &prom_app) != 0)
         return -1;
-    if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
-        return -1;
-    for (size_t i = 0; i < cfg->n_unix_listeners; i++) {
-        wr_listener_t *l = &listeners[n_listeners++];
-        int r =
-            wr_listen_unix(wr_loop, l, cfg->unix_listeners[i], &wr_conn_handler, wr_conn_accept);
-        if (r != 0) {
-            wr_error("cannot listen on %s (listeners.unix): %s", cfg->unix_listeners[i],
-                     uv_strerror(r));
-            return -1;
-        }
-        wr_info("listening for AMQP on the Unix socket %s", cfg->unix_listeners[i]);
-    }
+    /* AMQPS first (its TLS context takes a while): a client that reaches
+     * the plain AMQP port finds every listener up. */
     if (cfg->n_ssl_listeners) {
         wr_tls_config_t tc = {cfg->ssl_certfile,
                               cfg->ssl_keyfile,
@@ -247,6 +236,19 @@ static int start_listeners(const wr_config_t *cfg)
         }
         if (start_list("ssl", cfg->ssl_listeners, cfg->n_ssl_listeners, tls_ctx) != 0)
             return -1;
+    }
+    if (start_list("tcp", cfg->listeners, cfg->n_listeners, NULL) != 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_unix_listeners; i++) {
+        wr_listener_t *l = &listeners[n_listeners++];
+        int r =
+            wr_listen_unix(wr_loop, l, cfg->unix_listeners[i], &wr_conn_handler, wr_conn_accept);
+        if (r != 0) {
+            wr_error("cannot listen on %s (listeners.unix): %s", cfg->unix_listeners[i],
+                     uv_strerror(r));
+            return -1;
+        }
+        wr_info("listening for AMQP on the Unix socket %s", cfg->unix_listeners[i]);
     }
     if (cfg->n_listeners == 0 && cfg->n_ssl_listeners == 0 && cfg->n_unix_listeners == 0)
         wr_warn("no AMQP listeners (listeners.tcp = none)");
