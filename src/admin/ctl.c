@@ -19,6 +19,7 @@
 #include "admin/meta.h"
 #include "broker/access.h"
 #include "broker/cluster.h"
+#include "broker/cmeta.h"
 #include "broker/conn.h"
 #include "broker/quorum.h"
 #include "broker/ops.h"
@@ -92,6 +93,7 @@ typedef struct later {
     char info[600];   /* the info line of the command, as it began */
     size_t pending;   /* parts still running (grow, shrink: one per queue) */
     json_t *rows;     /* their results, for a listing */
+    json_t *reply;    /* a reply made, waiting for the metadata log */
 } later_t;
 
 static struct client *cur_client; /* the socket client whose request runs */
@@ -1789,12 +1791,31 @@ json_t *wr_ctl_call(json_t *in)
     return refuse(EX_USAGE_, "Command '%s' not found", r.command);
 }
 
+static void committed(void *ctx, int applied)
+{
+    (void)applied;
+    later_t *l = ctx;
+    later_end(l, l->reply);
+}
+
 char *wr_ctl_execute(const char *request, size_t len)
 {
     json_error_t je;
     json_t *in = json_loadb(request, len, JSON_REJECT_DUPLICATES, &je);
+    uint64_t before = wr_cmeta_next_ticket();
     json_t *out = in ? wr_ctl_call(in) : refuse(EX_USAGE_, "bad request: %s", je.text);
     if (out == NULL) { /* the reply comes later (later_begin) */
+        json_decref(in);
+        return NULL;
+    }
+    /* In a cluster, a command that changed what the nodes share answers
+     * once the metadata log has the change (its last ticket) applied
+     * here: the next command, on any node, sees it. */
+    uint64_t after = wr_cmeta_next_ticket();
+    later_t *l;
+    if (after != before && (l = later_begin()) != NULL) {
+        l->reply = out;
+        wr_cmeta_wait(after - 1, NULL, committed, l);
         json_decref(in);
         return NULL;
     }

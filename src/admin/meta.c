@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "admin/json.h"
+#include "admin/replica.h"
 #include "broker/access.h"
 #include "broker/conn.h"
 #include "broker/persist.h"
@@ -167,21 +168,20 @@ static char *tags_from_json(const json_t *a)
     return s;
 }
 
-int wr_meta_save(char *err, size_t errlen)
+json_t *wr_meta_state(int local)
 {
-    if (data_dir == NULL) {
-        snprintf(err, errlen, "no data directory is open");
-        return -1;
-    }
     json_t *root = json_object();
-    json_object_set_new(root, "warren_format", json_integer(WR_META_FORMAT));
-    json_object_set_new(root, "next_vhost_id", json_integer(next_vhost_id));
+    if (local) {
+        json_object_set_new(root, "warren_format", json_integer(WR_META_FORMAT));
+        json_object_set_new(root, "next_vhost_id", json_integer(next_vhost_id));
+    }
     json_t *vhosts = json_array();
     size_t i = 0;
     for (wr_vhost_t *vh; (vh = wr_broker_vhost_next(&i));) {
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(vh->name));
-        json_object_set_new(o, "id", json_integer(vh->id));
+        if (local)
+            json_object_set_new(o, "id", json_integer(vh->id));
         json_object_set_new(o, "description", json_string(vh->description));
         json_object_set_new(o, "tags", wr_json_tags(vh->tags));
         json_t *lim = json_object();
@@ -239,6 +239,16 @@ int wr_meta_save(char *err, size_t errlen)
     json_object_set_new(root, "users", users);
     json_object_set_new(root, "permissions", perms);
     json_object_set_new(root, "topic_permissions", topic);
+    return root;
+}
+
+int wr_meta_save(char *err, size_t errlen)
+{
+    if (data_dir == NULL) {
+        snprintf(err, errlen, "no data directory is open");
+        return -1;
+    }
+    json_t *root = wr_meta_state(1);
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
     size_t n = strlen(text);
@@ -246,6 +256,7 @@ int wr_meta_save(char *err, size_t errlen)
     text[n++] = '\n';
     int r = write_atomic("broker.json", text, n, err, errlen);
     free(text);
+    wr_replica_changed(); /* the cluster's nodes get what changed */
     return r;
 }
 

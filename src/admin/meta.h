@@ -40,6 +40,12 @@ int wr_meta_open(const wr_config_t *cfg, char *err, size_t errlen);
 
 /* Rewrites broker.json from the registry.  Returns 0 or -1 with err. */
 int wr_meta_save(char *err, size_t errlen);
+/* The state broker.json holds, as a JSON object (the caller's reference):
+ * vhosts, users, permissions, topic_permissions, policies,
+ * operator_policies.  local: with what only this node's directory means
+ * (vhost ids, the format); without: what every node of a cluster shares. */
+struct json_t;
+struct json_t *wr_meta_state(int local);
 
 /* Creates a vhost: its directory and store, then broker.json; registered
  * only when all of it worked.  Returns the vhost, or NULL with err filled

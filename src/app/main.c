@@ -18,7 +18,9 @@
 #include "admin/ctl.h"
 #include "admin/defs.h"
 #include "admin/meta.h"
+#include "admin/replica.h"
 #include "broker/cluster.h"
+#include "broker/cmeta.h"
 #include "broker/conn.h"
 #include "broker/quorum.h"
 #include "broker/persist.h"
@@ -72,6 +74,7 @@ static void on_tick(uv_timer_t *t)
     wr_conn_tick();
     wr_persist_tick(wr_broker.cfg->disk_free_limit);
     wr_meta_tick();
+    wr_cmeta_tick();
     wr_queue_trim_memory();
 }
 
@@ -342,7 +345,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    if (wr_cluster_meta_open(cfg.data_dir, err, sizeof err) != 0) {
+    wr_replica_start();
+    if (wr_cmeta_open(cfg.data_dir, err, sizeof err) != 0) {
         wr_error("cannot open the cluster's metadata: %s", err);
         return 1;
     }
@@ -381,7 +385,8 @@ int main(int argc, char **argv)
     wr_queue_run_pending();
     wr_quorum_early_free();
     wr_quorum_admin_free();
-    wr_cluster_meta_close();
+    wr_cmeta_close();
+    wr_replica_stop();
     wr_meta_close();
     /* Raft groups (quorum queues, the cluster's metadata) close
      * asynchronously (their logs stay for the next start): let them

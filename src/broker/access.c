@@ -156,13 +156,11 @@ wr_user_t *wr_access_user_add(const char *name, const char *password, const char
     return u;
 }
 
-wr_user_t *wr_access_user_add_hashed(const char *name, const char *hash, const char *algo,
-                                     const char *tags, char *err, size_t errlen)
+/* The algorithm called algo (RabbitMQ's module name; NULL: SHA-256),
+ * and a check that hash (if any) is one of it.  -1 with err if not. */
+static int parse_hash(const char *name, const char *hash, const char *algo, wr_hash_algo_t *out,
+                      char *err, size_t errlen)
 {
-    if (wr_access_user(wr_bytes_of(name))) {
-        snprintf(err, errlen, "user '%s' already exists", name);
-        return NULL;
-    }
     wr_hash_algo_t a = WR_HASH_SHA256;
     if (algo == NULL || strcmp(algo, "rabbit_password_hashing_sha256") == 0)
         a = WR_HASH_SHA256;
@@ -172,18 +170,44 @@ wr_user_t *wr_access_user_add_hashed(const char *name, const char *hash, const c
         a = WR_HASH_MD5;
     else {
         snprintf(err, errlen, "user '%s': unknown hashing_algorithm '%s'", name, algo);
-        return NULL;
+        return -1;
     }
     uint8_t tmp[SALT_LEN + EVP_MAX_MD_SIZE + 3];
     if (hash && *hash && decode_hash(hash, a, tmp) < 0) {
         snprintf(err, errlen, "user '%s': password_hash is not a %s hash", name,
                  wr_access_algo_name(a));
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+wr_user_t *wr_access_user_add_hashed(const char *name, const char *hash, const char *algo,
+                                     const char *tags, char *err, size_t errlen)
+{
+    if (wr_access_user(wr_bytes_of(name))) {
+        snprintf(err, errlen, "user '%s' already exists", name);
         return NULL;
     }
+    wr_hash_algo_t a;
+    if (parse_hash(name, hash, algo, &a, err, errlen) != 0)
+        return NULL;
     wr_user_t *u = user_new(name, tags);
     u->hash = hash && *hash ? dup(hash) : NULL;
     u->algo = a;
     return u;
+}
+
+int wr_access_set_hash(wr_user_t *u, const char *hash, const char *algo, char *err, size_t errlen)
+{
+    wr_hash_algo_t a;
+    if (parse_hash(u->name, hash, algo, &a, err, errlen) != 0)
+        return -1;
+    free(u->hash);
+    u->hash = hash && *hash ? dup(hash) : NULL;
+    u->algo = a;
+    wr_access_gen++;
+    return 0;
 }
 
 static void pattern_free(wr_pattern_t *p)

@@ -93,6 +93,9 @@ wr_user_t *wr_access_user_add(const char *name, const char *password, const char
 wr_user_t *wr_access_user_add_hashed(const char *name, const char *hash, const char *algo,
                                      const char *tags, char *err, size_t errlen);
 void wr_access_user_delete(wr_user_t *u);
+/* Replaces u's stored hash (NULL or "": no password); -1 with err if the
+ * hash or algorithm is bad (u unchanged). */
+int wr_access_set_hash(wr_user_t *u, const char *hash, const char *algo, char *err, size_t errlen);
 void wr_access_set_password(wr_user_t *u, const char *password); /* NULL clears it */
 void wr_access_set_tags(wr_user_t *u, const char *tags);
 const char *wr_access_algo_name(wr_hash_algo_t a);

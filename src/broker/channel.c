@@ -25,6 +25,7 @@
 #include <stdlib.h>
 
 #include "broker/args.h"
+#include "broker/cmeta.h"
 #include "broker/conn.h"
 #include "broker/headers.h"
 #include "broker/access.h"
@@ -39,6 +40,7 @@
 static wr_channel_t *confirm_dirty;
 static int durable_wake(wr_durable_waiter_t *w);
 static void reply_consumer_drop(wr_channel_t *ch);
+static void send_declare_ok(wr_channel_t *ch, wr_queue_t *q);
 
 static uint64_t next_channel_uid;
 
@@ -1174,6 +1176,68 @@ static wr_queue_t *readable_queue(wr_channel_t *ch, wr_bytes_t name, uint32_t mi
 
 /* ---- exchange class ---- */
 
+/* An answer sent once the cluster's metadata log has the change (a
+ * majority of the nodes): the method to send and, for declare-ok, the
+ * queue's name. */
+typedef struct meta_answer {
+    wr_conn_t *conn;
+    uint16_t chid;
+    uint32_t method_id;
+    uint8_t qlen;
+    char qname[256];
+} meta_answer_t;
+
+static void meta_answered(void *ctx, int applied)
+{
+    meta_answer_t *a = ctx;
+    if (applied) {
+        wr_conn_t *c = a->conn;
+        wr_channel_t *ch = a->chid < c->n_channel_slots ? c->channels[a->chid] : NULL;
+        if (ch && ch->state == WR_CH_OPEN) {
+            wr_bytes_t qn = {(uint8_t *)a->qname, a->qlen};
+            wr_queue_t *q =
+                a->method_id == WR_M_QUEUE_DECLARE_OK ? wr_vhost_queue(c->vhost, qn) : NULL;
+            if (q) {
+                send_declare_ok(ch, q);
+            } else {
+                /* A declared queue deleted meanwhile (by another node)
+                 * is answered as it was declared: empty. */
+                wr_method_t m = {.id = a->method_id};
+                if (a->method_id == WR_M_QUEUE_DECLARE_OK)
+                    m.u.queue_declare_ok.queue = qn;
+                wr_conn_send_method(c, ch->id, &m);
+            }
+        }
+        wr_conn_meta_release(c);
+    }
+    free(a);
+}
+
+/* Answers with method_id now, or, when r says the change went to the
+ * cluster's metadata log, once this node has applied it from there. */
+static void answer(wr_channel_t *ch, const wr_reply_t *r, uint32_t method_id, const wr_queue_t *q)
+{
+    if (r->wait == 0) {
+        if (q) {
+            send_declare_ok(ch, (wr_queue_t *)q);
+        } else {
+            wr_method_t m = {.id = method_id};
+            wr_conn_send_method(ch->conn, ch->id, &m);
+        }
+        return;
+    }
+    meta_answer_t *a = wr_xcalloc(1, sizeof *a);
+    a->conn = ch->conn;
+    a->chid = ch->id;
+    a->method_id = method_id;
+    if (q) {
+        a->qlen = (uint8_t)q->name_len;
+        memcpy(a->qname, q->name, q->name_len);
+    }
+    wr_conn_meta_hold(ch->conn);
+    wr_cmeta_wait(r->wait, ch->conn, meta_answered, a);
+}
+
 static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
 {
     wr_exchange_spec_t s = {a->exchange,    a->type,     a->passive,  a->durable,
@@ -1184,10 +1248,8 @@ static void exchange_declare(wr_channel_t *ch, const wr_exchange_declare_t *a)
         op_failed(ch, &r, WR_M_EXCHANGE_DECLARE);
         return;
     }
-    if (!a->no_wait) {
-        wr_method_t m = {.id = WR_M_EXCHANGE_DECLARE_OK};
-        wr_conn_send_method(ch->conn, ch->id, &m);
-    }
+    if (!a->no_wait)
+        answer(ch, &r, WR_M_EXCHANGE_DECLARE_OK, NULL);
 }
 
 static void exchange_delete(wr_channel_t *ch, const wr_exchange_delete_t *a)
@@ -1198,10 +1260,8 @@ static void exchange_delete(wr_channel_t *ch, const wr_exchange_delete_t *a)
         op_failed(ch, &r, WR_M_EXCHANGE_DELETE);
         return;
     }
-    if (!a->no_wait) {
-        wr_method_t m = {.id = WR_M_EXCHANGE_DELETE_OK};
-        wr_conn_send_method(ch->conn, ch->id, &m);
-    }
+    if (!a->no_wait)
+        answer(ch, &r, WR_M_EXCHANGE_DELETE_OK, NULL);
 }
 
 static void exchange_bind(wr_channel_t *ch, const wr_exchange_bind_t *a, int bind)
@@ -1214,10 +1274,8 @@ static void exchange_bind(wr_channel_t *ch, const wr_exchange_bind_t *a, int bin
         op_failed(ch, &r, mid);
         return;
     }
-    if (!a->no_wait) {
-        wr_method_t m = {.id = bind ? WR_M_EXCHANGE_BIND_OK : WR_M_EXCHANGE_UNBIND_OK};
-        wr_conn_send_method(ch->conn, ch->id, &m);
-    }
+    if (!a->no_wait)
+        answer(ch, &r, bind ? WR_M_EXCHANGE_BIND_OK : WR_M_EXCHANGE_UNBIND_OK, NULL);
 }
 
 /* ---- queue class ---- */
@@ -1263,7 +1321,7 @@ static void queue_declare(wr_channel_t *ch, const wr_queue_declare_t *a)
     }
     remember_queue(ch, (wr_bytes_t){(uint8_t *)q->name, q->name_len});
     if (!a->no_wait)
-        send_declare_ok(ch, q);
+        answer(ch, &r, WR_M_QUEUE_DECLARE_OK, q);
 }
 
 static void queue_bind(wr_channel_t *ch, const wr_queue_bind_t *a, int bind)
@@ -1279,10 +1337,8 @@ static void queue_bind(wr_channel_t *ch, const wr_queue_bind_t *a, int bind)
         op_failed(ch, &r, mid);
         return;
     }
-    if (!bind || !a->no_wait) {
-        wr_method_t m = {.id = bind ? WR_M_QUEUE_BIND_OK : WR_M_QUEUE_UNBIND_OK};
-        wr_conn_send_method(ch->conn, ch->id, &m);
-    }
+    if (!bind || !a->no_wait)
+        answer(ch, &r, bind ? WR_M_QUEUE_BIND_OK : WR_M_QUEUE_UNBIND_OK, NULL);
 }
 
 static void queue_purge(wr_channel_t *ch, const wr_queue_purge_t *a)

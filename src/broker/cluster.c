@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "broker/cmeta.h"
 #include "broker/conn.h"
 #include "broker/ops.h"
 #include "broker/quorum.h"
@@ -31,13 +32,6 @@ static struct {
     int enabled;
     wr_rnet_t *net;
     wr_peers_t *peers;
-    /* The metadata group and what waits for its leader. */
-    wr_rgroup_t *meta;
-    int meta_leader;
-    uint64_t meta_leader_id;
-    int applying;          /* applying a metadata command: do not propose again */
-    wr_buf_t meta_backlog; /* [u32 len][command] ... */
-    size_t closing;
     int stopping; /* links and listener closing (wr_cluster_stop) */
     uint64_t self_id;
     char *self_name;
@@ -179,7 +173,6 @@ void wr_cluster_stop(void)
     } else {
         peers_stopped(NULL);
     }
-    wr_buf_free(&cl.meta_backlog);
     for (size_t i = 0; i < cl.n_nodes; i++) {
         free(cl.nodes[i].name);
         free(cl.nodes[i].addr);
@@ -264,230 +257,9 @@ size_t wr_cluster_running(uint64_t *ids, size_t max)
     return k;
 }
 
-/* ---- the metadata group ---- */
-
-enum { META_QQ_DECLARE = 1, META_QQ_DELETE };
-
-/* The metadata group's id (quorum queues' ids are hashes, never 1). */
-#define META_GROUP_ID 1
-
-static void meta_propose(const uint8_t *p, size_t n);
-
-static void meta_flush(void)
-{
-    size_t off = 0;
-    wr_buf_t b = cl.meta_backlog;
-    wr_buf_init(&cl.meta_backlog);
-    while (off + 4 <= b.len) {
-        uint32_t n = wr_get_u32(b.p + off);
-        meta_propose(b.p + off + 4, n);
-        off += 4 + n;
-    }
-    wr_buf_free(&b);
-}
-
-/* To the metadata leader: proposed here when this node leads, forwarded
- * when another does, kept until there is one. */
-static void meta_propose(const uint8_t *p, size_t n)
-{
-    if (cl.meta && cl.meta_leader && wr_rgroup_propose(cl.meta, p, n))
-        return;
-    if (cl.meta_leader_id && cl.meta_leader_id != cl.self_id &&
-        wr_cluster_send(cl.meta_leader_id, WR_CLUSTER_META_PROPOSE, p, n) == 0)
-        return;
-    uint8_t len[4];
-    wr_set_u32(len, (uint32_t)n);
-    wr_buf_put(&cl.meta_backlog, len, 4);
-    wr_buf_put(&cl.meta_backlog, p, n);
-}
-
-static void put_str16(wr_buf_t *b, const char *s, size_t n)
-{
-    uint8_t l[2];
-    wr_set_u16(l, (uint16_t)n);
-    wr_buf_put(b, l, 2);
-    wr_buf_put(b, s, n);
-}
-
-void wr_cluster_meta_queue_declared(const wr_queue_t *q)
-{
-    if (!cl.enabled || cl.applying)
-        return;
-    wr_buf_t b;
-    wr_buf_init(&b);
-    wr_buf_put_u8(&b, META_QQ_DECLARE);
-    put_str16(&b, q->vhost->name, strlen(q->vhost->name));
-    put_str16(&b, q->name, q->name_len);
-    uint8_t l[4];
-    wr_set_u32(l, (uint32_t)q->args_raw.len);
-    wr_buf_put(&b, l, 4);
-    wr_buf_put(&b, q->args_raw.p, q->args_raw.len);
-    meta_propose(b.p, b.len);
-    wr_buf_free(&b);
-}
-
-void wr_cluster_meta_queue_deleted(const char *vhost, const char *name, size_t name_len)
-{
-    if (!cl.enabled || cl.applying)
-        return;
-    wr_buf_t b;
-    wr_buf_init(&b);
-    wr_buf_put_u8(&b, META_QQ_DELETE);
-    put_str16(&b, vhost, strlen(vhost));
-    put_str16(&b, name, name_len);
-    meta_propose(b.p, b.len);
-    wr_buf_free(&b);
-}
-
-static int get_str16(const uint8_t *p, size_t n, size_t *off, wr_bytes_t *out)
-{
-    if (n - *off < 2)
-        return -1;
-    size_t l = wr_get_u16(p + *off);
-    if (n - *off - 2 < l)
-        return -1;
-    *out = (wr_bytes_t){p + *off + 2, l};
-    *off += 2 + l;
-    return 0;
-}
-
-/* Applies a metadata command on this node: the queue is declared (or
- * deleted) here as the operator would, unless it already is. */
-static void meta_apply(void *ud, uint64_t index, const void *vp, size_t n)
-{
-    (void)ud;
-    (void)index;
-    const uint8_t *p = vp;
-    size_t off = 1;
-    wr_bytes_t vhost, name, args = {NULL, 0};
-    if (n < 1 || get_str16(p, n, &off, &vhost) != 0 || get_str16(p, n, &off, &name) != 0)
-        return;
-    if (p[0] == META_QQ_DECLARE) {
-        if (n - off < 4 || n - off - 4 < wr_get_u32(p + off))
-            return;
-        args = (wr_bytes_t){p + off + 4, wr_get_u32(p + off)};
-    }
-    wr_vhost_t *vh = wr_broker_vhost(vhost);
-    if (vh == NULL) {
-        wr_warn("cluster: metadata names vhost '%.*s', which this node does not have", (int)vhost.n,
-                (const char *)vhost.p);
-        return;
-    }
-    wr_actor_t who = {NULL, NULL};
-    wr_reply_t r;
-    cl.applying = 1;
-    if (p[0] == META_QQ_DECLARE) {
-        wr_queue_spec_t s = {0};
-        s.name = name;
-        s.durable = 1;
-        s.args = args;
-        s.allow_reserved = 1;
-        wr_queue_t *q;
-        if (wr_vhost_queue(vh, name) == NULL && wr_op_queue_declare(vh, &s, &who, &q, &r) != 0)
-            wr_warn("cluster: cannot declare quorum queue '%.*s' here: %s", (int)name.n,
-                    (const char *)name.p, r.text);
-    } else if (p[0] == META_QQ_DELETE) {
-        wr_op_queue_delete(vh, name, 0, 0, &who, NULL, NULL, &r);
-    }
-    cl.applying = 0;
-}
-
-/* The metadata's state is the quorum queues of every vhost: a snapshot
- * lists them; a member restoring one declares those it lacks and deletes
- * quorum queues the cluster no longer has. */
-static int meta_snapshot(void *ud, wr_buf_t *out)
-{
-    (void)ud;
-    size_t i = 0;
-    wr_vhost_t *vh;
-    while ((vh = wr_broker_vhost_next(&i)) != NULL) {
-        size_t k = 0;
-        wr_map_slot_t *sl;
-        while (wr_map_next(&vh->queues, &k, &sl)) {
-            const wr_queue_t *q = sl->value;
-            if (!wr_queue_is_quorum(q))
-                continue;
-            wr_buf_t b;
-            wr_buf_init(&b);
-            wr_buf_put_u8(&b, META_QQ_DECLARE);
-            put_str16(&b, vh->name, strlen(vh->name));
-            put_str16(&b, q->name, q->name_len);
-            uint8_t l[4];
-            wr_set_u32(l, (uint32_t)q->args_raw.len);
-            wr_buf_put(&b, l, 4);
-            wr_buf_put(&b, q->args_raw.p, q->args_raw.len);
-            wr_set_u32(l, (uint32_t)b.len);
-            wr_buf_put(out, l, 4);
-            wr_buf_put(out, b.p, b.len);
-            wr_buf_free(&b);
-        }
-    }
-    return 0;
-}
-
-static int meta_restore(void *ud, const void *vp, size_t n)
-{
-    const uint8_t *p = vp;
-    size_t off = 0;
-    while (n - off >= 4) {
-        uint32_t l = wr_get_u32(p + off);
-        if (n - off - 4 < l)
-            return WR_ECORRUPT;
-        meta_apply(ud, 0, p + off + 4, l);
-        off += 4 + l;
-    }
-    return 0;
-}
-
-static void meta_leader_changed(void *ud, int is_leader, uint64_t leader_id)
-{
-    (void)ud;
-    cl.meta_leader = is_leader;
-    cl.meta_leader_id = leader_id;
-    if (leader_id && cl.meta_backlog.len)
-        meta_flush();
-}
-
-int wr_cluster_meta_open(const char *data_dir, char *err, size_t errlen)
-{
-    if (!cl.enabled || cl.meta)
-        return 0;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/cluster", data_dir);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-        return WR_EIO;
-    }
-    snprintf(dir, sizeof dir, "%s/cluster/metadata", data_dir);
-    wr_rgroup_cbs_t cbs = {meta_apply, meta_snapshot, meta_restore, meta_leader_changed};
-    return wr_rgroup_open(&cl.meta, cl.net, META_GROUP_ID, dir, cl.self_id, NULL, cl.members,
-                          cl.n_nodes, &cbs, NULL, NULL, err, errlen);
-}
-
-static void meta_closed(void *ud)
-{
-    (void)ud;
-    cl.closing--;
-}
-
-void wr_cluster_meta_close(void)
-{
-    if (cl.meta == NULL)
-        return;
-    cl.closing++;
-    wr_rgroup_close(cl.meta, meta_closed, NULL);
-    cl.meta = NULL;
-    cl.meta_leader = 0;
-}
-
 size_t wr_cluster_closing(void)
 {
-    return cl.closing;
-}
-
-int wr_cluster_applying(void)
-{
-    return cl.applying;
+    return wr_cmeta_closing();
 }
 
 int wr_cluster_stopping(void)
@@ -508,7 +280,7 @@ static void on_peer_msg(void *ud, uint64_t from, uint8_t kind, const uint8_t *p,
         wr_quorum_on_msg(from, kind, p, n);
         break;
     case WR_CLUSTER_META_PROPOSE:
-        meta_propose(p, n);
+        wr_cmeta_on_propose(from, p, n);
         break;
     default:
         break;
@@ -527,8 +299,7 @@ static void on_peer_change(void *ud, uint64_t node, int up)
     wr_quorum_peer_up(node);
     /* Metadata commands kept while the metadata leader was unreachable
      * (a node that just restarted) go now. */
-    if (cl.meta_backlog.len && cl.meta_leader_id == node)
-        meta_flush();
+    wr_cmeta_peer_up(node);
 }
 
 const char *wr_cluster_node_addr(uint64_t id)

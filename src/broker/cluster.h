@@ -46,9 +46,6 @@ const char *wr_cluster_self_name(void);
 /* The members a new quorum queue's group starts with: every configured
  * node (this one alone when not clustered).  Owned here. */
 size_t wr_cluster_members(const wr_rgroup_member_t **out);
-/* Whether this node is applying a metadata command (a queue declared now
- * was declared on another node first). */
-int wr_cluster_applying(void);
 /* The name of node id, or NULL if it is not a configured member. */
 const char *wr_cluster_node_name(uint64_t id);
 /* Its inter-node address (host:port), or NULL. */
@@ -71,16 +68,7 @@ int wr_cluster_send(uint64_t node, uint8_t kind, const void *p, size_t n);
 /* Whether node is up (this node always is; others: their link is). */
 int wr_cluster_node_up(uint64_t node);
 
-/* Replicated metadata (the cluster's metadata Raft group, a member on every
- * node).  Today it carries quorum queue declarations and deletions, so a
- * quorum queue declared on one node exists on every node: each applies the
- * command by declaring (or deleting) the queue locally. */
-void wr_cluster_meta_queue_declared(const struct wr_queue *q);
-void wr_cluster_meta_queue_deleted(const char *vhost, const char *name, size_t name_len);
-/* Opens the metadata group once the vhosts are open (clustered only). */
-int wr_cluster_meta_open(const char *data_dir, char *err, size_t errlen);
-/* Closes it (at shutdown); *pending counts what still closes. */
-void wr_cluster_meta_close(void);
+/* Handles still closing (the metadata group, broker/cmeta.h). */
 size_t wr_cluster_closing(void);
 /* wr_cluster_stop is still closing the links and the listener. */
 int wr_cluster_stopping(void);

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "broker/access.h"
+#include "broker/cmeta.h"
+#include "core/loop.h"
 #include "net/tls.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -21,6 +23,10 @@
 wr_broker_t wr_broker;
 
 static wr_conn_t *all_conns;
+/* Connections whose metadata waits ended, to read again (on_resume). */
+static wr_conn_t *resume_list;
+static uv_idle_t resume_idle;
+static int resume_idle_init;
 static size_t n_conns;
 
 static int alarm_on; /* any alarm in force */
@@ -721,7 +727,7 @@ static void on_read(wr_sock_t *s)
     }
     /* A held publisher's remaining input waits in the buffer until the
      * alarm clears (see wr_conn_set_alarm). */
-    while (off < n && c->state != WR_CONN_DEAD && !c->held) {
+    while (off < n && c->state != WR_CONN_DEAD && !c->held && !c->meta_waits) {
         wr_frame_t f;
         uint32_t fmax = c->state >= WR_CONN_OPEN_WAIT ? c->frame_max : WR_AMQP_FRAME_MIN_SIZE;
         /* Like RabbitMQ, accept payloads up to frame_max itself (8 octets
@@ -773,6 +779,13 @@ static void on_close(wr_sock_t *s)
     wr_conn_t *c = s->ud;
     if (c->state < WR_CONN_CLOSING)
         wr_info("connection %s closed by peer", s->peer);
+    wr_cmeta_cancel(c);
+    if (c->resume_queued) {
+        wr_conn_t **pp = &resume_list;
+        while (*pp != c)
+            pp = &(*pp)->resume_next;
+        *pp = c->resume_next;
+    }
     release_all(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -789,6 +802,45 @@ static void on_close(wr_sock_t *s)
 }
 
 const wr_sock_handler_t wr_conn_handler = {on_read, on_drain, on_close};
+
+/* ---- waiting for the cluster's metadata log ---- */
+
+static void on_resume(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    while (resume_list) {
+        wr_conn_t *c = resume_list;
+        resume_list = c->resume_next;
+        c->resume_queued = 0;
+        if (c->sock->in.len && !c->held && !c->meta_waits)
+            on_read(c->sock); /* what arrived during the wait */
+    }
+}
+
+void wr_conn_meta_hold(wr_conn_t *c)
+{
+    if (c->meta_waits++ == 0)
+        wr_sock_hold_read(c->sock, 1);
+}
+
+void wr_conn_meta_release(wr_conn_t *c)
+{
+    if (--c->meta_waits != 0 || c->held)
+        return;
+    wr_sock_hold_read(c->sock, 0);
+    if (c->resume_queued)
+        return;
+    /* Not from here: the release comes from a Raft callback, and the
+     * frames read next may propose again. */
+    c->resume_queued = 1;
+    c->resume_next = resume_list;
+    resume_list = c;
+    if (!resume_idle_init) {
+        uv_idle_init(wr_loop, &resume_idle);
+        resume_idle_init = 1;
+    }
+    uv_idle_start(&resume_idle, on_resume);
+}
 
 void wr_conn_accept(wr_sock_t *s)
 {
@@ -921,8 +973,8 @@ void wr_conn_set_alarm(int source, int on)
             }
             if (c->held) {
                 c->held = 0;
-                wr_sock_hold_read(c->sock, 0);
-                if (c->sock->in.len)
+                wr_sock_hold_read(c->sock, c->meta_waits != 0);
+                if (c->sock->in.len && !c->meta_waits)
                     on_read(c->sock); /* what arrived before the hold */
             }
         }

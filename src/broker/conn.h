@@ -182,8 +182,11 @@ struct wr_conn {
     uint8_t cap_cancel_notify;
     uint8_t cap_blocked;
     uint8_t cap_auth_close;
-    uint8_t blocked_sent; /* connection.blocked sent, unblocked not yet */
-    uint8_t held;         /* reading stopped by the alarm (it published) */
+    uint8_t blocked_sent;  /* connection.blocked sent, unblocked not yet */
+    uint8_t held;          /* reading stopped by the alarm (it published) */
+    uint8_t resume_queued; /* in the list of connections to read again */
+    uint32_t meta_waits;   /* answers waiting for the cluster's metadata log */
+    wr_conn_t *resume_next;
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;
@@ -230,6 +233,11 @@ void wr_conn_shutdown_all(const char *reason);
 #define WR_ALARM_MEMORY 1
 #define WR_ALARM_DISK   2
 void wr_conn_set_alarm(int source, int on);
+/* An answer of c waits for the cluster's metadata log (broker/cmeta.h):
+ * while any does, c's frames stay unread, so its next methods see the
+ * change made.  Release resumes reading on the next loop pass. */
+void wr_conn_meta_hold(wr_conn_t *c);
+void wr_conn_meta_release(wr_conn_t *c);
 int wr_conn_alarm_active(void);
 /* Raises or clears the memory alarm from the message memory in use;
  * called once per loop pass. */

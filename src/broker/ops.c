@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "broker/args.h"
 #include "broker/cluster.h"
+#include "broker/cmeta.h"
 #include "broker/headers.h"
 #include "broker/persist.h"
 #include "broker/quorum.h"
@@ -29,6 +30,7 @@ static int fail(wr_reply_t *r, uint16_t code, const char *fmt, ...)
 static int fail(wr_reply_t *r, uint16_t code, const char *fmt, ...)
 {
     r->code = code;
+    r->wait = 0;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r->text, sizeof r->text, fmt, ap);
@@ -40,6 +42,15 @@ static int done(wr_reply_t *r)
 {
     r->code = 0;
     r->text[0] = '\0';
+    r->wait = 0;
+    return 0;
+}
+
+/* Done, once the cluster's metadata log has the change of ticket. */
+static int done_wait(wr_reply_t *r, uint64_t ticket)
+{
+    done(r);
+    r->wait = ticket;
     return 0;
 }
 
@@ -199,7 +210,7 @@ int wr_op_exchange_declare(wr_vhost_t *vh, const wr_exchange_spec_t *s, const wr
     wr_persist_exchange_declared(nx);
     if (delayed)
         delay_queue_create(nx);
-    return done(r);
+    return done_wait(r, wr_cmeta_exchange_declared(nx));
 }
 
 int wr_op_exchange_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, const wr_actor_t *who,
@@ -219,6 +230,7 @@ int wr_op_exchange_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, const 
             return fail(r, WR_AMQP_PRECONDITION_FAILED, "exchange '%.*s' in vhost '%s' in use",
                         BYTES_FMT(name), vh->name);
         wr_exchange_delete(x);
+        return done_wait(r, wr_cmeta_exchange_deleted(vh->name, name));
     }
     return done(r);
 }
@@ -301,6 +313,7 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
     char gen[64];
     wr_bytes_t name = s->name;
     int generated = 0;
+    uint64_t ticket = 0;
     *out = NULL;
     wr_field_t qt;
     int quorum = s->args.n && wr_table_get(s->args, "x-queue-type", &qt) && qt.type == 'S' &&
@@ -375,13 +388,13 @@ int wr_op_queue_declare(wr_vhost_t *vh, const wr_queue_spec_t *s, const wr_actor
         wr_policy_apply_queue(q);
         wr_persist_queue_declared(q);
         if (wr_queue_is_quorum(q))
-            wr_cluster_meta_queue_declared(q); /* every node gets it */
+            ticket = wr_cmeta_queue_declared(q); /* every node gets it */
         wr_stats_count(WR_NS_QUEUES_CREATED);
     }
     wr_stats_count(WR_NS_QUEUES_DECLARED);
     q->last_used = wr_now_ms();
     *out = q;
-    return done(r);
+    return done_wait(r, ticket);
 }
 
 int wr_op_queue_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, int if_empty,
@@ -412,7 +425,7 @@ int wr_op_queue_delete(wr_vhost_t *vh, wr_bytes_t name, int if_unused, int if_em
         ok(ctx, n);
     if (q) {
         if (wr_queue_is_quorum(q))
-            wr_cluster_meta_queue_deleted(vh->name, q->name, q->name_len);
+            wr_cmeta_queue_deleted(vh->name, name);
         wr_queue_delete(q);
     }
     return done(r);
@@ -483,6 +496,10 @@ int wr_op_bind(wr_vhost_t *vh, int bind, wr_bytes_t source, int dest_is_queue, w
     } else {
         wr_unbind(x, q, dx, key, args);
     }
+    /* Bindings to exchanges and quorum queues are the cluster's; those to
+     * a classic queue live with it on its node. */
+    if (dx || wr_queue_is_quorum(q))
+        return done_wait(r, wr_cmeta_bound(bind, vh->name, source, dest_is_queue, dest, key, args));
     return done(r);
 }
 

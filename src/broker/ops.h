@@ -25,6 +25,10 @@ typedef struct wr_user wr_user_t;
 typedef struct wr_reply {
     uint16_t code; /* 0 = done; else an AMQP reply code (WR_AMQP_*) */
     char text[256];
+    /* Clustered: the change was handed to the cluster's metadata log
+     * under this ticket; a front end that answers only once it is on a
+     * majority waits for it (broker/cmeta.h).  0: nothing to wait for. */
+    uint64_t wait;
 } wr_reply_t;
 
 /* Who asks.  A NULL user is the broker's operator (warrenctl): every

@@ -37,6 +37,7 @@
 
 #include "admin/info.h"
 #include "broker/cluster.h"
+#include "broker/cmeta.h"
 #include "broker/conn.h"
 #include "broker/qfifo.h"
 #include "broker/stats.h"
@@ -1248,7 +1249,7 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
     wr_rgroup_member_t *members;
     uint64_t preferred;
     size_t n_members = initial_members(q, gid, &members, &preferred);
-    if (pristine && !wr_cluster_applying() && n_members > 1 && preferred == wr_cluster_self_id())
+    if (pristine && !wr_cmeta_applying() && n_members > 1 && preferred == wr_cluster_self_id())
         qq->place_at = preferred;
     wr_rgroup_cbs_t cbs = {apply_cb, snapshot_cb, restore_cb, leader_cb};
     wr_rgroup_opts_t opts;

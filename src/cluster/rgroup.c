@@ -775,6 +775,7 @@ void wr_rgroup_opts_default(wr_rgroup_opts_t *o)
     o->snapshot_trailing = 512;
     o->connect_retry_ms = 500;
     o->max_batch = 4096;
+    o->install_snapshot_timeout_ms = 5000;
     o->pre_vote = 1;
 }
 
@@ -907,6 +908,7 @@ int wr_rgroup_open(wr_rgroup_t **out, wr_rnet_t *net, uint64_t group_id, const c
     raft_set_heartbeat_timeout(&g->raft, g->opts.heartbeat_timeout_ms);
     raft_set_snapshot_threshold(&g->raft, g->opts.snapshot_threshold);
     raft_set_snapshot_trailing(&g->raft, g->opts.snapshot_trailing);
+    raft_set_install_snapshot_timeout(&g->raft, g->opts.install_snapshot_timeout_ms);
     raft_set_pre_vote(&g->raft, g->opts.pre_vote != 0);
 
     if (n_members > 0) {

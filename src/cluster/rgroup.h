@@ -110,7 +110,12 @@ typedef struct wr_rgroup_opts {
     unsigned snapshot_trailing;    /* entries kept after a snapshot; default 512 */
     unsigned connect_retry_ms;     /* raft_uv's reconnect delay; default 500 */
     unsigned max_batch;            /* entries per raft_apply; default 4096 */
-    int pre_vote;                  /* default 1 */
+    /* A snapshot sent to a follower that has not answered after this long
+     * is sent again (libraft's default, 30 s, left a follower whose first
+     * InstallSnapshot was lost on a reconnecting link behind for 30 s);
+     * default 5000 */
+    unsigned install_snapshot_timeout_ms;
+    int pre_vote; /* default 1 */
 } wr_rgroup_opts_t;
 
 /* A snapshot of the group's state for tests and the management API. */

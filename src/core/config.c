@@ -199,6 +199,7 @@ void wr_config_init(wr_config_t *c)
     c->heartbeat = 60;
     c->stats_interval = 5000;
     c->quorum_cluster_size = 3;
+    c->metadata_snapshot_threshold = 4096;
     c->frame_max = 131072;
     c->channel_max = 2047;
     c->consumer_timeout_ms = 1800000;
@@ -603,6 +604,12 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
         if (parse_u64(value, &n) < 0 || n < 1 || n > 255)
             return bad_value(err, errlen, key, value, "a number of nodes, 1..255");
         c->quorum_cluster_size = (unsigned)n;
+        return 0;
+    }
+    if (strcmp(key, "cluster.metadata_snapshot_threshold") == 0) {
+        if (parse_u64(value, &n) < 0 || n < 8 || n > 1000000)
+            return bad_value(err, errlen, key, value, "a number of log entries, 8..1000000");
+        c->metadata_snapshot_threshold = (unsigned)n;
         return 0;
     }
     if (strcmp(key, "queue_leader_locator") == 0) {

@@ -100,6 +100,9 @@ typedef struct wr_config {
      * declaring node; 1 balanced). */
     unsigned quorum_cluster_size;
     int queue_leader_balanced;
+    /* Metadata log entries between snapshots of the cluster's metadata
+     * group (cluster.metadata_snapshot_threshold; default 4096). */
+    unsigned metadata_snapshot_threshold;
     char *load_definitions; /* a definitions file imported at every start, or NULL */
     /* Memory alarm: publishers are blocked while messages held in memory
      * exceed the absolute limit if set, else this fraction of RAM. */

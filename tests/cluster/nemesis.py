@@ -21,6 +21,11 @@ queue, and the round checks:
   leader     exactly one leader, the same on every node, a running node
   queues     every node lists the same queues, and counts the round's queue
              empty after the drain
+  metadata   a topology worker declares and deletes the round's exchanges
+             (a pool of 6 names) through random nodes meanwhile; after
+             healing every node lists the same exchanges, and an exchange
+             whose last operation was answered (declare-ok, delete-ok, with
+             nothing unanswered after it) is present or absent accordingly
 
 A violation prints the details and the run exits 1 (after the round).
 Duplicates (a message delivered more than once) are counted, not
@@ -193,6 +198,49 @@ class Consumer(Worker):
                 self.close()
 
 
+class Topologist(Worker):
+    """Declares and deletes exchanges of a small pool, one operation at a
+    time, remembering per name the last answered operation and whether an
+    unanswered one (an error, a cut) came after it."""
+
+    def __init__(self, run):
+        super().__init__(run, "topologist")
+        self.names = ["%s-x%d" % (run.queue, i) for i in range(6)]
+        self.known = {}  # name -> (exists after the last answered op, unknown op after it)
+        self.ops = 0
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                _node, self.conn = self.connect()
+                ch = self.conn.channel()
+                while not self.stop_ev.is_set():
+                    name = self.rnd.choice(self.names)
+                    declare = self.rnd.random() < 0.6
+                    prev = self.known.get(name, (False, False))
+                    self.known[name] = (prev[0], True)  # in doubt until answered
+                    self.busy_since = time.monotonic()
+                    if declare:
+                        ch.exchange_declare(name, "fanout", durable=True)
+                    else:
+                        ch.exchange_delete(name)
+                    self.busy_since = None
+                    self.known[name] = (declare, False)
+                    self.ops += 1
+                    self.stop_ev.wait(self.rnd.uniform(0.02, 0.2))
+            except Exception:
+                self.busy_since = None
+                self.errors += 1
+                self.close()
+                self.stop_ev.wait(0.2)
+        self.close()
+
+
+def exchange_names(node, prefix):
+    out = node.warrenctl("list_exchanges", "--no-table-headers", "-q", "name")
+    return tuple(sorted(x for x in out.split() if x.startswith(prefix)))
+
+
 class Round:
     def __init__(self, cluster, rnd, idx, args):
         self.cluster = cluster
@@ -274,7 +322,8 @@ class Round:
         c.leader(self.queue, timeout=15)
         producers = [Producer(self, i) for i in range(self.args.producers)]
         consumers = [Consumer(self, i) for i in range(self.args.consumers)]
-        workers = producers + consumers
+        topo = Topologist(self)
+        workers = producers + consumers + [topo]
         for w in workers:
             w.start()
         end = time.monotonic() + self.args.duration
@@ -285,9 +334,9 @@ class Round:
                     self.fault(workers)
         finally:
             self.heal_all()
-        for p in producers:
+        for p in producers + [topo]:
             p.stop_ev.set()
-        for p in producers:
+        for p in producers + [topo]:
             while p.is_alive():
                 p.join(0.2)
                 p.cut_if_stuck(time.monotonic())
@@ -379,7 +428,36 @@ class Round:
                 violations.append("queue not drained in %.0fs: counts %s" % (self.args.drain, counts))
         except Exception as e:
             violations.append("list_queues: %s" % e)
+        # Metadata: the same exchanges everywhere, as last answered.
+        prefix = self.queue + "-x"
+        lists = {}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                lists = {n.name: exchange_names(n, prefix) for n in c.nodes}
+                if len(set(lists.values())) == 1:
+                    break
+            except Exception as e:
+                lists = {"error": repr(e)}
+            time.sleep(0.3)
+        if len(set(lists.values())) != 1:
+            violations.append("exchange lists differ: %s" % lists)
+        else:
+            have = set(next(iter(lists.values())))
+            wrong = ["%s %s" % (name, "missing" if exists else "present")
+                     for name, (exists, doubt) in sorted(topo.known.items())
+                     if not doubt and exists != (name in have)]
+            if wrong:
+                violations.append("exchanges not as last answered: %s" % wrong)
+        try:
+            with c.nodes[self.rnd.randrange(3)].connect() as conn:
+                ch = conn.channel()
+                for name in topo.names:
+                    ch.exchange_delete(name)
+        except Exception as e:
+            violations.append("exchange cleanup: %r" % e)
         stats = {
+            "topology_ops": topo.ops,
             "attempted": sum(p.attempted for p in producers),
             "confirmed": len(confirmed),
             "delivered": len(delivered),
@@ -441,11 +519,11 @@ def main():
             for k, v in stats.items():
                 total[k] = total.get(k, 0) + v
             log("round %d: %s confirmed %s/%s delivered %s dups %s acked-redelivered %s lost %s "
-                "client-errors %s faults [%s] leader %s -> %s"
+                "topology-ops %s client-errors %s faults [%s] leader %s -> %s"
                 % (i, r.queue, stats.get("confirmed"), stats.get("attempted"),
                    stats.get("delivered"), stats.get("dups"), stats.get("acked_redelivered"),
-                   stats.get("lost"), stats.get("client_errors"), ", ".join(r.faults), leader,
-                   "VIOLATION" if violations else "ok"))
+                   stats.get("lost"), stats.get("topology_ops"), stats.get("client_errors"),
+                   ", ".join(r.faults), leader, "VIOLATION" if violations else "ok"))
             for v in violations:
                 log("  VIOLATION (seed %d, round %d): %s" % (seed, i, v))
             if violations:
