@@ -5,9 +5,11 @@
 #   2. integration tests: the real binary driven by pika (pytest), against
 #      the normal build and again against the sanitizer build
 #   3. the crash test
-#   4. the client libraries' own test suites (tests/clients: amqp091-go and
+#   4. cluster fault injection: 10 nemesis rounds against 3 nodes (kills,
+#      pauses, partitions when root; tests/cluster/README.md)
+#   5. the client libraries' own test suites (tests/clients: amqp091-go and
 #      streadway/amqp against warren)
-#   5. the seed scenarios with the Go clients (../shared/seedcheck, when
+#   6. the seed scenarios with the Go clients (../shared/seedcheck, when
 #      present beside the repository)
 # Each tier prints its own "N passed, N failed"; the script fails on the
 # first failing tier.
@@ -38,6 +40,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 WARREN_BIN="$root/build-asan/warren
 
 echo "== crash test"
 WARREN_BIN="$root/build/warren" /usr/bin/python3 tests/crash/crash_test.py
+
+echo "== cluster fault injection (tests/cluster/nemesis.py, 10 rounds)"
+WARREN_BIN="$root/build/warren" /usr/bin/python3 tests/cluster/nemesis.py --rounds 10
 
 echo "== client libraries' own test suites (tests/clients)"
 tests/clients/run.sh "$root/build/warren"
