@@ -17,8 +17,8 @@
 
 /* The kinds, in the order their puts apply (a permission names a user and
  * a vhost); deletions go in the reverse order. */
-static const char *const kinds[] = {"vhosts",            "users",    "permissions",
-                                    "topic_permissions", "policies", "operator_policies"};
+static const char *const kinds[] = {
+    "vhosts", "users", "permissions", "topic_permissions", "policies", "operator_policies"};
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 
 static json_t *last; /* the shared state after the last change seen */
@@ -32,7 +32,7 @@ static const char *str_of(const json_t *o, const char *key)
 
 /* The fields that identify an object of each kind. */
 static const char *const key_fields[][3] = {
-    {"name", NULL, NULL},      {"name", NULL, NULL},    {"user", "vhost", NULL},
+    {"name", NULL, NULL},          {"name", NULL, NULL},    {"user", "vhost", NULL},
     {"user", "vhost", "exchange"}, {"vhost", "name", NULL}, {"vhost", "name", NULL},
 };
 
@@ -133,7 +133,8 @@ static void apply_one(size_t kind, const char *op, const json_t *o, void *ud)
             rc = vh ? 0 : -1;
         } else {
             free(vh->description);
-            vh->description = wr_xstrndup(str_of(o, "description"), strlen(str_of(o, "description")));
+            vh->description =
+                wr_xstrndup(str_of(o, "description"), strlen(str_of(o, "description")));
             free(vh->tags);
             vh->tags = tags;
             tags = NULL;
@@ -208,8 +209,8 @@ static void apply_one(size_t kind, const char *op, const json_t *o, void *ud)
     }
     }
     if (rc != 0)
-        wr_warn("cluster: cannot apply the %s of %s '%s%s': %s", op, kinds[kind],
-                str_of(o, "name"), str_of(o, "user"), err);
+        wr_warn("cluster: cannot apply the %s of %s '%s%s': %s", op, kinds[kind], str_of(o, "name"),
+                str_of(o, "user"), err);
 }
 
 /* Saves broker.json after applying; the state seen is now this one. */

@@ -17,8 +17,8 @@
  * state; restoring one puts what differs and deletes what is gone.
  *
  * The change is made on the node asked at once; the other nodes apply it
- * when it commits (milliseconds later).  warrenctl's answer waits for the
- * commit (admin/ctl.c), the HTTP API's does not.  Without cluster keys
+ * when it commits (milliseconds later).  warrenctl's answer and the HTTP
+ * API's wait for the commit (admin/ctl.c, mgmt/api.c).  Without cluster keys
  * nothing here runs.
  */
 #ifndef WR_REPLICA_H

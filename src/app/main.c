@@ -123,8 +123,9 @@ static void usage(FILE *f)
 static wr_tls_ctx_t *tls_ctx;
 static wr_tls_ctx_t *mgmt_tls_ctx; /* management.ssl.*: its own certificate */
 
-static const wr_http_app_t api_app = {"management API", wr_api_handle};
-static const wr_http_app_t prom_app = {"Prometheus", wr_prom_handle};
+static const wr_http_app_t api_app = {"management API", wr_api_handle, wr_cmeta_wait,
+                                      wr_cmeta_cancel};
+static const wr_http_app_t prom_app = {"Prometheus", wr_prom_handle, NULL, NULL};
 
 /* One HTTP listener serving app (over TLS with tls); key names the
  * setting in errors. */

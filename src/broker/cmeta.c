@@ -629,7 +629,7 @@ static void object_key(wr_buf_t *k, char kind, wr_bytes_t vhost, wr_bytes_t name
 }
 
 typedef struct doomed {
-    char kind; /* 'X', 'Q' or 'B' */
+    char kind;     /* 'X', 'Q' or 'B' */
     wr_buf_t data; /* a name, or an encoded binding */
     wr_vhost_t *vh;
 } doomed_t;
@@ -679,7 +679,8 @@ static void sweep(const wr_map_t *have)
             const wr_queue_t *q = sl->value;
             if (!wr_queue_is_quorum(q))
                 continue;
-            object_key(&k, 'Q', wr_bytes_of(vh->name), (wr_bytes_t){(const uint8_t *)q->name, q->name_len});
+            object_key(&k, 'Q', wr_bytes_of(vh->name),
+                       (wr_bytes_t){(const uint8_t *)q->name, q->name_len});
             if (wr_map_get(have, (wr_bytes_t){k.p, k.len}) == NULL) {
                 d = wr_xrealloc(d, (nd + 1) * sizeof *d);
                 d[nd] = (doomed_t){'Q', {0}, vh};

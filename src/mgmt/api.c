@@ -17,6 +17,7 @@
 #include "admin/defs.h"
 #include "admin/info.h"
 #include "admin/json.h"
+#include "broker/cmeta.h"
 #include "broker/policy.h"
 #include "broker/stats.h"
 #include "core/loop.h"
@@ -1866,8 +1867,16 @@ void wr_api_handle(const wr_http_req_t *q, wr_http_resp_t *r)
         wr_api_refused(&c, "Not management user");
         return;
     }
-    if (strcmp(c.method, "GET") == 0 || strcmp(c.method, "HEAD") == 0)
+    if (strcmp(c.method, "GET") == 0 || strcmp(c.method, "HEAD") == 0) {
         read_route(&c);
-    else if (!wr_api_write(&c))
+        return;
+    }
+    uint64_t before = wr_cmeta_next_ticket();
+    if (!wr_api_write(&c))
         wr_api_not_found(&c);
+    /* In a cluster, a write that changed what the nodes share is answered
+     * once the metadata log has it applied here (its last ticket). */
+    uint64_t after = wr_cmeta_next_ticket();
+    if (after != before && r->status < 300)
+        r->wait = after - 1;
 }

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "core/log.h"
+#include "core/loop.h"
 
 typedef struct hconn {
     wr_sock_t *sock;
@@ -19,7 +20,19 @@ typedef struct hconn {
     size_t header_bytes;
     int failed; /* an error response was queued: close after it */
     const wr_http_app_t *app;
+    /* A response waiting for the app (wr_http_resp_t.wait), and how to
+     * send it; the parser is paused meanwhile. */
+    int waiting;
+    wr_http_resp_t held;
+    int held_keep, held_head;
+    struct hconn *resume_next; /* in resume_list */
+    int resume_queued;
 } hconn_t;
+
+/* Connections whose held response went, with input left to parse. */
+static hconn_t *resume_list;
+static uv_idle_t resume_idle;
+static int resume_idle_init;
 
 const char *wr_http_status_text(int status)
 {
@@ -74,7 +87,7 @@ static void send_response(hconn_t *h, const wr_http_resp_t *r, int keep_alive, i
 
 static void send_error(hconn_t *h, int status, const char *error, const char *reason)
 {
-    wr_http_resp_t r = {status, {0}, NULL, 0, ""};
+    wr_http_resp_t r = {status, {0}, NULL, 0, "", 0};
     wr_buf_init(&r.body);
     char text[600];
     int n = snprintf(text, sizeof text, "{\"error\":\"%s\",\"reason\":\"%s\"}", error, reason);
@@ -172,6 +185,53 @@ static int on_body(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+static void on_read(wr_sock_t *s);
+static void idle_cb(wr_sock_t *s);
+
+static void on_resume(uv_idle_t *idle)
+{
+    uv_idle_stop(idle);
+    while (resume_list) {
+        hconn_t *h = resume_list;
+        resume_list = h->resume_next;
+        h->resume_queued = 0;
+        if (h->sock->in.len)
+            on_read(h->sock);
+    }
+}
+
+/* The held response may go: send it, and parse what came meanwhile on
+ * the next loop pass (not from inside the app's callback). */
+static void held_done(void *ctx, int ok)
+{
+    hconn_t *h = ctx;
+    h->waiting = 0;
+    if (!ok) { /* the connection is going */
+        wr_buf_free(&h->held.body);
+        return;
+    }
+    send_response(h, &h->held, h->held_keep, h->held_head);
+    wr_buf_free(&h->held.body);
+    http_parser_pause(&h->parser, 0);
+    if (!h->held_keep) {
+        h->failed = 1;
+        wr_sock_close(h->sock);
+        return;
+    }
+    wr_sock_hold_read(h->sock, 0);
+    wr_sock_set_timer(h->sock, WR_HTTP_IDLE_MS, idle_cb);
+    if (h->sock->in.len && !h->resume_queued) {
+        h->resume_queued = 1;
+        h->resume_next = resume_list;
+        resume_list = h;
+        if (!resume_idle_init) {
+            uv_idle_init(wr_loop, &resume_idle);
+            resume_idle_init = 1;
+        }
+        uv_idle_start(&resume_idle, on_resume);
+    }
+}
+
 static int on_message_complete(http_parser *p)
 {
     hconn_t *h = p->data;
@@ -180,11 +240,21 @@ static int on_message_complete(http_parser *p)
     h->req.url.len--;
     wr_buf_put_u8(&h->req.body, 0);
     h->req.body.len--;
-    wr_http_resp_t r = {404, {0}, NULL, 0, ""};
+    wr_http_resp_t r = {404, {0}, NULL, 0, "", 0};
     wr_buf_init(&r.body);
     if (h->app && h->app->handle)
         h->app->handle(&h->req, &r);
     int keep = http_should_keep_alive(p);
+    if (r.wait && h->app->wait) {
+        h->waiting = 1;
+        h->held = r;
+        h->held_keep = keep;
+        h->held_head = p->method == HTTP_HEAD;
+        http_parser_pause(p, 1);
+        wr_sock_hold_read(h->sock, 1);
+        h->app->wait(r.wait, h, held_done, h);
+        return 0;
+    }
     send_response(h, &r, keep, p->method == HTTP_HEAD);
     wr_buf_free(&r.body);
     if (!keep)
@@ -215,7 +285,13 @@ static void on_read(wr_sock_t *s)
         wr_sock_consume(s, s->in.len);
         return;
     }
+    if (h->waiting)
+        return; /* parsed once the held response went */
     size_t n = http_parser_execute(&h->parser, &settings, (const char *)s->in.p, s->in.len);
+    if (h->waiting) {
+        wr_sock_consume(s, n); /* the rest is the next request */
+        return;
+    }
     wr_sock_consume(s, s->in.len);
     if (!h->failed && h->parser.http_errno != HPE_OK) {
         send_error(h, 400, "bad_request", http_errno_description(HTTP_PARSER_ERRNO(&h->parser)));
@@ -231,6 +307,14 @@ static void on_read(wr_sock_t *s)
 static void on_close(wr_sock_t *s)
 {
     hconn_t *h = s->ud;
+    if (h->waiting && h->app->cancel)
+        h->app->cancel(h); /* held_done(h, 0) frees the response */
+    if (h->resume_queued) {
+        hconn_t **pp = &resume_list;
+        while (*pp != h)
+            pp = &(*pp)->resume_next;
+        *pp = h->resume_next;
+    }
     req_reset(&h->req);
     free(h);
 }

@@ -39,6 +39,10 @@ typedef struct wr_http_resp {
     const char *content_type; /* NULL: application/json (none if no body) */
     int www_authenticate;     /* add WWW-Authenticate: Basic */
     char headers[640];        /* more header lines, each ending in CRLF */
+    /* Not 0: send the response only once the app's wait for this ticket
+     * ends (the cluster's metadata log, broker/cmeta.h); the connection
+     * reads no further request meanwhile. */
+    uint64_t wait;
 } wr_http_resp_t;
 
 /* The application: fills resp for req (called once per request). */
@@ -49,6 +53,11 @@ typedef void (*wr_http_handler_t)(const wr_http_req_t *req, wr_http_resp_t *resp
 typedef struct wr_http_app {
     const char *name; /* for the log: "management API", "Prometheus" */
     wr_http_handler_t handle;
+    /* For responses with a wait ticket: calls done(ctx, 1) when it ends
+     * (done(ctx, 0) if cancelled); cancel(owner) cancels owner's waits.
+     * NULL: responses are sent at once. */
+    void (*wait)(uint64_t ticket, void *owner, void (*done)(void *ctx, int ok), void *ctx);
+    void (*cancel)(void *owner);
 } wr_http_app_t;
 
 /* The socket handler for HTTP listeners and the accept callback: listen

@@ -19,8 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static wr_config_t cfg;
 static int ready;
-static const wr_http_app_t apps[] = {{"management API", wr_api_handle},
-                                     {"Prometheus", wr_prom_handle}};
+static const wr_http_app_t apps[] = {{"management API", wr_api_handle, NULL, NULL},
+                                     {"Prometheus", wr_prom_handle, NULL, NULL}};
 
 static void feed(const wr_http_app_t *app, const uint8_t *data, size_t size, size_t chunk)
 {

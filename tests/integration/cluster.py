@@ -124,6 +124,7 @@ class Node:
         self.host = host
         self.amqp_port = amqp_port
         self.cluster_port = cluster_port
+        self.http_port = free_port()  # the management API
         self.netns = netns
         self.name = "warren@%s:%d" % (host, cluster_port)
         self.dir = os.path.join(cluster.tmp, "n%d" % idx)
@@ -136,6 +137,24 @@ class Node:
 
     def __repr__(self):
         return "<node %d %s%s>" % (self.idx, self.name, "" if self.running else " down")
+
+    def http(self, method, path, body=None, timeout=10):
+        """One management API request as guest; (status, parsed JSON or None)."""
+        import base64
+        import http.client
+        conn = http.client.HTTPConnection(self.host, self.http_port, timeout=timeout)
+        try:
+            headers = {"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()}
+            data = None
+            if body is not None:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, data, headers)
+            r = conn.getresponse()
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw else None)
+        finally:
+            conn.close()
 
     @property
     def url(self):
@@ -356,7 +375,9 @@ class Cluster:
         for i, other in enumerate(self.nodes, 1):
             lines.append("cluster_formation.classic_config.nodes.%d = %s" % (i, other.name))
         lines += ["data_dir = %s" % node.data_dir,
-                  "log.console.level = %s" % self.log_level]
+                  "log.console.level = %s" % self.log_level,
+                  "management.tcp.ip = %s" % node.host,
+                  "management.tcp.port = %d" % node.http_port]
         if node.host != "127.0.0.1":
             lines.append("loopback_users = none")  # guest from the bridge address
         with open(node.config, "w") as f:

@@ -388,6 +388,44 @@ def test_admin_state_everywhere(cl):
                   "vhost and user deleted everywhere")
 
 
+def test_http_writes_everywhere(cl):
+    """The management API's writes go through the metadata log too, and are
+    answered once committed: a vhost PUT on node 1 is there on node 2 for
+    the next request; with no majority the answer waits."""
+    a, b, c = cl.nodes
+    vh = uid("hvh")
+    status, _ = a.http("PUT", "/api/vhosts/" + vh, {})
+    assert status == 201
+    on_every_node(cl, lambda n: vh in vhosts(n), "%s everywhere" % vh)
+    status, _ = b.http("PUT", "/api/exchanges/%s/hx" % vh, {"type": "topic", "durable": True})
+    assert status in (201, 204)
+    on_every_node(cl, lambda n: n.http("GET", "/api/exchanges/%s/hx" % vh)[0] == 200,
+                  "hx everywhere")
+    # No majority: the PUT is not answered until a node comes back.
+    b.kill()
+    c.kill()
+    done = {}
+
+    def put():
+        try:
+            done["status"] = a.http("PUT", "/api/exchanges/%s/late" % vh, {"type": "fanout"},
+                                    timeout=30)[0]
+        except Exception as e:  # noqa: BLE001 - reported below
+            done["error"] = repr(e)
+
+    t = threading.Thread(target=put, daemon=True)
+    t.start()
+    t.join(2.0)
+    assert not done, "answered without a majority: %r" % done
+    b.start()
+    t.join(20.0)
+    assert done.get("status") in (201, 204), done
+    c.start()
+    status, _ = c.http("DELETE", "/api/vhosts/" + vh)
+    assert status == 204
+    on_every_node(cl, lambda n: vh not in vhosts(n), "%s deleted everywhere" % vh, timeout=20)
+
+
 def test_snapshot_restore_sweeps(tmp_path):
     """With a metadata snapshot every few entries, a node that missed many
     changes is brought up to date by a snapshot, which also removes an
