@@ -542,3 +542,37 @@ def test_declare_delete_through_restarted_node(cl):
         wait_until(lambda: not any(q in v for v in cl.queue_views().values()), 15, 0.2,
                    "%s deleted through %s gone everywhere" % (q, victim.name))
         delete(victim, q2)
+
+
+def test_consumer_timeout_on_a_follower():
+    """consumer_timeout in a cluster: a consumer on a node that does not lead
+    the quorum queue and never acks has its channel closed with RabbitMQ's
+    406, and the message goes back to the queue (redelivered) through the
+    log."""
+    with Cluster(3, config="consumer_timeout = 2000\n") as c:
+        q = declare(c.nodes[0])
+        leader, followers = roles(c, q)
+        publish(leader, q, [b"slow"])
+        with followers[0].connect() as conn:
+            ch = conn.channel()
+            got = []
+            ch.basic_consume(q, lambda _c, m, _p, body: got.append(body))
+            t0 = time.monotonic()
+            while not ch.is_closed and time.monotonic() - t0 < 30:
+                conn.process_data_events(time_limit=0.5)
+            assert got == [b"slow"]
+            assert ch.is_closed, "no channel.close within 30 s"
+            assert time.monotonic() - t0 >= 1.5
+            reason = ch._impl._closing_reason  # pika keeps the broker's channel.close
+            assert isinstance(reason, pika.exceptions.ChannelClosedByBroker), reason
+            assert reason.reply_code == 406
+            assert "delivery acknowledgement on channel" in reason.reply_text
+        with followers[1].connect() as conn:
+            ch = conn.channel()
+            m, _p, body = ch.basic_get(q, auto_ack=True)
+            deadline = time.monotonic() + 10
+            while m is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                m, _p, body = ch.basic_get(q, auto_ack=True)
+            assert body == b"slow" and m.redelivered
+        c.stop()

@@ -290,16 +290,20 @@ def timeout_broker(start_broker):
     return start_broker(config_text="consumer_timeout = 3000\n")
 
 
-def test_consumer_timeout_closes_channel_and_requeues(timeout_broker):
+@pytest.mark.parametrize("qtype", ["classic", "quorum"])
+def test_consumer_timeout_closes_channel_and_requeues(timeout_broker, qtype):
     """An unacked delivery older than consumer_timeout: the channel is closed
-    with 406 PRECONDITION_FAILED and the message requeued (redelivered).
-    RabbitMQ checks on a periodic tick, so allow a generous bound."""
+    with 406 PRECONDITION_FAILED and the message requeued (redelivered), for
+    classic and quorum queues alike.  RabbitMQ checks on a periodic tick, so
+    allow a generous bound."""
     b = timeout_broker
     c = b.raw(timeout=90)
     c.handshake()
     c.open_channel(1)
     q = uid("ct")
-    c.rpc(1, "queue.declare", 0, q, False, False, False, False, False, {})
+    quorum = qtype == "quorum"
+    c.rpc(1, "queue.declare", 0, q, False, quorum, False, False, False,
+          {"x-queue-type": "quorum"} if quorum else {})
     c.rpc(1, "basic.consume", 0, q, "slow", False, False, False, False, {})
     c.publish(1, "", q, b"slowpoke")
     f = c.expect("basic.deliver", 1)
