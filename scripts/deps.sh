@@ -9,7 +9,7 @@ set -euo pipefail
 build_pkgs=(build-essential cmake pkg-config libuv1-dev libjansson-dev libssl-dev libhttp-parser-dev libraft-dev)
 test_pkgs=(clang clang-format openssl testssl.sh python3 python3-pika python3-pytest amqp-specs iproute2
            golang-go golang-github-rabbitmq-amqp091-go-dev golang-github-streadway-amqp-dev
-           rabbitmq-server prometheus chromium chromium-driver python3-selenium)
+           rabbitmq-server prometheus chromium chromium-driver python3-selenium python3-fusepy)
 # rabbitmq-server is there for rabbitmqadmin (in its management plugin),
 # which tests/integration/test_rabbitmqadmin.py runs against warren; its
 # service is not started by this install (see policy-rc.d below).
