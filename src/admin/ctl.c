@@ -1410,6 +1410,36 @@ static json_t *cmd_cluster_status(const req_t *r)
     return ok;
 }
 
+/* rabbitmqctl forget_cluster_node NODE: the node (stopped) leaves the
+ * cluster; answered once the metadata log has it (wr_ctl_execute). */
+static json_t *cmd_forget_cluster_node(const req_t *r)
+{
+    if (nargs(r) != 1 || arg(r, 0) == NULL)
+        return usage(r->command);
+    info("Removing node %s from the cluster", arg(r, 0));
+    uint64_t id = wr_cluster_enabled() ? wr_cluster_node_id(arg(r, 0)) : 0;
+    uint64_t gone[64];
+    size_t ng = wr_cluster_forgotten(gone, 64);
+    for (size_t i = 0; i < ng; i++)
+        if (gone[i] == id)
+            id = 0;
+    if (id == 0)
+        return refuse(EX_SOFTWARE_, "Error:\n{:not_a_cluster_node, '%s'}", arg(r, 0));
+    if (id == wr_cluster_self_id())
+        return refuse(EX_SOFTWARE_,
+                      "Error:\n{:failed_to_remove_node, :\"%s\", "
+                      "{:active, \"a node cannot forget itself: run this on another node\"}}",
+                      arg(r, 0));
+    if (wr_cluster_node_up(id))
+        return refuse(EX_SOFTWARE_,
+                      "Error:\n{:failed_to_remove_node, :\"%s\", {:active, \"the node is "
+                      "running: stop it first\"}}",
+                      arg(r, 0));
+    if (wr_cmeta_forget_node(id) == 0)
+        return refuse(EX_SOFTWARE_, "Error:\nthe cluster's metadata log is not open");
+    return action("Removing node %s from the cluster", arg(r, 0));
+}
+
 /* ---- quorum queue membership (rabbitmq-queues add_member, delete_member,
  * grow, shrink) ---- */
 
@@ -1753,6 +1783,7 @@ static const command_t commands[] = {
     {"set_vm_memory_high_watermark", cmd_set_vm_memory_high_watermark},
     {"status", cmd_status},
     {"cluster_status", cmd_cluster_status},
+    {"forget_cluster_node", cmd_forget_cluster_node},
     {"grow", cmd_grow},
     {"quorum_status", cmd_quorum_status},
     {"shrink", cmd_shrink},

@@ -24,8 +24,9 @@
 
 typedef struct node {
     uint64_t id;
-    char *name; /* warren@host:port */
-    char *addr; /* host:port */
+    char *name;        /* warren@host:port */
+    char *addr;        /* host:port */
+    uint8_t forgotten; /* removed by forget_cluster_node (the metadata log) */
 } node_t;
 
 static struct {
@@ -37,7 +38,8 @@ static struct {
     char *self_name;
     node_t *nodes;
     size_t n_nodes;
-    wr_rgroup_member_t *members;
+    wr_rgroup_member_t *members; /* the nodes not forgotten */
+    size_t n_members;
     uint8_t secret[256];
     size_t secret_len;
 } cl;
@@ -129,6 +131,7 @@ int wr_cluster_start(const wr_config_t *cfg, char *err, size_t errlen)
     cl.members = wr_xcalloc(cl.n_nodes, sizeof *cl.members);
     for (size_t i = 0; i < cl.n_nodes; i++)
         cl.members[i] = (wr_rgroup_member_t){cl.nodes[i].id, cl.nodes[i].addr, 0};
+    cl.n_members = cl.n_nodes;
     r = wr_rnet_start(&cl.net, wr_loop, cfg->cluster_listener, cl.secret, cl.secret_len, err,
                       errlen);
     if (r != 0)
@@ -214,6 +217,7 @@ int wr_cluster_net(wr_rnet_t **out, char *err, size_t errlen)
         cl.n_nodes = 1;
         cl.members = wr_xcalloc(1, sizeof *cl.members);
         cl.members[0] = (wr_rgroup_member_t){1, cl.nodes[0].addr, 0};
+        cl.n_members = 1;
     }
     *out = cl.net;
     return 0;
@@ -232,7 +236,30 @@ const char *wr_cluster_self_name(void)
 size_t wr_cluster_members(const wr_rgroup_member_t **out)
 {
     *out = cl.members;
-    return cl.n_nodes;
+    return cl.n_members;
+}
+
+void wr_cluster_forget(uint64_t id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < cl.n_nodes; i++) {
+        if (cl.nodes[i].id == id && !cl.nodes[i].forgotten) {
+            cl.nodes[i].forgotten = 1;
+            wr_info("cluster: node %s is forgotten", cl.nodes[i].name);
+        }
+        if (!cl.nodes[i].forgotten)
+            cl.members[k++] = (wr_rgroup_member_t){cl.nodes[i].id, cl.nodes[i].addr, 0};
+    }
+    cl.n_members = k;
+}
+
+size_t wr_cluster_forgotten(uint64_t *ids, size_t max)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < cl.n_nodes && k < max; i++)
+        if (cl.nodes[i].forgotten)
+            ids[k++] = cl.nodes[i].id;
+    return k;
 }
 
 int wr_cluster_send(uint64_t node, uint8_t kind, const void *p, size_t n)
@@ -252,7 +279,7 @@ size_t wr_cluster_running(uint64_t *ids, size_t max)
 {
     size_t k = 0;
     for (size_t i = 0; i < cl.n_nodes && k < max; i++)
-        if (wr_cluster_node_up(cl.nodes[i].id))
+        if (!cl.nodes[i].forgotten && wr_cluster_node_up(cl.nodes[i].id))
             ids[k++] = cl.nodes[i].id;
     return k;
 }

@@ -44,8 +44,13 @@ uint64_t wr_cluster_self_id(void);
 /* This node's name: warren@HOST:PORT when clustered, else NULL. */
 const char *wr_cluster_self_name(void);
 /* The members a new quorum queue's group starts with: every configured
- * node (this one alone when not clustered).  Owned here. */
+ * node not forgotten (this one alone when not clustered).  Owned here. */
 size_t wr_cluster_members(const wr_rgroup_member_t **out);
+/* forget_cluster_node, applied from the metadata log: node id is no
+ * longer a member of anything new, nor listed (broker/cmeta.c). */
+void wr_cluster_forget(uint64_t id);
+/* The forgotten nodes' ids (at most max). */
+size_t wr_cluster_forgotten(uint64_t *ids, size_t max);
 /* The name of node id, or NULL if it is not a configured member. */
 const char *wr_cluster_node_name(uint64_t id);
 /* Its inter-node address (host:port), or NULL. */

@@ -12,6 +12,7 @@
 #include "broker/conn.h"
 #include "broker/ops.h"
 #include "broker/queue.h"
+#include "broker/quorum.h"
 #include "broker/vhost.h"
 #include "cluster/rgroup.h"
 #include "core/err.h"
@@ -33,6 +34,7 @@ enum {
     OP_ORIGIN,          /* snapshots only: the highest ticket applied from origin */
     OP_ADMIN,           /* an admin module command (blob) */
     OP_ADMIN_STATE,     /* snapshots only, first: the admin module's state (blob) */
+    OP_NODE_FORGET,     /* u64 node id: forget_cluster_node */
 };
 
 enum { X_DURABLE = 1, X_AUTO_DELETE = 2, X_INTERNAL = 4 };
@@ -47,6 +49,7 @@ typedef struct cmd {
     uint64_t origin, ticket;
     wr_bytes_t vhost, name, type, dest, key, args;
     uint8_t flags, dest_is_queue;
+    uint64_t node; /* OP_NODE_FORGET */
 } cmd_t;
 
 typedef struct pend {
@@ -172,6 +175,11 @@ static int parse(const uint8_t *p, size_t n, cmd_t *c)
     case OP_ADMIN:
     case OP_ADMIN_STATE:
         return get_blob(p, n, &off, &c->args);
+    case OP_NODE_FORGET:
+        if (n - off < 8)
+            return -1;
+        c->node = wr_get_u64(p + off);
+        return 0;
     default:
         return -1;
     }
@@ -294,6 +302,17 @@ int wr_cmeta_replicating(void)
 void wr_cmeta_set_admin(const wr_cmeta_admin_t *a)
 {
     cm.admin = *a;
+}
+
+uint64_t wr_cmeta_forget_node(uint64_t id)
+{
+    if (!replicating())
+        return 0;
+    wr_buf_t b;
+    wr_buf_init(&b);
+    put_head(&b, OP_NODE_FORGET, wr_cluster_self_id(), new_ticket());
+    wr_buf_put_u64(&b, id);
+    return propose(&b);
 }
 
 uint64_t wr_cmeta_admin(const void *p, size_t n)
@@ -474,8 +493,37 @@ static void apply_bind(wr_vhost_t *vh, const cmd_t *c)
                 (int)c->name.n, (const char *)c->name.p, vh->name, r.text);
 }
 
+static void forget_done(void *ud, int status)
+{
+    (void)ud;
+    if (status != 0 && status != WR_ECLOSED)
+        wr_warn("cluster: cannot remove a forgotten node from the metadata group: %s",
+                wr_strerror(status));
+}
+
+/* The metadata leader removes forgotten nodes from the metadata group. */
+static void remove_forgotten(void)
+{
+    uint64_t ids[64];
+    size_t n = wr_cluster_forgotten(ids, 64);
+    for (size_t i = 0; i < n; i++)
+        if (cm.g && cm.leader && wr_rgroup_role(cm.g, ids[i]) >= 0)
+            wr_rgroup_remove(cm.g, ids[i], forget_done, NULL);
+}
+
 static void apply_cmd(const cmd_t *c)
 {
+    if (c->op == OP_NODE_FORGET) {
+        if (c->node == wr_cluster_self_id()) {
+            wr_error("cluster: this node was forgotten by the cluster (forget_cluster_node); "
+                     "reset its data directory before it joins again");
+            return;
+        }
+        wr_cluster_forget(c->node);
+        remove_forgotten();
+        wr_quorum_forget();
+        return;
+    }
     if (c->op == OP_ADMIN) {
         if (cm.admin.apply)
             cm.admin.apply(c->args.p, c->args.n);
@@ -615,6 +663,13 @@ static int on_snapshot(void *ud, wr_buf_t *out)
         put_head(&rec, OP_ORIGIN, cm.orig[j].id, cm.orig[j].ticket);
         put_record(out, &rec);
     }
+    uint64_t gone[64];
+    size_t ng = wr_cluster_forgotten(gone, 64);
+    for (size_t j = 0; j < ng; j++) {
+        put_head(&rec, OP_NODE_FORGET, 0, 0);
+        wr_buf_put_u64(&rec, gone[j]);
+        put_record(out, &rec);
+    }
     wr_buf_free(&rec);
     return 0;
 }
@@ -746,6 +801,8 @@ static int on_restore(void *ud, const void *vp, size_t n)
             } else if (c.op == OP_ADMIN_STATE) {
                 if (cm.admin.restore)
                     cm.admin.restore(c.args.p, c.args.n);
+            } else if (c.op == OP_NODE_FORGET) {
+                apply_cmd(&c);
             } else if (c.op != OP_ADMIN) {
                 apply_cmd(&c);
                 if (c.op == OP_BIND) {
@@ -774,6 +831,8 @@ static void on_leader_changed(void *ud, int is_leader, uint64_t leader_id)
     (void)ud;
     cm.leader = is_leader;
     cm.leader_id = leader_id;
+    if (is_leader)
+        remove_forgotten();
     if (leader_id)
         resend_all();
 }
@@ -864,6 +923,12 @@ void wr_cmeta_peer_up(uint64_t node)
 
 void wr_cmeta_tick(void)
 {
+    uint64_t gone[1];
+    if (wr_cluster_enabled() && wr_cluster_forgotten(gone, 1)) {
+        /* A removal refused (another change in flight) is tried again. */
+        remove_forgotten();
+        wr_quorum_forget();
+    }
     if (cm.n_pend == 0)
         return;
     int64_t now = wr_now_ms();

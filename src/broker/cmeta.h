@@ -63,6 +63,11 @@ uint64_t wr_cmeta_exchange_deleted(const char *vhost, wr_bytes_t name);
 uint64_t wr_cmeta_bound(int bind, const char *vhost, wr_bytes_t source, int dest_is_queue,
                         wr_bytes_t dest, wr_bytes_t key, wr_bytes_t args);
 
+/* forget_cluster_node: node id leaves the cluster on every node (its
+ * members are removed from the metadata group and every quorum queue by
+ * their leaders).  Returns the ticket, 0 if not replicating. */
+uint64_t wr_cmeta_forget_node(uint64_t id);
+
 /* The admin state (vhosts, users, permissions, policies, limits:
  * admin/replica.c) rides on this log as opaque commands: the admin module
  * proposes them, and applies, snapshots and restores its part. */

@@ -1088,6 +1088,31 @@ static int restore_cb(void *ud, const void *p, size_t n)
 }
 
 static void early_run(int all);
+static void forget_done(void *ud, int status)
+{
+    (void)ud;
+    if (status != 0 && status != WR_ECLOSED)
+        wr_warn("quorum queue: cannot remove a forgotten node's member: %s", wr_strerror(status));
+}
+
+/* A leader removes forgotten nodes' members (replicas) from its group. */
+static void remove_forgotten(wr_quorum_t *qq)
+{
+    uint64_t ids[64];
+    size_t n = wr_cluster_forgotten(ids, 64);
+    for (size_t i = 0; i < n; i++)
+        if (wr_rgroup_role(qq->g, ids[i]) >= 0 &&
+            wr_rgroup_remove(qq->g, ids[i], forget_done, NULL) != 0)
+            wr_debug("quorum queue: the removal of a forgotten member waits");
+}
+
+void wr_quorum_forget(void)
+{
+    for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open)
+        if (qq->leader && !qq->closing)
+            remove_forgotten(qq);
+}
+
 static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
 {
     wr_quorum_t *qq = ud;
@@ -1110,6 +1135,7 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
         for (size_t i = 0; i < nm; i++)
             if (m[i].id != wr_cluster_self_id() && !wr_cluster_node_up(m[i].id))
                 release_node(qq, m[i].id);
+        remove_forgotten(qq);
     }
     if (leader_id && !qq->reaped) {
         /* The replica has caught up with a leader's log: what an earlier

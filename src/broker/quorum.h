@@ -98,6 +98,10 @@ void wr_quorum_peer_up(uint64_t node_id);
  * WR_EAGAIN (no leader took it within 15 s) or WR_ECLOSED.  Returns 0 (cb
  * will run) or an error (it will not). */
 enum { WR_QQ_MAKE_VOTER = 1, WR_QQ_MAKE_STANDBY, WR_QQ_LEAD };
+/* forget_cluster_node applied: every group this node leads removes the
+ * forgotten nodes' members (and a group does so when this node comes to
+ * lead it). */
+void wr_quorum_forget(void);
 typedef void (*wr_quorum_admin_cb)(void *ud, int status);
 int wr_quorum_admin(wr_queue_t *q, int op, uint64_t target, wr_quorum_admin_cb cb, void *ud);
 /* Fails membership changes still waiting (at shutdown). */

@@ -22,6 +22,7 @@ cluster's metadata Raft group, as RabbitMQ 4 keeps them in Khepri.
   node: a user added on node 1 logs in on node 3 into a vhost added on
   node 2; deletions reach every node too
 """
+import json
 import os
 import struct
 import threading
@@ -461,3 +462,49 @@ def test_snapshot_restore_sweeps(tmp_path):
         cl.stop()
         for n in cl.nodes:
             assert "runtime error:" not in n.stderr()
+
+
+def test_forget_cluster_node():
+    """forget_cluster_node: a stopped node leaves the metadata group and
+    every quorum queue's members; cluster_status no longer lists it, new
+    quorum queues leave it out, and the two nodes left go on (a majority of
+    two).  A running node, or the node itself, cannot be forgotten."""
+    with Cluster(3) as cl:
+        a, b, c = cl.nodes
+        q = uid("fq")
+        with a.connect() as conn:
+            conn.channel().queue_declare(q, durable=True, arguments=QQ)
+        cl.leader(q)
+        assert len(a.queues()[q]["members"]) == 3
+        with pytest.raises(RuntimeError) as e:
+            a.warrenctl("forget_cluster_node", b.name)
+        assert "stop it first" in str(e.value)
+        c.kill()
+        with pytest.raises(RuntimeError):
+            c_name = c.name
+            a.warrenctl("forget_cluster_node", a.name)
+        out = a.warrenctl("forget_cluster_node", c_name)
+        assert "Removing node %s from the cluster" % c_name in out
+
+        def disk_nodes(n):
+            st = json.loads(n.warrenctl("cluster_status", "--formatter", "json"))
+            return sorted(st["disk_nodes"])
+
+        wait_until(lambda: disk_nodes(a) == disk_nodes(b) == sorted([a.name, b.name]), 10, 0.2,
+                   "cluster_status without node 3")
+        wait_until(lambda: all(c_name not in n.queues()[q]["members"] for n in (a, b)), 15, 0.3,
+                   "node 3 removed from %s's members" % q)
+        q2 = uid("fq2")
+        with b.connect() as conn:
+            ch = conn.channel()
+            ch.queue_declare(q2, durable=True, arguments=QQ)
+            ch.exchange_declare(uid("after"), "fanout")  # the metadata group goes on
+        assert sorted(b.queues()[q2]["members"]) == sorted([a.name, b.name])
+        with a.connect() as conn:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.basic_publish("", q, b"still", pika.BasicProperties(delivery_mode=2))
+        with b.connect() as conn:
+            m, _p, body = conn.channel().basic_get(q, auto_ack=True)
+            assert body == b"still"
+        cl.stop()

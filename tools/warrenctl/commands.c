@@ -152,6 +152,12 @@ static const wr_ctl_command_t commands[] = {
      "Displays all the nodes in the cluster grouped by node type, together with the currently "
      "running nodes",
      NULL, 0, 0, "", 0},
+    {"forget_cluster_node", G_NODES, "<existing_cluster_member_node_to_remove>",
+     "Removes a stopped node from the cluster: from the metadata group and from every quorum "
+     "queue's members",
+     "<existing_cluster_member_node_to_remove>\n\tname of the node (warren@HOST:PORT) to "
+     "remove; it must be stopped, and must not be started again with its data directory",
+     1, 1, "", 0},
     {"add_member", G_QUEUES, VHOST_OPT "<queue> <node>",
      "Adds a quorum queue member (replica) on the given node",
      "<queue>\n\tquorum queue name\n\n<node>\n\tnode name (warren@HOST:PORT) to place the "
