@@ -775,7 +775,7 @@ void wr_rgroup_opts_default(wr_rgroup_opts_t *o)
     o->snapshot_trailing = 512;
     o->connect_retry_ms = 500;
     o->max_batch = 4096;
-    o->install_snapshot_timeout_ms = 5000;
+    o->install_snapshot_timeout_ms = 30000;
     o->pre_vote = 1;
 }
 

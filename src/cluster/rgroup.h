@@ -111,9 +111,11 @@ typedef struct wr_rgroup_opts {
     unsigned connect_retry_ms;     /* raft_uv's reconnect delay; default 500 */
     unsigned max_batch;            /* entries per raft_apply; default 4096 */
     /* A snapshot sent to a follower that has not answered after this long
-     * is sent again (libraft's default, 30 s, left a follower whose first
-     * InstallSnapshot was lost on a reconnecting link behind for 30 s);
-     * default 5000 */
+     * is sent again; default 30000 (libraft's).  The metadata group uses
+     * 2000 (its snapshots are small; 30 s left a follower whose first
+     * InstallSnapshot was lost on a reconnecting link behind for 30 s).
+     * A quorum queue's snapshot may take longer than a few seconds to
+     * install, and resending it then restarts the transfer. */
     unsigned install_snapshot_timeout_ms;
     int pre_vote; /* default 1 */
 } wr_rgroup_opts_t;
