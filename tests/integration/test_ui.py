@@ -353,6 +353,11 @@ def test_overview_charts_keep_history(logged_in, ui):
     page.wait(lambda d: d.execute_script(
         "return JSON.parse(sessionStorage.getItem('warren.history')).length") > n0,
         timeout=12, msg="a new sample")
+    # The queue totals come from the statistics tick: a sample taken before
+    # the tick that counted the 200 may still show 0; a later one shows them.
+    page.wait(lambda d: d.execute_script(
+        "var h = JSON.parse(sessionStorage.getItem('warren.history'));"
+        "return h[h.length - 1].ready") >= 200, timeout=20, msg="a sample with the 200 queued")
     hist = page.d.execute_script("return JSON.parse(sessionStorage.getItem('warren.history'))")
     assert hist[-1]["ready"] >= 200
     assert page.finds("#chart-lengths path.series"), "a queued-messages line"
