@@ -13,7 +13,6 @@
 
 #include "broker/access.h"
 #include "broker/cmeta.h"
-#include "core/loop.h"
 #include "net/tls.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -23,10 +22,6 @@
 wr_broker_t wr_broker;
 
 static wr_conn_t *all_conns;
-/* Connections whose metadata waits ended, to read again (on_resume). */
-static wr_conn_t *resume_list;
-static uv_idle_t resume_idle;
-static int resume_idle_init;
 static size_t n_conns;
 
 static int alarm_on; /* any alarm in force */
@@ -780,12 +775,6 @@ static void on_close(wr_sock_t *s)
     if (c->state < WR_CONN_CLOSING)
         wr_info("connection %s closed by peer", s->peer);
     wr_cmeta_cancel(c);
-    if (c->resume_queued) {
-        wr_conn_t **pp = &resume_list;
-        while (*pp != c)
-            pp = &(*pp)->resume_next;
-        *pp = c->resume_next;
-    }
     release_all(c);
     if (c->prev)
         c->prev->next = c->next;
@@ -805,18 +794,6 @@ const wr_sock_handler_t wr_conn_handler = {on_read, on_drain, on_close};
 
 /* ---- waiting for the cluster's metadata log ---- */
 
-static void on_resume(uv_idle_t *h)
-{
-    uv_idle_stop(h);
-    while (resume_list) {
-        wr_conn_t *c = resume_list;
-        resume_list = c->resume_next;
-        c->resume_queued = 0;
-        if (c->sock->in.len && !c->held && !c->meta_waits)
-            on_read(c->sock); /* what arrived during the wait */
-    }
-}
-
 void wr_conn_meta_hold(wr_conn_t *c)
 {
     if (c->meta_waits++ == 0)
@@ -825,21 +802,10 @@ void wr_conn_meta_hold(wr_conn_t *c)
 
 void wr_conn_meta_release(wr_conn_t *c)
 {
-    if (--c->meta_waits != 0 || c->held)
-        return;
-    wr_sock_hold_read(c->sock, 0);
-    if (c->resume_queued)
-        return;
-    /* Not from here: the release comes from a Raft callback, and the
-     * frames read next may propose again. */
-    c->resume_queued = 1;
-    c->resume_next = resume_list;
-    resume_list = c;
-    if (!resume_idle_init) {
-        uv_idle_init(wr_loop, &resume_idle);
-        resume_idle_init = 1;
-    }
-    uv_idle_start(&resume_idle, on_resume);
+    /* The frames that came meanwhile are read on the next loop pass (the
+     * release comes from a Raft callback; they may propose again). */
+    if (--c->meta_waits == 0 && !c->held)
+        wr_sock_hold_read(c->sock, 0);
 }
 
 void wr_conn_accept(wr_sock_t *s)

@@ -182,11 +182,9 @@ struct wr_conn {
     uint8_t cap_cancel_notify;
     uint8_t cap_blocked;
     uint8_t cap_auth_close;
-    uint8_t blocked_sent;  /* connection.blocked sent, unblocked not yet */
-    uint8_t held;          /* reading stopped by the alarm (it published) */
-    uint8_t resume_queued; /* in the list of connections to read again */
-    uint32_t meta_waits;   /* answers waiting for the cluster's metadata log */
-    wr_conn_t *resume_next;
+    uint8_t blocked_sent; /* connection.blocked sent, unblocked not yet */
+    uint8_t held;         /* reading stopped by the alarm (it published) */
+    uint32_t meta_waits;  /* answers waiting for the cluster's metadata log */
     uint16_t channel_max;
     uint32_t frame_max;
     uint16_t heartbeat;

@@ -8,7 +8,6 @@
 #include <strings.h>
 
 #include "core/log.h"
-#include "core/loop.h"
 
 typedef struct hconn {
     wr_sock_t *sock;
@@ -25,14 +24,7 @@ typedef struct hconn {
     int waiting;
     wr_http_resp_t held;
     int held_keep, held_head;
-    struct hconn *resume_next; /* in resume_list */
-    int resume_queued;
 } hconn_t;
-
-/* Connections whose held response went, with input left to parse. */
-static hconn_t *resume_list;
-static uv_idle_t resume_idle;
-static int resume_idle_init;
 
 const char *wr_http_status_text(int status)
 {
@@ -185,23 +177,10 @@ static int on_body(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static void on_read(wr_sock_t *s);
 static void idle_cb(wr_sock_t *s);
 
-static void on_resume(uv_idle_t *idle)
-{
-    uv_idle_stop(idle);
-    while (resume_list) {
-        hconn_t *h = resume_list;
-        resume_list = h->resume_next;
-        h->resume_queued = 0;
-        if (h->sock->in.len)
-            on_read(h->sock);
-    }
-}
-
-/* The held response may go: send it, and parse what came meanwhile on
- * the next loop pass (not from inside the app's callback). */
+/* The held response may go: send it; what came meanwhile is parsed on the
+ * next loop pass (wr_sock_hold_read), not from inside the app's callback. */
 static void held_done(void *ctx, int ok)
 {
     hconn_t *h = ctx;
@@ -218,18 +197,8 @@ static void held_done(void *ctx, int ok)
         wr_sock_close(h->sock);
         return;
     }
-    wr_sock_hold_read(h->sock, 0);
     wr_sock_set_timer(h->sock, WR_HTTP_IDLE_MS, idle_cb);
-    if (h->sock->in.len && !h->resume_queued) {
-        h->resume_queued = 1;
-        h->resume_next = resume_list;
-        resume_list = h;
-        if (!resume_idle_init) {
-            uv_idle_init(wr_loop, &resume_idle);
-            resume_idle_init = 1;
-        }
-        uv_idle_start(&resume_idle, on_resume);
-    }
+    wr_sock_hold_read(h->sock, 0);
 }
 
 static int on_message_complete(http_parser *p)
@@ -309,12 +278,6 @@ static void on_close(wr_sock_t *s)
     hconn_t *h = s->ud;
     if (h->waiting && h->app->cancel)
         h->app->cancel(h); /* held_done(h, 0) frees the response */
-    if (h->resume_queued) {
-        hconn_t **pp = &resume_list;
-        while (*pp != h)
-            pp = &(*pp)->resume_next;
-        *pp = h->resume_next;
-    }
     req_reset(&h->req);
     free(h);
 }

@@ -25,10 +25,14 @@
 #include <stdlib.h>
 
 #include "core/log.h"
+#include "core/loop.h"
 #include "net/tls.h"
 
 static wr_sock_t *dirty_list;
-static wr_sock_t *all_socks; /* every socket with a descriptor */
+static wr_sock_t *all_socks;   /* every socket with a descriptor */
+static wr_sock_t *reread_list; /* held sockets released with input buffered */
+static uv_idle_t reread_idle;
+static int reread_idle_init;
 
 #define READ_CHUNK (64 * 1024)
 
@@ -38,6 +42,7 @@ static wr_sock_t *all_socks; /* every socket with a descriptor */
 static void do_close(wr_sock_t *s);
 static void finish_close(wr_sock_t *s);
 static void unlink_dirty(wr_sock_t *s);
+static void unlink_reread(wr_sock_t *s);
 static void update_read(wr_sock_t *s);
 
 static void mark_dirty(wr_sock_t *s)
@@ -190,10 +195,45 @@ static void update_read(wr_sock_t *s)
     }
 }
 
+static void on_reread(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    while (reread_list) {
+        wr_sock_t *s = reread_list;
+        reread_list = s->reread_next;
+        s->reread = 0;
+        if (!s->closing && !s->read_held && s->in.len)
+            s->h->on_read(s); /* what arrived during the hold */
+    }
+}
+
 void wr_sock_hold_read(wr_sock_t *s, int hold)
 {
+    int released = s->read_held && !hold;
     s->read_held = (uint8_t)(hold != 0);
     update_read(s);
+    if (released && s->in.len && !s->closing && !s->reread) {
+        s->reread = 1;
+        s->reread_next = reread_list;
+        reread_list = s;
+        if (!reread_idle_init) {
+            uv_idle_init(wr_loop, &reread_idle);
+            reread_idle_init = 1;
+        }
+        uv_idle_start(&reread_idle, on_reread);
+    }
+}
+
+static void unlink_reread(wr_sock_t *s)
+{
+    if (!s->reread)
+        return;
+    for (wr_sock_t **pp = &reread_list; *pp; pp = &(*pp)->reread_next)
+        if (*pp == s) {
+            *pp = s->reread_next;
+            break;
+        }
+    s->reread = 0;
 }
 
 void wr_sock_consume(wr_sock_t *s, size_t n)
@@ -216,6 +256,7 @@ static void closed_cb(uv_handle_t *h)
         all_socks = s->all_next;
     if (s->all_next)
         s->all_next->all_prev = s->all_prev;
+    unlink_reread(s);
     s->h->on_close(s);
     wr_buf_free(&s->in);
     wr_buf_free(&s->out);
@@ -469,6 +510,7 @@ void wr_sock_detached_drain(wr_sock_t *s)
 void wr_sock_detached_free(wr_sock_t *s)
 {
     unlink_dirty(s);
+    unlink_reread(s);
     s->h->on_close(s);
     unlink_dirty(s);
     wr_buf_free(&s->in);

@@ -112,6 +112,8 @@ struct wr_sock {
     char peer[64];     /* "host:port" of the peer */
     char local[64];
     wr_sock_t *dirty_next;
+    uint8_t reread;         /* queued to read its buffered input again */
+    wr_sock_t *reread_next; /* in that queue */
     wr_sock_t *all_next, *all_prev;
 };
 
@@ -159,7 +161,10 @@ static inline int wr_sock_congested(const wr_sock_t *s)
 
 void wr_sock_consume(wr_sock_t *s, size_t n);
 /* Stops/starts reading for the protocol layer's own reasons (a blocked
- * publisher); independent from back-pressure pauses. */
+ * publisher, an answer waiting for the cluster); independent from
+ * back-pressure pauses.  Releasing a hold with input already buffered
+ * calls on_read for it on the next loop pass (never from inside this
+ * call: the caller may be deep in another module's callback). */
 void wr_sock_hold_read(wr_sock_t *s, int hold);
 /* Flushes queued output, then closes gracefully (see above).  The
  * protocol timer stops; on_read is not called again. */

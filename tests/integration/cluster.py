@@ -527,6 +527,16 @@ class Cluster:
             time.sleep(0.2)
 
 
+def stop_and_check(cluster):
+    """Stops every node (SIGTERM) and fails on a sanitizer report in any
+    node's log (the ASan build's tier runs these tests too)."""
+    cluster.stop()
+    for n in cluster.nodes:
+        err = n.stderr()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            assert marker not in err, "%s: sanitizer report:\n%s" % (n.name, err)
+
+
 def wait_until(pred, timeout=10.0, interval=0.1, what="condition"):
     deadline = time.monotonic() + timeout
     last = None

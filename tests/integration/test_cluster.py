@@ -32,7 +32,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from cluster import Cluster, wait_until
+from cluster import Cluster, stop_and_check, wait_until
 from helpers import uid
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("AMQP_URL")),
@@ -51,11 +51,7 @@ def cl():
     c = Cluster(3)
     try:
         yield c
-        c.stop()  # exit statuses: test_sigterm_exits_cleanly
-        for n in c.nodes:
-            err = n.stderr()
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
-                assert marker not in err, "%s: sanitizer report:\n%s" % (n.name, err)
+        stop_and_check(c)  # exit statuses: test_sigterm_exits_cleanly
     finally:
         c.close()
 

@@ -20,7 +20,7 @@ import time
 import pika
 import pytest
 
-from cluster import Cluster, wait_until
+from cluster import Cluster, stop_and_check, wait_until
 from helpers import uid
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("AMQP_URL")),
@@ -34,11 +34,7 @@ def cl():
     c = Cluster(3, netns=False)
     try:
         yield c
-        c.stop()
-        for n in c.nodes:
-            err = n.stderr()
-            for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
-                assert marker not in err, "%s: sanitizer report:\n%s" % (n.name, err)
+        stop_and_check(c)
     finally:
         c.close()
 
