@@ -254,6 +254,8 @@ static const char *const queue_cols[] = {"name",
                                          "leader",
                                          "members",
                                          "online",
+                                         "messages_dlx",
+                                         "message_bytes_dlx",
                                          NULL};
 static const char *const queue_defaults[] = {"name", "messages", NULL};
 

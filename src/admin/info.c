@@ -209,14 +209,18 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
     json_object_set_new(o, "exclusive_consumer_pid", json_string(expid));
     json_object_set_new(o, "exclusive_consumer_tag",
                         ex ? str_n(ex->tag, ex->tag_len) : json_string(""));
+    /* A quorum queue's dead letters kept for at-least-once count among
+     * its messages (neither ready nor unacknowledged), as in RabbitMQ. */
+    uint64_t dlx_bytes = 0;
+    size_t dlx = wr_queue_is_quorum(q) ? wr_quorum_dlx(q, &dlx_bytes) : 0;
     json_object_set_new(o, "messages_ready", json_integer((json_int_t)ready));
     json_object_set_new(o, "messages_unacknowledged", json_integer(q->unacked));
-    json_object_set_new(o, "messages", json_integer((json_int_t)(ready + q->unacked)));
+    json_object_set_new(o, "messages", json_integer((json_int_t)(ready + q->unacked + dlx)));
     json_object_set_new(o, "message_bytes_ready",
                         json_integer((json_int_t)wr_queue_ready_bytes(q)));
     uintptr_t uab = ub ? (uintptr_t)wr_map_get(ub, (wr_bytes_t){(const uint8_t *)&q, sizeof q}) : 0;
     json_object_set_new(o, "message_bytes",
-                        json_integer((json_int_t)(wr_queue_ready_bytes(q) + uab)));
+                        json_integer((json_int_t)(wr_queue_ready_bytes(q) + uab + dlx_bytes)));
     json_object_set_new(o, "message_bytes_unacknowledged", json_integer((json_int_t)uab));
     json_object_set_new(o, "consumers", json_integer(q->n_consumers));
     /* An estimate: the queue and its index entries (messages are shared
@@ -228,6 +232,8 @@ json_t *wr_info_queue(const wr_queue_t *q, wr_map_t *ub, int stats)
         /* A node alone: it is the only member, and the leader once its
          * group has elected itself. */
         json_object_set_new(o, "type", json_string("quorum"));
+        json_object_set_new(o, "messages_dlx", json_integer((json_int_t)dlx));
+        json_object_set_new(o, "message_bytes_dlx", json_integer((json_int_t)dlx_bytes));
         json_object_set_new(o, "leader", json_string(wr_quorum_leader(q)));
         /* The voting members of its group as this node knows them (every
          * node keeps a replica; non-members are standbys); online: those

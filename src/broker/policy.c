@@ -55,7 +55,7 @@ static void erl_term(const json_t *v, char *out, size_t n)
 typedef struct key {
     const char *name;
     int op;   /* allowed in operator policies */
-    int kind; /* 0 string, 1 integer >= min, 2 overflow, 3 queue-mode */
+    int kind; /* 0 string, 1 integer >= min, 2 overflow, 3 queue-mode, 4 dead-letter-strategy */
     int64_t min;
     const char *what; /* for "~p is not a valid WHAT" */
 } policy_key_t;
@@ -71,6 +71,7 @@ static const policy_key_t keys[] = {
     {"delivery-limit", 1, 1, 0, "delivery limit"},
     {"overflow", 0, 2, 0, "overflow value"},
     {"queue-mode", 0, 3, 0, "queue-mode value"},
+    {"dead-letter-strategy", 0, 4, 0, "dead-letter-strategy"},
 };
 
 static const policy_key_t *find_key(const char *name)
@@ -144,6 +145,10 @@ static int parse_definition(wr_policy_t *p, int op, const char *text, char *err,
         case 2:
             ok = json_is_string(v) && parse_overflow(json_string_value(v)) >= 0;
             break;
+        case 4:
+            ok = json_is_string(v) && (strcmp(json_string_value(v), "at-most-once") == 0 ||
+                                       strcmp(json_string_value(v), "at-least-once") == 0);
+            break;
         default:
             ok = json_is_string(v) && (strcmp(json_string_value(v), "default") == 0 ||
                                        strcmp(json_string_value(v), "lazy") == 0);
@@ -157,7 +162,7 @@ static int parse_definition(wr_policy_t *p, int op, const char *text, char *err,
         }
     }
     p->message_ttl = p->expires = p->max_length = p->max_length_bytes = p->delivery_limit = -1;
-    p->overflow = -1;
+    p->overflow = p->dl_strategy = -1;
     json_object_foreach(d, k, v)
     {
         if (strcmp(k, "message-ttl") == 0)
@@ -180,6 +185,8 @@ static int parse_definition(wr_policy_t *p, int op, const char *text, char *err,
             p->alternate = dup(json_string_value(v));
         else if (strcmp(k, "queue-mode") == 0)
             p->queue_mode = dup(json_string_value(v));
+        else if (strcmp(k, "dead-letter-strategy") == 0)
+            p->dl_strategy = strcmp(json_string_value(v), "at-least-once") == 0;
     }
     p->definition = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(d);
@@ -328,7 +335,8 @@ void wr_policy_apply_queue(wr_queue_t *q)
                                      .max_length = -1,
                                      .max_length_bytes = -1,
                                      .delivery_limit = -1,
-                                     .overflow = -1};
+                                     .overflow = -1,
+                                     .dl_strategy = -1};
     const wr_policy_t *pp = p ? p : &none, *oo = o ? o : &none;
     int64_t old_len = q->args.max_length, old_bytes = q->args.max_length_bytes;
     a.message_ttl = strictest(a.message_ttl, pp->message_ttl, oo->message_ttl);
@@ -345,6 +353,8 @@ void wr_policy_apply_queue(wr_queue_t *q)
         a.dlx = dup(pp->dlx);
     if (pp->dlrk && a.dlrk == NULL)
         a.dlrk = dup(pp->dlrk);
+    if (pp->dl_strategy >= 0 && !has_arg(q, "x-dead-letter-strategy"))
+        a.dl_at_least_once = (uint8_t)pp->dl_strategy;
     wr_queue_set_args(q, &a);
     q->policy = p;
     q->op_policy = o;

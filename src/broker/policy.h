@@ -40,7 +40,8 @@ typedef struct wr_policy {
     char *definition; /* the definition as compact JSON, keys sorted */
     /* Parsed; -1 (numbers) or NULL (strings) when the key is absent. */
     int64_t message_ttl, expires, max_length, max_length_bytes, delivery_limit;
-    int overflow; /* WR_OVERFLOW_*, or -1 */
+    int overflow;    /* WR_OVERFLOW_*, or -1 */
+    int dl_strategy; /* dead-letter-strategy: 1 at-least-once, 0 at-most-once, -1 */
     char *dlx, *dlrk, *alternate, *queue_mode;
     struct wr_policy *next;
 } wr_policy_t;

@@ -517,22 +517,20 @@ static void delay_fire(wr_queue_t *q, wr_msg_t *m)
     wr_msg_unref(m);
 }
 
-/* Which targets a dead-lettering reaches (wr_queue_dead_letter). */
-static int dl_scope = WR_DL_ALL;
-
-/* Dead-letters m from q (consuming the caller's reference) or drops it. */
-static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
+/* Dead-letters m from q (consuming the caller's reference) or drops it;
+ * scope as wr_queue_dead_letter, w as wr_queue_dead_letter_confirmed. */
+static int dead_letter_to(wr_queue_t *q, wr_msg_t *m, const char *reason, int scope, wr_waits_t *w)
 {
     if (q->delay) {
         delay_fire(q, m);
-        return;
+        return WR_DLR_DONE;
     }
     wr_exchange_t *x = NULL;
     if (q->args.dlx)
         x = wr_vhost_exchange(q->vhost, wr_bytes_of(q->args.dlx));
     if (x == NULL) {
         wr_msg_unref(m);
-        return;
+        return WR_DLR_NO_ROUTE;
     }
     wr_basic_props_t pr;
     if (wr_props_decode(wr_msg_props(m).p, wr_msg_props(m).n, &pr) != 0)
@@ -565,26 +563,38 @@ static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
     for (size_t i = 0; i < r.n; i++) {
         if (is_cycle(r.q[i], xd.v.bytes, reason))
             wr_debug("dead-letter cycle: dropping message for queue '%s'", r.q[i]->name);
-        else if (dl_scope == WR_DL_QUORUM_ONLY && !wr_queue_is_quorum(r.q[i]))
+        else if (scope == WR_DL_QUORUM_ONLY && !wr_queue_is_quorum(r.q[i]))
             continue;
-        else if (dl_scope == WR_DL_CLASSIC_ONLY && wr_queue_is_quorum(r.q[i]))
+        else if (scope == WR_DL_CLASSIC_ONLY && wr_queue_is_quorum(r.q[i]))
             continue;
         else
             r.q[k++] = r.q[i];
     }
-    int rejected;
-    wr_queues_push(q->vhost, r.q, k, d, NULL, &rejected);
+    int rejected = 0, res = r.n == 0 ? WR_DLR_NO_ROUTE : WR_DLR_DONE;
+    if (k > 0 && wr_queues_push(q->vhost, r.q, k, d, w, &rejected) != 0)
+        res = WR_DLR_REFUSED; /* the store failed */
+    if (rejected)
+        res = WR_DLR_REFUSED;
     free(r.q);
     wr_msg_unref(d);
     wr_buf_free(&hdr);
     wr_buf_free(&props);
+    return res;
+}
+
+static void dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason)
+{
+    dead_letter_to(q, m, reason, WR_DL_ALL, NULL);
 }
 
 void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason, int scope)
 {
-    dl_scope = scope;
-    dead_letter(q, m, reason);
-    dl_scope = WR_DL_ALL;
+    dead_letter_to(q, m, reason, scope, NULL);
+}
+
+int wr_queue_dead_letter_confirmed(wr_queue_t *q, wr_msg_t *m, const char *reason, wr_waits_t *w)
+{
+    return dead_letter_to(q, m, reason, WR_DL_ALL, w);
 }
 
 /* ---- carrying out the state machine's effects ---- */

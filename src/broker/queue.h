@@ -283,6 +283,14 @@ int wr_queue_remove_consumer(wr_queue_t *q, wr_consumer_t *c);
  * queues to quorum ones, or to classic ones (this node's), or none. */
 enum { WR_DL_ALL, WR_DL_QUORUM_ONLY, WR_DL_CLASSIC_ONLY };
 void wr_queue_dead_letter(wr_queue_t *q, wr_msg_t *m, const char *reason, int scope);
+/* As wr_queue_dead_letter to every target, for a publisher that waits for
+ * the targets' confirms (at-least-once dead-lettering): what to wait for
+ * is added to *w.  Returns WR_DLR_DONE (taken by every target, or by
+ * none because each would close a cycle), WR_DLR_NO_ROUTE (no such
+ * exchange, or it routed to no queue) or WR_DLR_REFUSED (a target refused
+ * it: x-overflow reject-publish, or its store failed). */
+enum { WR_DLR_DONE, WR_DLR_NO_ROUTE, WR_DLR_REFUSED };
+int wr_queue_dead_letter_confirmed(wr_queue_t *q, wr_msg_t *m, const char *reason, wr_waits_t *w);
 
 /* Removes every ready message; returns how many. */
 uint32_t wr_queue_purge(wr_queue_t *q);

@@ -39,6 +39,7 @@
 #include "broker/cluster.h"
 #include "broker/cmeta.h"
 #include "broker/conn.h"
+#include "broker/qdlx.h"
 #include "broker/qfifo.h"
 #include "broker/stats.h"
 #include "broker/vhost.h"
@@ -60,7 +61,8 @@ enum {
     CMD_TICK,
     CMD_PURGE,
     CMD_LIMITS,
-    CMD_RETURN_ALL
+    CMD_RETURN_ALL,
+    CMD_DLX_SETTLE
 };
 
 /* The most commands kept while there is no leader. */
@@ -101,6 +103,8 @@ typedef struct pending_get {
     uint8_t no_ack;
 } pending_get_t;
 
+struct dlx_pub;
+
 typedef struct wr_quorum {
     wr_queue_t *q;
     wr_rgroup_t *g;
@@ -139,6 +143,20 @@ typedef struct wr_quorum {
      * is the first candidate; set until a leader is known. */
     uint64_t place_at;
     unsigned election_ms; /* the group's usual election timeout */
+
+    /* At-least-once dead-lettering (qdlx.h).  Replicated: alo, the
+     * strategy as the log last set it, and the kept messages.  The
+     * leader's alone: its publishes awaiting the targets' confirms, the
+     * ids confirmed and not yet proposed settled, its timer. */
+    wr_qdlx_t dlx;
+    uint8_t alo;
+    uint8_t dlx_warned;
+    struct dlx_pub *pubs;
+    size_t n_pubs;
+    uint64_t *dlx_done;
+    size_t n_done, cap_done;
+    uv_timer_t *dlx_timer;
+    int64_t dlx_retry_at;
 } wr_quorum_t;
 
 static struct {
@@ -291,8 +309,9 @@ static int leader_refuses(wr_quorum_t *qq, int64_t size)
         return 0;
     /* Over the limit already (RabbitMQ lets the message that reaches it
      * in: max-length 2 takes a third publish, refuses the fourth). */
-    size_t n = wr_qfifo_ready(&qq->fifo) + qq->infl_n;
-    uint64_t bytes = qq->fifo.sm.ready_bytes + qq->infl_bytes;
+    /* Dead letters kept for at-least-once count too (as in rabbit_fifo). */
+    size_t n = wr_qfifo_ready(&qq->fifo) + qq->infl_n + qq->dlx.live;
+    uint64_t bytes = qq->fifo.sm.ready_bytes + qq->infl_bytes + qq->dlx.bytes;
     return (a->max_length >= 0 && (int64_t)n > a->max_length) ||
            (a->max_length_bytes >= 0 && (int64_t)bytes > a->max_length_bytes);
 }
@@ -564,6 +583,13 @@ static uint64_t holder_id(int getter)
            ((uint64_t)node.epoch << 32) | (++node.next_cid & 0xffffffff);
 }
 
+/* Is holder an id of this run of this node? */
+static int here_now(uint64_t holder)
+{
+    return ((holder >> 48) & 0x7fff) == (wr_cluster_self_id() & 0x7fff) &&
+           ((holder >> 32) & 0xffff) == node.epoch;
+}
+
 /* Is holder an id of this node from an earlier run? */
 static int stale_here(uint64_t holder)
 {
@@ -693,6 +719,269 @@ static void fx_done_open(wr_quorum_t *qq)
         qq->fx_done = wr_get_u64(b);
 }
 
+/* ---- at-least-once dead-lettering: the leader's worker ----
+ *
+ * With x-dead-letter-strategy at-least-once (and a dead-letter exchange,
+ * and x-overflow reject-publish, as RabbitMQ requires; otherwise it is
+ * at-most-once), a dead-lettered message stays in the queue's state
+ * (qq->dlx, on every member) until the leader has published it through
+ * the dead-letter exchange and every target queue confirmed it; then a
+ * DLX_SETTLE command removes it everywhere.  At most
+ * dead_letter_worker_consumer_prefetch messages are awaiting confirms at
+ * a time.  A message that routes nowhere (no such exchange, no binding)
+ * or that a target refuses is tried again after
+ * dead_letter_worker_publisher_confirm_timeout (RabbitMQ's settings and
+ * defaults, 32 and 3 min); one whose confirm fails (a target's leader
+ * changed) after a second.  A new leader publishes every kept message
+ * again: a target may get one twice, never none. */
+
+typedef struct dlx_pub {
+    wr_durable_waiter_t w; /* first: the waiter is the publish */
+    struct dlx_pub *next;
+    wr_quorum_t *qq;
+    uint64_t id;
+    wr_waits_t waits;
+} dlx_pub_t;
+
+static wr_lost_range_t dlx_lost_range = {0, UINT64_MAX};
+/* Where a wait on a domain that went without deciding it moves. */
+static wr_durable_t dlx_lost = {0, UINT64_MAX, &dlx_lost_range, 1, 1, NULL};
+
+static void dlx_timer_cb(uv_timer_t *t);
+static void release(wr_qent_t *e);
+
+/* The strategy a queue's arguments (and policies) ask for. */
+static int alo_of(const wr_queue_args_t *a)
+{
+    return a->dl_at_least_once && a->dlx != NULL && a->overflow == WR_OVERFLOW_REJECT_PUBLISH;
+}
+
+static void dlx_arm(wr_quorum_t *qq, uint64_t after_ms)
+{
+    if (!qq->leader || qq->closing)
+        return;
+    if (qq->dlx_timer == NULL) {
+        qq->dlx_timer = wr_xmalloc(sizeof *qq->dlx_timer);
+        uv_timer_init(wr_loop, qq->dlx_timer);
+        qq->dlx_timer->data = qq;
+    }
+    uv_timer_start(qq->dlx_timer, dlx_timer_cb, after_ms, 0);
+}
+
+/* Runs the worker on the next loop pass (never inside an apply or a
+ * domain's walk of its waiters). */
+static void dlx_kick(wr_quorum_t *qq)
+{
+    if (qq->alo && qq->leader)
+        dlx_arm(qq, 0);
+}
+
+static void dlx_retry_in(wr_quorum_t *qq, int64_t ms)
+{
+    int64_t at = wr_now_ms() + ms;
+    if (qq->dlx_retry_at == 0 || at < qq->dlx_retry_at)
+        qq->dlx_retry_at = at;
+}
+
+static void dlx_done_add(wr_quorum_t *qq, uint64_t id)
+{
+    if (qq->n_done == qq->cap_done) {
+        qq->cap_done = qq->cap_done ? qq->cap_done * 2 : 16;
+        qq->dlx_done = wr_xrealloc(qq->dlx_done, qq->cap_done * sizeof *qq->dlx_done);
+    }
+    qq->dlx_done[qq->n_done++] = id;
+}
+
+static void dlx_pub_unlink(wr_quorum_t *qq, dlx_pub_t *p)
+{
+    for (dlx_pub_t **pp = &qq->pubs; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            qq->n_pubs--;
+            break;
+        }
+    }
+    wr_durable_unwait(&p->w);
+    wr_waits_free(&p->waits);
+    free(p);
+}
+
+/* 1 if every target confirmed, -1 if one failed, 0 while one is pending
+ * (then p waits on that one's domain). */
+static int dlx_pub_state(dlx_pub_t *p)
+{
+    for (size_t i = 0; i < p->waits.n; i++) {
+        wr_wait_t *w = &p->waits.v[i];
+        if (w->d == NULL)
+            continue;
+        int st = wr_durable_state(w->d, w->ticket);
+        if (st < 0)
+            return -1;
+        if (st == 0) {
+            wr_durable_wait(w->d, &p->w);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int dlx_pub_wake(wr_durable_waiter_t *w)
+{
+    dlx_pub_t *p = (dlx_pub_t *)w;
+    wr_quorum_t *qq = p->qq;
+    int st = dlx_pub_state(p);
+    if (st == 0)
+        return 0;
+    if (st > 0) {
+        dlx_done_add(qq, p->id);
+    } else {
+        wr_qdlx_ent_t *x = wr_qdlx_find(&qq->dlx, p->id);
+        if (x)
+            x->state = WR_QDLX_RETRY;
+        dlx_retry_in(qq, 1000);
+    }
+    dlx_pub_unlink(qq, p);
+    dlx_kick(qq);
+    return 0;
+}
+
+/* The leader stops (it lost leadership, the strategy changed, the queue
+ * closes): what it published and did not settle is published again by
+ * the next leader. */
+static void dlx_stop(wr_quorum_t *qq)
+{
+    while (qq->pubs)
+        dlx_pub_unlink(qq, qq->pubs);
+    qq->n_done = 0;
+    qq->dlx_retry_at = 0;
+    if (qq->dlx_timer)
+        uv_timer_stop(qq->dlx_timer);
+    wr_qdlx_reset(&qq->dlx, 0);
+}
+
+/* Domain d goes away (a target quorum queue closes): publishes that wait
+ * on it are decided now. */
+static void dlx_forget_domain(wr_durable_t *d)
+{
+    for (wr_quorum_t *qq = node.open_list; qq; qq = qq->next_open) {
+        for (dlx_pub_t *p = qq->pubs, *next; p; p = next) {
+            next = p->next;
+            int touched = 0;
+            for (size_t i = 0; i < p->waits.n; i++) {
+                if (p->waits.v[i].d != d)
+                    continue;
+                p->waits.v[i].d = wr_durable_state(d, p->waits.v[i].ticket) == 1 ? NULL : &dlx_lost;
+                touched = 1;
+            }
+            if (p->w.on == d)
+                wr_durable_unwait(&p->w);
+            if (touched)
+                dlx_pub_wake(&p->w);
+        }
+    }
+}
+
+static void dlx_flush(wr_quorum_t *qq)
+{
+    if (qq->n_done == 0)
+        return;
+    wr_buf_t b;
+    cmd_begin(&b, CMD_DLX_SETTLE);
+    put_u32(&b, (uint32_t)qq->n_done);
+    for (size_t i = 0; i < qq->n_done; i++)
+        put_u64(&b, qq->dlx_done[i]);
+    qq->n_done = 0;
+    propose(qq, &b);
+}
+
+static size_t dlx_prefetch(void)
+{
+    return wr_broker.cfg && wr_broker.cfg->dlx_prefetch ? wr_broker.cfg->dlx_prefetch : 32;
+}
+
+static int64_t dlx_retry_ms(void)
+{
+    return wr_broker.cfg && wr_broker.cfg->dlx_retry_ms ? (int64_t)wr_broker.cfg->dlx_retry_ms
+                                                        : 180000;
+}
+
+/* Publishes kept messages while fewer than the prefetch await confirms. */
+static void dlx_pump(wr_quorum_t *qq)
+{
+    wr_queue_t *q = qq->q;
+    while (qq->n_pubs < dlx_prefetch()) {
+        wr_qdlx_ent_t *x = wr_qdlx_next_ready(&qq->dlx);
+        if (x == NULL)
+            break;
+        uint64_t id = x->id;
+        const char *reason = wr_qsm_reason_name(x->reason);
+        x->state = WR_QDLX_SENT;
+        dlx_pub_t *p = wr_xcalloc(1, sizeof *p);
+        p->qq = qq;
+        p->id = id;
+        p->w.wake = dlx_pub_wake;
+        wr_waits_init(&p->waits);
+        wr_msg_ref(x->e.msg);
+        /* Pushing proposes to target groups (this one's too, for a
+         * rejected message routed back to it): x may move, find it again. */
+        int res = wr_queue_dead_letter_confirmed(q, x->e.msg, reason, &p->waits);
+        x = wr_qdlx_find(&qq->dlx, id);
+        if (res != WR_DLR_DONE) {
+            if (res == WR_DLR_NO_ROUTE && !qq->dlx_warned) {
+                qq->dlx_warned = 1;
+                wr_warn("quorum queue '%s' in vhost '%s': cannot forward dead-lettered messages "
+                        "through dead-letter exchange '%s' (no such exchange, or no queue bound "
+                        "for the routing key); they are kept and retried every %lld ms",
+                        q->name, q->vhost->name, q->args.dlx ? q->args.dlx : "",
+                        (long long)dlx_retry_ms());
+            }
+            if (x)
+                x->state = WR_QDLX_RETRY;
+            dlx_retry_in(qq, dlx_retry_ms());
+            wr_waits_free(&p->waits);
+            free(p);
+            continue;
+        }
+        p->next = qq->pubs;
+        qq->pubs = p;
+        qq->n_pubs++;
+        if (dlx_pub_state(p) != 0) {
+            /* Nothing to wait for (transient targets): settled now. */
+            dlx_done_add(qq, id);
+            dlx_pub_unlink(qq, p);
+        }
+    }
+    dlx_flush(qq);
+}
+
+static void dlx_timer_cb(uv_timer_t *t)
+{
+    wr_quorum_t *qq = t->data;
+    if (!qq->leader || qq->closing || !qq->alo || qq->q == NULL)
+        return;
+    int64_t now = wr_now_ms();
+    if (qq->dlx_retry_at && now >= qq->dlx_retry_at) {
+        qq->dlx_retry_at = 0;
+        wr_qdlx_reset(&qq->dlx, 1);
+    }
+    dlx_pump(qq);
+    if (qq->dlx_retry_at)
+        dlx_arm(qq, (uint64_t)(qq->dlx_retry_at > now ? qq->dlx_retry_at - now : 0));
+}
+
+/* The strategy as the log sets it (at open, CMD_LIMITS): leaving
+ * at-least-once drops what is kept, as RabbitMQ does. */
+static void dlx_set_mode(wr_quorum_t *qq, int alo)
+{
+    if (qq->alo == alo)
+        return;
+    qq->alo = (uint8_t)alo;
+    if (!alo) {
+        dlx_stop(qq);
+        wr_qdlx_free(&qq->dlx, release);
+    }
+}
+
 /* ---- effects ---- */
 
 static wr_consumer_t *local_consumer(wr_queue_t *q, uint64_t cid)
@@ -754,8 +1043,13 @@ static void answer_get(wr_quorum_t *qq, const wr_qfx_item_t *it)
     }
     wr_qent_t e = it->e;
     if (pg == NULL) {
-        /* The getter's channel went: what it got goes back. */
-        if (it->reason == 0 && qq->leader) {
+        /* The getter's channel went: what it got goes back.  Only the
+         * getter's own node (this run of it) knows that; on the other
+         * members a getter is never pending (a leader that returned what a
+         * follower's getter got made every basic.get through a follower
+         * come back at once: a reject did not dead-letter, an ack was
+         * lost and the message delivered again). */
+        if (it->reason == 0 && here_now(it->to)) {
             wr_buf_t b;
             cmd_begin(&b, CMD_RETURN);
             put_u64(&b, it->to);
@@ -813,12 +1107,21 @@ static void run_fx(wr_quorum_t *qq, wr_qfx_t *fx)
             if (!q->deleted && qq->applying > qq->fx_done) {
                 if (qq->leader)
                     wr_stats_dead_lettered(wr_qsm_reason_name(it->reason), q->args.dlx != NULL);
-                if (q->args.dlx) {
+                /* At least once: the leader's worker publishes it. */
+                if (q->args.dlx && !(qq->alo && qq->leader)) {
                     wr_msg_ref(it->e.msg);
                     wr_queue_dead_letter(q, it->e.msg, wr_qsm_reason_name(it->reason),
                                          qq->leader ? WR_DL_ALL : WR_DL_CLASSIC_ONLY);
                 }
                 fx_done_set(qq, qq->applying);
+            }
+            if (qq->alo && !q->deleted && it->e.msg) {
+                /* Kept by every member, each time the entry is applied
+                 * (it is state, rebuilt from the log after a restart). */
+                wr_qdlx_add(&qq->dlx, &it->e, it->reason);
+                it->e.msg = NULL;
+                dlx_kick(qq);
+                break;
             }
             release(&it->e);
             break;
@@ -963,9 +1266,26 @@ static void apply_cb(void *ud, uint64_t index, const void *p, size_t n)
         l.max_priority = 0;
         if (r.bad)
             break;
+        /* The dead-letter strategy (absent in entries of older builds). */
+        int alo = r.off < r.n ? get_u8(&r) : qq->alo;
         wr_qsm_set_limits(&f->sm, &l);
         while (wr_qsm_enforce_limits(&f->sm, SIZE_MAX, &fx))
             ;
+        dlx_set_mode(qq, alo);
+        dlx_kick(qq);
+        break;
+    }
+    case CMD_DLX_SETTLE: {
+        uint32_t k = get_u32(&r);
+        for (uint32_t i = 0; i < k && !r.bad; i++) {
+            uint64_t id = get_u64(&r);
+            wr_qent_t e;
+            if (!r.bad && wr_qdlx_remove(&qq->dlx, id, &e)) {
+                release(&e);
+                if (qq->leader)
+                    wr_stats_count(WR_NS_DL_CONFIRMED);
+            }
+        }
         break;
     }
     default:
@@ -1008,7 +1328,7 @@ static int snapshot_cb(void *ud, wr_buf_t *out)
 {
     wr_quorum_t *qq = ud;
     wr_qfifo_t *f = &qq->fifo;
-    wr_buf_put_u8(out, 1);
+    wr_buf_put_u8(out, 2);
     put_u64(out, f->sm.next_seq);
     put_u64(out, f->rr);
     put_u32(out, (uint32_t)f->n_cons);
@@ -1029,6 +1349,18 @@ static int snapshot_cb(void *ud, wr_buf_t *out)
         }
     }
     wr_set_u64(out->p + count_at, s.n);
+    /* Version 2: the dead-letter strategy and the kept messages. */
+    wr_buf_put_u8(out, qq->alo);
+    put_u64(out, qq->dlx.next_id);
+    put_u64(out, qq->dlx.live);
+    for (size_t i = qq->dlx.head; i < qq->dlx.n; i++) {
+        const wr_qdlx_ent_t *x = &qq->dlx.v[i];
+        if (!x->live)
+            continue;
+        put_u64(out, x->id);
+        wr_buf_put_u8(out, x->reason);
+        put_entry(out, 0, &x->e);
+    }
     return 0;
 }
 
@@ -1037,7 +1369,8 @@ static int restore_cb(void *ud, const void *p, size_t n)
     wr_quorum_t *qq = ud;
     wr_qfifo_t *f = &qq->fifo;
     rd_t r = {p, n, 0, 0};
-    if (get_u8(&r) != 1)
+    int version = get_u8(&r);
+    if (version != 1 && version != 2)
         return WR_ECORRUPT;
     /* Drop the current state, releasing its messages. */
     wr_qfx_t fx;
@@ -1053,6 +1386,8 @@ static int restore_cb(void *ud, const void *p, size_t n)
     int sac = f->single_active;
     wr_qfifo_free(f);
     wr_qfifo_init(f, &lim, sac);
+    dlx_stop(qq);
+    wr_qdlx_free(&qq->dlx, release);
 
     uint64_t next_seq = get_u64(&r);
     f->rr = (size_t)get_u64(&r);
@@ -1079,6 +1414,24 @@ static int restore_cb(void *ud, const void *p, size_t n)
         }
     }
     f->sm.next_seq = next_seq;
+    if (version >= 2 && !r.bad) {
+        qq->alo = get_u8(&r);
+        uint64_t next_id = get_u64(&r), nd = get_u64(&r);
+        for (uint64_t i = 0; i < nd && !r.bad; i++) {
+            uint64_t id = get_u64(&r);
+            int reason = get_u8(&r);
+            get_u64(&r); /* holder: none */
+            wr_qent_t e = {NULL, get_u64(&r), (int64_t)get_u64(&r), {0, 0}, get_u32(&r), 0};
+            e.msg = get_msg(&r);
+            if (e.msg == NULL)
+                break;
+            e.size = (uint32_t)wr_msg_size(e.msg);
+            wr_qdlx_restore(&qq->dlx, id, &e, reason);
+        }
+        qq->dlx.next_id = next_id;
+    }
+    if (qq->leader)
+        dlx_kick(qq);
     /* Restoring emits nothing to carry out but timers. */
     for (size_t i = 0; i < fx.n; i++)
         if (fx.v[i].kind == WR_QFX_TIMER)
@@ -1158,14 +1511,19 @@ static void leader_cb(void *ud, int is_leader, uint64_t leader_id)
     }
     if (qq->leader) {
         flush_backlog(qq);
+        /* A new leader publishes every kept dead letter again. */
+        dlx_stop(qq);
+        dlx_kick(qq);
         /* A new leader owns the timer. */
         wr_qfx_t fx;
         wr_qfx_init(&fx);
         qq->fifo.sm.timer_at = -1;
         wr_qsm_arm(&qq->fifo.sm, &fx);
         run_fx(qq, &fx);
-    } else if (qq->timer) {
-        uv_timer_stop(qq->timer);
+    } else {
+        if (qq->timer)
+            uv_timer_stop(qq->timer);
+        dlx_stop(qq);
     }
 }
 
@@ -1269,6 +1627,8 @@ int wr_quorum_open(wr_queue_t *q, char *err, size_t errlen)
     wr_buf_init(&qq->backlog);
     wr_qsm_limits_t lim = limits_of(&q->args);
     wr_qfifo_init(&qq->fifo, &lim, q->args.single_active);
+    wr_qdlx_init(&qq->dlx);
+    qq->alo = (uint8_t)alo_of(&q->args);
     q->qq = qq;
     struct stat st;
     int pristine = stat(dir, &st) != 0;
@@ -1349,6 +1709,8 @@ static void group_closed(void *ud)
         if (qq->fifo.used[i])
             release(&qq->fifo.out[i].e);
     wr_qfifo_free(&qq->fifo);
+    wr_qdlx_free(&qq->dlx, release);
+    free(qq->dlx_done);
     wr_buf_free(&qq->backlog);
     wr_durable_free(&qq->durable);
     free(qq->pairs);
@@ -1376,12 +1738,18 @@ void wr_quorum_close(wr_queue_t *q, int remove_data)
         uv_close((uv_handle_t *)qq->timer, timer_closed);
         qq->timer = NULL;
     }
+    dlx_stop(qq);
+    if (qq->dlx_timer) {
+        uv_close((uv_handle_t *)qq->dlx_timer, timer_closed);
+        qq->dlx_timer = NULL;
+    }
     /* Nothing will be confirmed any more: what waits fails, and nothing
      * may point at the domain once it is freed. */
     wr_durable_unwait(&qq->on_group);
     group_advanced(&qq->on_group); /* what the group already decided */
     wr_durable_update(&qq->durable, qq->durable.synced, qq->next_ticket);
     wr_channel_forget_domain(&qq->durable);
+    dlx_forget_domain(&qq->durable);
     q->qq = NULL;
     for (wr_quorum_t **pp = &node.open_list; *pp; pp = &(*pp)->next_open) {
         if (*pp == qq) {
@@ -1916,7 +2284,7 @@ void wr_quorum_limits_changed(wr_queue_t *q)
     wr_qsm_limits_t l = limits_of(&q->args), cur = qq->fifo.sm.lim;
     if (l.message_ttl == cur.message_ttl && l.max_length == cur.max_length &&
         l.max_length_bytes == cur.max_length_bytes && l.delivery_limit == cur.delivery_limit &&
-        l.overflow == cur.overflow)
+        l.overflow == cur.overflow && alo_of(&q->args) == qq->alo)
         return; /* as the state machine has them (a declare applies policies) */
     wr_buf_t b;
     cmd_begin(&b, CMD_LIMITS);
@@ -1925,6 +2293,7 @@ void wr_quorum_limits_changed(wr_queue_t *q)
     put_u64(&b, (uint64_t)l.max_length_bytes);
     put_u64(&b, (uint64_t)l.delivery_limit);
     wr_buf_put_u8(&b, (uint8_t)l.overflow);
+    wr_buf_put_u8(&b, (uint8_t)alo_of(&q->args));
     propose(qq, &b);
 }
 
@@ -1952,6 +2321,12 @@ size_t wr_quorum_ready(const wr_queue_t *q)
 size_t wr_quorum_unacked(const wr_queue_t *q)
 {
     return q->qq ? wr_qfifo_unacked(&q->qq->fifo) : 0;
+}
+
+size_t wr_quorum_dlx(const wr_queue_t *q, uint64_t *bytes)
+{
+    *bytes = q->qq ? q->qq->dlx.bytes : 0;
+    return q->qq ? q->qq->dlx.live : 0;
 }
 
 uint64_t wr_quorum_ready_bytes(const wr_queue_t *q)

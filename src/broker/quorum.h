@@ -120,6 +120,9 @@ int wr_quorum_status(const wr_queue_t *q, wr_quorum_status_t *out);
 
 size_t wr_quorum_ready(const wr_queue_t *q);
 size_t wr_quorum_unacked(const wr_queue_t *q);
+/* Dead-lettered messages kept until confirmed (at-least-once), and their
+ * body bytes. */
+size_t wr_quorum_dlx(const wr_queue_t *q, uint64_t *bytes);
 uint64_t wr_quorum_ready_bytes(const wr_queue_t *q);
 /* The node name of the leader ("warren@host:port"-style, or "" if none). */
 const char *wr_quorum_leader(const wr_queue_t *q);

@@ -113,6 +113,8 @@ typedef enum wr_node_stat {
     WR_NS_DROP_MAXLEN,
     WR_NS_DROP_REJECTED,
     WR_NS_DROP_DELIVERY_LIMIT,
+    /* Quorum queues' at-least-once dead letters confirmed by their targets. */
+    WR_NS_DL_CONFIRMED,
     WR_NS_N
 } wr_node_stat_t;
 

@@ -200,6 +200,8 @@ void wr_config_init(wr_config_t *c)
     c->stats_interval = 5000;
     c->quorum_cluster_size = 3;
     c->metadata_snapshot_threshold = 4096;
+    c->dlx_prefetch = 32;
+    c->dlx_retry_ms = 180000;
     c->frame_max = 131072;
     c->channel_max = 2047;
     c->consumer_timeout_ms = 1800000;
@@ -599,6 +601,18 @@ int wr_config_set(wr_config_t *c, const char *key, const char *value, char *err,
             return bad_value(err, errlen, key, value, "IP:port (e.g. 127.0.0.1:25672)");
         free(host);
         return set_string(&c->cluster_listener, key, value, err, errlen);
+    }
+    if (strcmp(key, "dead_letter_worker_consumer_prefetch") == 0) {
+        if (parse_u64(value, &n) < 0 || n < 1 || n > 65535)
+            return bad_value(err, errlen, key, value, "a number of messages, 1..65535");
+        c->dlx_prefetch = (unsigned)n;
+        return 0;
+    }
+    if (strcmp(key, "dead_letter_worker_publisher_confirm_timeout") == 0) {
+        if (parse_u64(value, &n) < 0 || n < 1 || n > 86400000)
+            return bad_value(err, errlen, key, value, "milliseconds, 1..86400000");
+        c->dlx_retry_ms = n;
+        return 0;
     }
     if (strcmp(key, "quorum_cluster_size") == 0) {
         if (parse_u64(value, &n) < 0 || n < 1 || n > 255)

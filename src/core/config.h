@@ -103,6 +103,13 @@ typedef struct wr_config {
     /* Metadata log entries between snapshots of the cluster's metadata
      * group (cluster.metadata_snapshot_threshold; default 4096). */
     unsigned metadata_snapshot_threshold;
+    /* At-least-once dead-lettering of quorum queues: dead letters awaiting
+     * their targets' confirms at a time (dead_letter_worker_consumer_
+     * prefetch, 32), and the wait before one that routed nowhere or was
+     * refused is tried again (dead_letter_worker_publisher_confirm_timeout,
+     * ms, 180000); RabbitMQ's names and defaults. */
+    unsigned dlx_prefetch;
+    uint64_t dlx_retry_ms;
     char *load_definitions; /* a definitions file imported at every start, or NULL */
     /* Memory alarm: publishers are blocked while messages held in memory
      * exceed the absolute limit if set, else this fraction of RAM. */

@@ -808,6 +808,15 @@ static void global_families(scrape_t *s)
         sample(s, g, dead[i].name, &a, ev(dead[i].dl));
         sample(s, g, dead[i].name, &b, ev(dead[i].drop));
     }
+    {
+        const char *name = "messages_dead_lettered_confirmed_total";
+        head(s, g, name, "counter",
+             "Total number of messages dead-lettered and confirmed by target queues");
+        labels_t c = {"", 0};
+        lbl_str(&c, "queue_type", "rabbit_quorum_queue");
+        lbl_str(&c, "dead_letter_strategy", "at_least_once");
+        sample(s, g, name, &c, ev(WR_NS_DL_CONFIRMED));
+    }
 
     static const struct {
         const char *name, *help;

@@ -48,7 +48,8 @@ AMQP091_GO = Path("/usr/share/gocode/src/github.com/rabbitmq/amqp091-go")
 
 @pytest.fixture(scope="module")
 def cl():
-    c = Cluster(3)
+    # A short retry for at-least-once dead letters that routed nowhere.
+    c = Cluster(3, config="dead_letter_worker_publisher_confirm_timeout = 500\n")
     try:
         yield c
         stop_and_check(c)  # exit statuses: test_sigterm_exits_cleanly
@@ -572,3 +573,77 @@ def test_consumer_timeout_on_a_follower():
                 m, _p, body = ch.basic_get(q, auto_ack=True)
             assert body == b"slow" and m.redelivered
         c.stop()
+
+
+def test_at_least_once_dead_letters_survive_leader_kill(cl):
+    """At-least-once dead-lettering: messages rejected while their
+    dead-letter exchange does not exist are kept by every member; after
+    the leader is killed, the new leader delivers them once a route (to a
+    quorum queue, through another node) exists, and they leave the
+    source."""
+    a = cl.nodes[0]
+    dlx, q, dlq = uid("alx"), uid("alo"), uid("alq")
+    args = dict(QQ)
+    args.update({"x-dead-letter-exchange": dlx, "x-dead-letter-strategy": "at-least-once",
+                 "x-overflow": "reject-publish"})
+    with a.connect() as conn:
+        conn.channel().queue_declare(q, durable=True, arguments=args)
+    leader, (f1, f2) = roles(cl, q)
+    bodies = [b"d%02d" % i for i in range(10)]
+    publish(f1, q, bodies)
+    with f2.connect() as conn:
+        ch = conn.channel()
+        n, deadline = 0, time.monotonic() + 15
+        while n < len(bodies) and time.monotonic() < deadline:
+            m, _p, _b = ch.basic_get(q)
+            if m is not None:
+                ch.basic_reject(m.delivery_tag, requeue=False)
+                n += 1
+        assert n == len(bodies)
+    wait_counts(cl, q, 10)  # kept: counted in messages on every node
+    leader.kill()
+    _new_leader(cl, q, leader, [f1, f2])
+    with f1.connect() as conn:
+        ch = conn.channel()
+        ch.exchange_declare(dlx, "fanout")
+        ch.queue_declare(dlq, durable=True, arguments=QQ)
+        ch.queue_bind(dlq, dlx)
+    wait_counts(cl, dlq, 10, nodes=[f1, f2], timeout=20)
+    wait_counts(cl, q, 0, nodes=[f1, f2])
+    leader.start()
+    wait_counts(cl, q, 0)
+    assert sorted(consume(f2, dlq, 10)) == bodies
+    delete(f1, q)
+    delete(f1, dlq)
+    with f1.connect() as conn:
+        conn.channel().exchange_delete(dlx)
+
+
+def test_get_through_follower_ack_and_reject(cl):
+    """basic.get with manual ack through a follower: an ack removes the
+    message and a reject without requeue drops it.  Found with the test
+    above: the leader, which has no pending get for another node's getter,
+    returned every such message to the queue at once (acks were then lost
+    and messages delivered again; rejects did not dead-letter)."""
+    q = declare(cl.nodes[0])
+    leader, (f1, _f2) = roles(cl, q)
+    publish(leader, q, [b"g%d" % i for i in range(6)])
+    got = []
+    with f1.connect() as conn:
+        ch = conn.channel()
+        deadline = time.monotonic() + 10
+        while len(got) < 6 and time.monotonic() < deadline:
+            m, _p, body = ch.basic_get(q)
+            if m is None:
+                continue
+            got.append(body)
+            if len(got) <= 3:
+                ch.basic_ack(m.delivery_tag)
+            else:
+                ch.basic_reject(m.delivery_tag, requeue=False)
+        # on the same channel: nothing comes back
+        time.sleep(0.5)
+        assert ch.basic_get(q) == (None, None, None)
+    assert got == [b"g%d" % i for i in range(6)]
+    wait_counts(cl, q, 0)
+    delete(f1, q)
