@@ -30,7 +30,7 @@ enum wr_qdlx_state {
 
 typedef struct wr_qdlx_ent {
     uint64_t id;
-    wr_qent_t e; /* the message (one reference), its seq and deliveries */
+    wr_qent_t e;    /* the message (one reference), its seq and deliveries */
     uint8_t reason; /* enum wr_qsm_reason */
     uint8_t live;
     uint8_t state; /* enum wr_qdlx_state: the leader's */
